@@ -1,0 +1,25 @@
+# The two commands of the README. Each builds the environment on first use (tools/setup_env.sh:
+# a venv in ~/.cache/merlib keyed by the dependency lists, linked as .venv) and reuses it after.
+SHELL := /bin/bash
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo lab clean-env
+
+setup:
+	@bash tools/setup_env.sh
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(PY) -m merlib demo
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=. --no-browser
+
+clean-env:
+	rm -rf "$$(readlink -f $(VENV))" $(VENV)

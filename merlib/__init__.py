@@ -1,0 +1,12 @@
+"""merlib: a workbench for multimodal (speech + text) emotion recognition.
+
+Reproduces Padi et al. (2022): a speaker-recognition ResNet34 transferred to emotion
+recognition, a fine-tuned BERT text classifier and late fusion of their log-softmax scores,
+evaluated on IEMOCAP with leave-one-session-out cross-validation.
+"""
+
+__version__ = "0.1.0"
+
+# The paper's 4-class protocol, in the column order of every scores file and confusion matrix.
+EMOTIONS = ("ang", "hap", "neu", "sad")
+EMOTION_NAMES = {"ang": "angry", "hap": "happy+excited", "neu": "neutral", "sad": "sad"}

@@ -1,0 +1,3 @@
+from merlib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,120 @@
+"""Configs are data: YAML files loaded into typed dataclasses.
+
+`configs/paper.yaml` holds every number of the paper's recipe; `configs/demo.yaml` starts from
+it (`base: paper.yaml`) and overrides what a 2-core machine cannot afford, each override
+commented with why. An unknown key is an error naming the file and the key, so a typo never
+silently falls back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import typing
+from dataclasses import dataclass, field
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file has an unknown key or a value of the wrong type."""
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "iemocap"             # iemocap | demo
+    root: str = "/path/to/IEMOCAP_full_release"   # the one path a user must set
+    manifest: str = "manifests/iemocap/utterances.jsonl"
+    holdout: str = "stratified"         # stratified | session (merlib.data.folds)
+    holdout_fraction: float = 0.1       # share of the training sessions held out (stratified)
+    folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+
+
+@dataclass
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 128                   # "high-resolution" log-mel (paper 4.2.1)
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    # 128 mel filters over the 257 bins of a 512-point FFT leave some low filters empty;
+    # zero-padding the 400-sample window to 1024 points gives every filter a bin.
+    n_fft: int = 1024
+    log_floor: float = 1e-6             # log(max(mel, floor))
+    normalization: str = "per_bin"      # per_bin: segment mean/var per mel bin (paper) | global
+    std_floor: float = 1e-3             # variance floor of the normalisation (no division by 0)
+
+
+@dataclass
+class Config:
+    name: str = "paper"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(hint, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, where: str):
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        if dataclasses.is_dataclass(value_type):
+            return {k: _build(value_type, v, f"{where}.{k}") for k, v in value.items()}
+        return {k: _coerce(value_type, v, f"{where}.{k}") for k, v in value.items()}
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _read_yaml(path: pathlib.Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (the shipped ones are configs/paper.yaml and configs/demo.yaml)")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if "base" in values:
+        values = _merge(_read_yaml(path.parent / values.pop("base")), values)
+    return values
+
+
+def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> Config:
+    """Load a YAML config (following `base:`), apply `overrides` (nested dict), validate."""
+    path = pathlib.Path(path)
+    values = _merge(_read_yaml(path), overrides or {})
+    return _build(Config, values, str(path))
+
+
+def config_to_dict(config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,1 @@
+"""Corpora, manifests and folds. Nothing in here needs a torch model."""

@@ -1,0 +1,48 @@
+"""WA and UA on hand-computed examples."""
+import numpy as np
+import pytest
+
+from merlib import metrics
+
+# true: 4 ang, 2 hap, 3 neu, 1 sad
+Y_TRUE = ["ang"] * 4 + ["hap"] * 2 + ["neu"] * 3 + ["sad"]
+Y_PRED = ["ang", "ang", "ang", "neu", "hap", "neu", "neu", "neu", "sad", "sad"]
+# confusion by hand: ang 3/4 right (1 -> neu); hap 1/2 (1 -> neu); neu 2/3 (1 -> sad); sad 1/1
+CONFUSION = [[3, 0, 1, 0], [0, 1, 1, 0], [0, 0, 2, 1], [0, 0, 0, 1]]
+
+
+def test_weighted_accuracy_is_overall_accuracy():
+    assert metrics.weighted_accuracy(Y_TRUE, Y_PRED) == pytest.approx(7 / 10)
+
+
+def test_unweighted_accuracy_is_mean_recall():
+    assert metrics.unweighted_accuracy(Y_TRUE, Y_PRED) == pytest.approx((3 / 4 + 1 / 2 + 2 / 3 + 1) / 4)
+
+
+def test_confusion_counts_and_row_normalised():
+    assert metrics.confusion(Y_TRUE, Y_PRED).tolist() == CONFUSION
+    normalised = metrics.confusion(Y_TRUE, Y_PRED, normalize=True)
+    assert normalised[0].tolist() == [0.75, 0, 0.25, 0]
+    assert np.allclose(normalised.sum(axis=1), 1)
+
+
+def test_indices_and_names_agree_and_unknown_label_fails():
+    assert metrics.unweighted_accuracy([0, 1, 2, 3], [0, 1, 2, 2]) == metrics.unweighted_accuracy(
+        ["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"]) == 0.75
+    with pytest.raises(ValueError, match="unknown label 'exc'"):
+        metrics.weighted_accuracy(["exc"], ["ang"])
+
+
+def test_fold_summary_mean_spread_pooled_and_interval():
+    folds = {1: (Y_TRUE, Y_PRED), 2: (["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"])}
+    summary = metrics.summarize_folds(folds, n_resamples=200)
+    ua1, ua2 = (3 / 4 + 1 / 2 + 2 / 3 + 1) / 4, 0.75
+    assert summary.ua == pytest.approx((ua1 + ua2) / 2)
+    assert summary.ua_std == pytest.approx(np.std([ua1, ua2], ddof=1))
+    assert summary.wa == pytest.approx((0.7 + 0.75) / 2)
+    assert summary.pooled_wa == pytest.approx(10 / 14)
+    assert summary.confusion.sum() == 14
+    low, high = summary.ua_ci
+    assert 0 <= low <= summary.pooled_ua <= high <= 1
+    assert metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3) == \
+        metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3)
