@@ -1,0 +1,1 @@
+"""Audio front end: reading, log-mel features, SpecAugment, datasets."""

@@ -1,0 +1,70 @@
+"""Speaker-recognition corpora in the VoxCeleb layout: `idNNNNN/<video>/<utt>.wav`.
+
+Used for speaker pretraining. `scan_voxceleb(root)` builds the manifest of any tree in that
+layout (a real VoxCeleb copy, or the synthetic demo speakers); paths are relative to the root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from dataclasses import dataclass
+from typing import Iterable
+
+import soundfile
+
+from merlib.data.manifest import ManifestError
+
+
+@dataclass(frozen=True)
+class SpeakerUtterance:
+    id: str          # id10001/1zcIwhmdeo4/00001
+    speaker: str     # id10001
+    video: str       # 1zcIwhmdeo4
+    wav: str         # relative to the corpus root
+    duration: float
+
+
+def scan_voxceleb(root: str | os.PathLike) -> list[SpeakerUtterance]:
+    """Every readable wav under `root/<speaker>/<video>/`, sorted by id."""
+    root = pathlib.Path(root)
+    speakers = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if not speakers:
+        raise FileNotFoundError(f"{root}: no speaker folders; expected the VoxCeleb layout idNNNNN/<video>/<utt>.wav")
+    records = []
+    for speaker in speakers:
+        for wav in sorted(speaker.glob("*/*.wav")):
+            if wav.name.startswith("._"):
+                continue
+            info = soundfile.info(str(wav))
+            relative = wav.relative_to(root).as_posix()
+            records.append(SpeakerUtterance(id=relative[:-4], speaker=speaker.name, video=wav.parent.name,
+                                            wav=relative, duration=round(info.frames / info.samplerate, 4)))
+    return records
+
+
+def write_speaker_manifest(records: Iterable[SpeakerUtterance], path: str | os.PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    with temporary.open("w") as handle:
+        for record in records:
+            handle.write(json.dumps(dataclasses.asdict(record)) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def read_speaker_manifest(path: str | os.PathLike) -> list[SpeakerUtterance]:
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: no such speaker manifest; make one with `merlib demo-speakers OUT` "
+                            "or point speaker pretraining at a VoxCeleb-layout folder")
+    records = []
+    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(SpeakerUtterance(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ManifestError(f"{path}:{line_number}: not a speaker record ({error})") from None
+    return records
