@@ -107,6 +107,43 @@ def _demo(args) -> int:
     return 0
 
 
+def _config(args):
+    from merlib.config import load_config
+
+    return load_config(args.config)
+
+
+def _pretrain(args) -> int:
+    from merlib import pipeline
+
+    config = _config(args)
+    path = pipeline.pretrain(config, pipeline.run_directory(config, args.runs))
+    print(f"speaker backbone: {path}" if path else "speech.pretrained is not 'pretrain': nothing to do")
+    return 0
+
+
+def _speech(args) -> int:
+    import json
+
+    from merlib import pipeline
+
+    config = _config(args)
+    run_dir = pipeline.run_directory(config, args.runs)
+    pipeline.pretrain(config, run_dir)
+    stages = ("lp", "ft") if args.stage == "both" else (args.stage,)
+    results = pipeline.speech_fold(config, args.fold, run_dir, stages)
+    for stage, summary in results.items():
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+    print(f"scores: {run_dir / f'fold{args.fold}'}/speech_<stage>_scores.csv")
+    return 0
+
+
+def _bench(args) -> int:
+    from merlib import bench
+
+    return bench.main(args.kind, args.json, args.config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="merlib", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +176,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--force", action="store_true", help="regenerate even if up to date")
         sub.set_defaults(handler=handler)
 
+    pretrain = commands.add_parser("pretrain", help="speaker pretraining of the ResNet34 (resumable)")
+    pretrain.add_argument("--config", default="configs/demo.yaml")
+    pretrain.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+    pretrain.set_defaults(handler=_pretrain)
+
+    speech = commands.add_parser("speech", help="one LOSO fold of speech transfer (linear probe, fine-tune)")
+    speech.add_argument("--config", default="configs/demo.yaml")
+    speech.add_argument("--fold", type=int, required=True)
+    speech.add_argument("--stage", choices=("lp", "ft", "both"), default="both")
+    speech.add_argument("--runs", default="runs")
+    speech.set_defaults(handler=_speech)
+
+    bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
+    bench.add_argument("kind", choices=("speech",))
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--config", default="configs/demo.yaml", help="config of the loop-overhead model")
+    bench.set_defaults(handler=_bench)
+
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded demo corpus")
     demo.set_defaults(handler=_demo)
     return parser
@@ -150,10 +205,16 @@ def main(argv: list[str] | None = None) -> int:
     from merlib.data.iemocap import IemocapFormatError
     from merlib.data.espeak import EspeakMissingError
     from merlib.data.manifest import ManifestError
+    from merlib.audio.features import AudioError
+    from merlib.config import ConfigError
+    from merlib.models.checkpoints import CheckpointMismatchError
+    from merlib.scores import ScoresError
+    from merlib.train.loop import TrainingDivergedError
 
     try:
         return args.handler(args)
-    except (FileNotFoundError, ManifestError, IemocapFormatError, LeakageError, EspeakMissingError) as error:
+    except (FileNotFoundError, ManifestError, IemocapFormatError, LeakageError, EspeakMissingError, AudioError,
+            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError) as error:
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -44,11 +44,81 @@ class FeatureConfig:
 
 
 @dataclass
+class MaskPolicy:
+    """One SpecAugment policy (Park et al. 2019): masks per axis and their maximum widths."""
+    freq_masks: int = 1              # number of frequency masks
+    freq_width: int = 16             # maximum width of each, in mel bins
+    time_masks: int = 1              # number of time masks
+    time_width: int = 40             # maximum width of each, in frames
+    max_time_fraction: float = 1.0   # a time mask covers at most this share of the frames
+
+
+# The paper's policies (its ref. [38]) are unpublished; these follow SpecAugment's LibriSpeech
+# LB (conservative) and LD (aggressive) policies, frequency widths scaled from 80 to 128 bins.
+DEFAULT_POLICIES = {
+    "conservative": MaskPolicy(freq_masks=1, freq_width=16, time_masks=1, time_width=40),
+    "aggressive": MaskPolicy(freq_masks=2, freq_width=27, time_masks=2, time_width=60, max_time_fraction=0.5),
+}
+
+
+@dataclass
+class AugmentConfig:
+    copies: int = 2                  # augmented copies per training segment (paper: two)
+    # copy k is masked by copy_policies[(k - 1) % len]: one conservative, one aggressive copy
+    copy_policies: list[str] = field(default_factory=lambda: ["conservative", "aggressive"])
+    policies: dict[str, MaskPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet34"
+    m_channels: int = 32             # channels of the first block (paper: 32)
+    embed_dim: int = 512             # embedding layer (paper: 512)
+
+
+@dataclass
+class StageConfig:
+    """One SGD stage: speaker pretraining, linear probing or fine-tuning."""
+    epochs: int = 20                 # not in the paper; the best hold-out epoch is kept
+    lr: float = 0.1                  # FC (segment-level) layers
+    backbone_lr: float = 0.0         # convolutional layers; 0 freezes them
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    chunk_frames: list[int] = field(default_factory=lambda: [150, 200, 250, 300])
+    constant_epochs: int = 8         # lr constant for 8 epochs ...
+    halve_every: int = 2             # ... then halved every other epoch
+    warmup_epochs: int = 0
+    max_grad_norm: float = 0.0       # 0: no clipping
+
+
+@dataclass
+class PretrainConfig:
+    """Speaker classification on a VoxCeleb-layout corpus (idNNNNN/<video>/<utt>.wav)."""
+    corpus_root: str = "/path/to/voxceleb/wav"   # or "demo": the synthetic demo speakers
+    stage: StageConfig = field(default_factory=lambda: StageConfig(epochs=30, lr=0.1, backbone_lr=0.1))
+    holdout_per_speaker: int = 1     # utterances per speaker kept out to measure speaker-ID accuracy
+    augment_copies: int = 2          # SpecAugment copies per segment (the paper: two, as for emotion)
+
+
+@dataclass
+class SpeechConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    # pretrain: this run's speaker pretraining; none: from scratch (ablation); or a checkpoint path
+    pretrained: str = "pretrain"
+    linear_probe: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.0))
+    fine_tune: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.001))
+
+
+@dataclass
 class Config:
     name: str = "paper"
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
 
 def _build(cls, values: dict, where: str):

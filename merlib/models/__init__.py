@@ -1,0 +1,1 @@
+"""Models take tensors; they know nothing of manifests or training."""

@@ -1,0 +1,137 @@
+"""ResNet34 with statistics pooling: the speaker network of the paper (section 3.2, Figure 1).
+
+In wespeaker's style: one `ResNet` class, a small factory per depth. Frame-level layers
+(convolutions, batch norm, PReLU) see (batch, frames, mel) spectrograms; statistics pooling
+(mean ‖ standard deviation over time) turns any number of frames into one vector; segment-level
+FC layers give the embedding. The classification head is a separate module, so transfer
+replaces it (and the embedding layer) without touching the convolutions.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.act1 = nn.PReLU(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.act2 = nn.PReLU(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(planes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.act2(out + self.shortcut(x))
+
+
+class StatisticsPooling(nn.Module):
+    """(batch, channels, frames) → (batch, 2·channels): mean and standard deviation over time."""
+
+    def __init__(self, in_dim: int):
+        super().__init__()
+        self.in_dim = in_dim
+
+    def get_out_dim(self) -> int:
+        return 2 * self.in_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=-1)
+        # unbiased=False: defined for a single frame; the floor keeps the sqrt's gradient finite
+        std = torch.sqrt(x.var(dim=-1, unbiased=False).clamp_min(1e-7))
+        return torch.cat([mean, std], dim=-1)
+
+
+class ResNet(nn.Module):
+    """Input (batch, frames, feat_dim) → embedding (batch, embed_dim)."""
+
+    def __init__(self, block, num_blocks: list[int], feat_dim: int = 128, embed_dim: int = 512,
+                 m_channels: int = 32):
+        super().__init__()
+        self.feat_dim, self.embed_dim, self.m_channels = feat_dim, embed_dim, m_channels
+        self.in_planes = m_channels
+        self.conv1 = nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(m_channels)
+        self.act1 = nn.PReLU(m_channels)
+        self.layer1 = self._make_layer(block, m_channels, num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(block, m_channels * 2, num_blocks[1], stride=2)
+        self.layer3 = self._make_layer(block, m_channels * 4, num_blocks[2], stride=2)
+        self.layer4 = self._make_layer(block, m_channels * 8, num_blocks[3], stride=2)
+        # three stride-2 stages: the frequency axis shrinks by 8 (rounded up)
+        self.pooling = StatisticsPooling(m_channels * 8 * block.expansion * ((feat_dim + 7) // 8))
+        self.embedding = nn.Linear(self.pooling.get_out_dim(), embed_dim)
+
+    def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for layer_stride in [stride] + [1] * (num_blocks - 1):
+            layers.append(block(self.in_planes, planes, layer_stride))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    def frame_layers(self) -> list[nn.Module]:
+        """The convolutional (frame-level) part: what linear probing freezes."""
+        return [self.conv1, self.bn1, self.act1, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def segment_layers(self) -> list[nn.Module]:
+        """The FC (segment-level) part: what transfer replaces with new random layers."""
+        return [self.embedding]
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, feat_dim) → pooled statistics (batch, pooling.get_out_dim())."""
+        if x.dim() != 3 or x.shape[-1] != self.feat_dim:
+            raise ValueError(f"ResNet expects (batch, frames, {self.feat_dim}) features, got {tuple(x.shape)}")
+        x = x.transpose(1, 2).unsqueeze(1)        # (B,T,F) => (B,1,F,T)
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B,8m,F/8,T/8)
+        x = x.flatten(1, 2)                       # (B,8m,F/8,T/8) => (B,8m·F/8,T/8)
+        return self.pooling(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.pooled(x))
+
+
+def ResNet34(feat_dim: int = 128, embed_dim: int = 512, m_channels: int = 32) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], feat_dim=feat_dim, embed_dim=embed_dim, m_channels=m_channels)
+
+
+class ClassificationHead(nn.Module):
+    """Embedding → classes: batch norm and PReLU on the embedding, then a linear output layer
+    (no activation on the output: the loss applies log-softmax)."""
+
+    def __init__(self, embed_dim: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(embed_dim)
+        self.act = nn.PReLU(embed_dim)
+        self.output = nn.Linear(embed_dim, num_classes)
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.output(self.act(self.norm(embedding)))
+
+
+class Classifier(nn.Module):
+    """A backbone with a classification head: features → logits."""
+
+    def __init__(self, backbone: ResNet, num_classes: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = ClassificationHead(backbone.embed_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
+        """From cached pooled statistics (linear probing of a frozen backbone)."""
+        return self.head(self.backbone.embedding(pooled))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

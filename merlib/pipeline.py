@@ -1,0 +1,90 @@
+"""Where a config's data lives, and the steps of a run that the CLI and notebooks share.
+
+`data.root: demo` / `pretrain.corpus_root: demo` name the embedded demo corpora, generated on
+first use under ~/.cache/merlib/data (or $MERLIB_DATA); anything else is a path the user set.
+Features are cached per corpus (keyed by its resolved root) and per front-end config.
+"""
+from __future__ import annotations
+
+import hashlib
+import pathlib
+
+from merlib.config import Config
+from merlib.data import iemocap
+from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
+from merlib.data.manifest import Utterance, read_manifest
+
+
+def corpus_root(config: Config) -> pathlib.Path:
+    if config.data.root == "demo":
+        root = default_data_dir() / "demo-corpus"
+        generate_demo_corpus(root)
+        return root
+    root = pathlib.Path(config.data.root).expanduser()
+    if not (root / "Session1").is_dir():
+        raise FileNotFoundError(f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
+                                "(no Session1/ in it); set data.root in your config to the folder that contains Session1/")
+    return root
+
+
+def load_utterances(config: Config) -> tuple[list[Utterance], pathlib.Path]:
+    """The run's manifest and its corpus root (the demo manifest is prepared on first use)."""
+    root = corpus_root(config)
+    if config.data.manifest == "demo":
+        out = default_data_dir() / "demo-manifest"
+        manifest = out / "utterances.jsonl"
+        marker = out / "prepared_from.txt"
+        stamp = (root / "demo_corpus.json").read_text()
+        if not manifest.is_file() or not marker.is_file() or marker.read_text() != stamp:
+            iemocap.write_prepared(iemocap.prepare_iemocap(root, corpus="demo"), out, root)
+            marker.write_text(stamp)
+        return read_manifest(manifest), root
+    return read_manifest(config.data.manifest), root
+
+
+def speaker_corpus_root(config: Config) -> pathlib.Path:
+    if config.pretrain.corpus_root == "demo":
+        root = default_data_dir() / "demo-speakers"
+        generate_demo_speakers(root)
+        return root
+    return pathlib.Path(config.pretrain.corpus_root).expanduser()
+
+
+def feature_cache_dir(root: pathlib.Path) -> pathlib.Path:
+    """Per corpus: utterance ids of two corpora (IEMOCAP and the demo) may coincide."""
+    key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
+    return default_data_dir() / "features" / f"{root.name}-{key}"
+
+
+def run_directory(config: Config, runs: str | pathlib.Path = "runs") -> pathlib.Path:
+    return pathlib.Path(runs) / config.name
+
+
+def fold_of(config: Config, utterances: list[Utterance], fold: int):
+    from merlib.data.folds import make_fold
+
+    return make_fold(utterances, fold, holdout=config.data.holdout,
+                     holdout_fraction=config.data.holdout_fraction, seed=config.seed)
+
+
+def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pathlib.Path | None:
+    """Speaker pretraining of this run (skipped when done, or when speech.pretrained is not `pretrain`)."""
+    from merlib.data.speakers import read_speaker_manifest, scan_voxceleb, write_speaker_manifest
+    from merlib.train.speaker import pretrain_speakers
+
+    if config.speech.pretrained != "pretrain":
+        return None
+    root = speaker_corpus_root(config)
+    manifest = root / "speakers.jsonl"
+    if not manifest.is_file():
+        write_speaker_manifest(scan_voxceleb(root), manifest)
+    return pretrain_speakers(config, read_speaker_manifest(manifest), root, run_dir / "pretrain",
+                             feature_cache_dir(root), progress=progress)
+
+
+def speech_fold(config: Config, fold: int, run_dir: pathlib.Path, stages=("lp", "ft"), progress: bool = True) -> dict:
+    from merlib.train.speech import run_speech_fold
+
+    utterances, root = load_utterances(config)
+    return run_speech_fold(config, fold_of(config, utterances, fold), root, run_dir, feature_cache_dir(root),
+                           stages=stages, progress=progress)

@@ -1,0 +1,1 @@
+"""Training: one loop (loop.py) used by speaker pretraining, speech transfer and text fine-tuning."""

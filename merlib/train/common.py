@@ -1,0 +1,50 @@
+"""Pieces shared by the speech stages: building models, optimisers and augmenters from config."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import torch
+
+from merlib.audio.augment import SpecAugment
+from merlib.config import Config, StageConfig
+from merlib.models.resnet import ResNet, ResNet34
+from merlib.train.loop import Schedule
+
+
+def build_backbone(config: Config) -> ResNet:
+    if config.speech.model.backbone != "resnet34":
+        raise ValueError(f"speech.model.backbone={config.speech.model.backbone!r}: only resnet34 is built in")
+    return ResNet34(feat_dim=config.features.n_mels, embed_dim=config.speech.model.embed_dim,
+                    m_channels=config.speech.model.m_channels)
+
+
+def build_augmenters(config: Config) -> list[SpecAugment]:
+    if config.augment.copies == 0:
+        return []
+    unknown = [name for name in config.augment.copy_policies if name not in config.augment.policies]
+    if unknown:
+        raise ValueError(f"augment.copy_policies names unknown policies {unknown}; "
+                         f"defined: {sorted(config.augment.policies)}")
+    return [SpecAugment(config.augment.policies[name]) for name in config.augment.copy_policies]
+
+
+def sgd_for(model: torch.nn.Module, frame_parameters: list, segment_parameters: list,
+            stage: StageConfig) -> torch.optim.SGD:
+    """Two parameter groups: convolutions at backbone_lr (left out when 0: frozen), FC at lr."""
+    groups = [{"params": segment_parameters, "lr": stage.lr, "name": "fc"}]
+    if stage.backbone_lr > 0:
+        groups.insert(0, {"params": frame_parameters, "lr": stage.backbone_lr, "name": "conv"})
+    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+
+
+def schedule_for(stage: StageConfig) -> Schedule:
+    return Schedule(constant_epochs=stage.constant_epochs, halve_every=stage.halve_every,
+                    warmup_epochs=stage.warmup_epochs)
+
+
+def write_json(path: pathlib.Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    temporary.replace(path)

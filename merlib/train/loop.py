@@ -1,0 +1,145 @@
+"""The one training loop: epochs of batches, a per-epoch learning-rate schedule, gradient
+clipping, a divergence guard, per-epoch metrics, best-epoch tracking and atomic checkpoints
+that resume exactly where a run stopped.
+
+Reproducibility: epoch e draws its batches from `np.random.default_rng([seed, e])` and seeds
+torch with `(seed, e)`, so a resumed run gives the same result as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import pathlib
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from merlib.models.checkpoints import load_checkpoint, save_atomic
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last finished epoch's checkpoint is kept."""
+
+
+@dataclass
+class Schedule:
+    """lr factor per epoch (0-based): linear warm-up, constant, then halved every `halve_every`.
+
+    Paper: constant for the first 8 epochs, then halved every other epoch.
+    """
+    constant_epochs: int = 8
+    halve_every: int = 2
+    warmup_epochs: int = 0
+
+    def factor(self, epoch: int) -> float:
+        if epoch < self.warmup_epochs:
+            return (epoch + 1) / (self.warmup_epochs + 1)
+        if epoch < self.constant_epochs:
+            return 1.0
+        return 0.5 ** ((epoch - self.constant_epochs) // self.halve_every + 1)
+
+
+def default_forward(model: torch.nn.Module, inputs) -> torch.Tensor:
+    if isinstance(inputs, dict):
+        output = model(**inputs)
+        return output.logits if hasattr(output, "logits") else output
+    return model(inputs)
+
+
+class Trainer:
+    """Train `model` with `optimizer` (param groups carry their base lr in `initial_lr`).
+
+    make_batches(epoch, rng) yields (inputs, targets); evaluate(epoch) returns metrics such as
+    {"holdout_ua": 0.61}; `select` names the metric whose best epoch is kept (higher is better).
+    """
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, schedule: Schedule | None = None,
+                 checkpoint: str | pathlib.Path | None = None, seed: int = 0, max_grad_norm: float | None = None,
+                 forward: Callable = default_forward, set_train_mode: Callable | None = None,
+                 select: str | None = None, description: str = "train", progress: bool = True):
+        self.model, self.optimizer = model, optimizer
+        self.schedule = schedule or Schedule(constant_epochs=10**9)
+        self.checkpoint = pathlib.Path(checkpoint) if checkpoint else None
+        self.seed, self.max_grad_norm, self.forward = seed, max_grad_norm, forward
+        self.set_train_mode = set_train_mode or (lambda m: m.train())
+        self.select, self.description, self.progress = select, description, progress
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.history: list[dict] = []
+        self.best_epoch: int | None = None
+        self.best_state: dict | None = None
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def _save(self, epoch: int) -> None:
+        if self.checkpoint is None:
+            return
+        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "epoch": epoch, "history": self.history, "best_epoch": self.best_epoch,
+                     "best_state": self.best_state}, self.checkpoint)
+
+    def _resume(self) -> int:
+        """Load the checkpoint if there is one; returns the first epoch still to run."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return 0
+        state = load_checkpoint(self.checkpoint)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history, self.best_epoch, self.best_state = state["history"], state["best_epoch"], state["best_state"]
+        return state["epoch"] + 1
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, epochs: int, make_batches: Callable[[int, np.random.Generator], Iterable],
+            evaluate: Callable[[int], dict] | None = None) -> list[dict]:
+        for epoch in range(self._resume(), epochs):
+            torch.manual_seed(self.seed * 100_003 + epoch)
+            rng = np.random.default_rng([self.seed, epoch])
+            factor = self.schedule.factor(epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+            started = time.perf_counter()
+            loss_sum, count = self.run_epoch(epoch, make_batches(epoch, rng))
+            row = {"epoch": epoch, "lr_factor": factor, "train_loss": loss_sum / max(count, 1),
+                   "seconds": round(time.perf_counter() - started, 2)}
+            if evaluate is not None:
+                row |= evaluate(epoch)
+            self.history.append(row)
+            if self.select is not None and (self.best_epoch is None or
+                                            row[self.select] > self.history[self.best_epoch][self.select]):
+                self.best_epoch = epoch
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            self._save(epoch)
+        return self.history
+
+    def run_epoch(self, epoch: int, batches: Iterable) -> tuple[float, int]:
+        self.set_train_mode(self.model)
+        loss_sum, count = 0.0, 0
+        bar = tqdm(batches, desc=f"{self.description} epoch {epoch + 1}", unit="batch",
+                   disable=not self.progress, leave=False, mininterval=5)
+        for step, (inputs, targets) in enumerate(bar):
+            logits = self.forward(self.model, inputs)
+            loss = torch.nn.functional.cross_entropy(logits, targets)
+            if not math.isfinite(loss.item()):
+                lrs = [g["lr"] for g in self.optimizer.param_groups]
+                raise TrainingDivergedError(
+                    f"{self.description}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lrs}). "
+                    "Lower the learning rate, add warm-up or gradient clipping in the config; "
+                    + (f"the checkpoint of the last finished epoch is kept at {self.checkpoint}." if self.checkpoint
+                       else "nothing was checkpointed."))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+            loss_sum += loss.item() * len(targets)
+            count += len(targets)
+            bar.set_postfix(loss=f"{loss_sum / count:.3f}", refresh=False)
+        return loss_sum, count
+
+    def restore_best(self) -> None:
+        """Load the state of the best epoch by `select` (no-op without selection)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)

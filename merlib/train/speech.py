@@ -1,0 +1,210 @@
+"""Emotion transfer of the speaker network (paper 3.2.1, 4.2.1), one LOSO fold at a time.
+
+New randomly initialised FC layers (embedding layer and classification head) go on the
+pretrained convolutions, then
+1. linear probing (`lp`): convolutions frozen, FC layers trained at lr 1e-1;
+2. fine-tuning (`ft`): convolutions at 1e-3 together with the FC layers (two parameter groups),
+   starting from the linear-probed model.
+SGD, momentum 0.9, batch 32, lr constant for 8 epochs then halved every other epoch; random
+T-frame chunks, T from {150, 200, 250, 300} per batch; full-length evaluation. The epoch with
+the best hold-out UA is kept. Scores follow the contract (merlib.scores).
+
+Linear probing does not run the frozen convolutions every epoch: their output (the pooled
+statistics) is computed once per segment — the original and its augmented copies, at full
+length — and cached, and the FC layers are trained on those vectors. Random chunking applies
+to fine-tuning only; this is the one place we depart from the recipe, for speed (the frozen
+layers see the same inputs either way; only the chunking of those inputs differs).
+"""
+from __future__ import annotations
+
+import pathlib
+import zlib
+
+import numpy as np
+import torch
+
+from merlib import EMOTIONS
+from merlib.audio.augment import mask_features
+from merlib.audio.dataset import chunk_batches, evaluate_full_length, training_items
+from merlib.audio.features import FeatureCache
+from merlib.config import Config
+from merlib.data.folds import Fold
+from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, load_state_dict_checked, save_atomic
+from merlib.models.resnet import Classifier
+from merlib.metrics import unweighted_accuracy, weighted_accuracy
+from merlib.scores import write_scores
+from merlib.train.common import build_augmenters, build_backbone, schedule_for, sgd_for, write_json
+from merlib.train.loop import Trainer
+
+STAGES = ("lp", "ft")
+
+
+def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | None:
+    """`pretrain` → this run's speaker backbone; `none` → from scratch; else a checkpoint path."""
+    from merlib.train.speaker import BACKBONE_FILE
+
+    if config.speech.pretrained == "none":
+        return None
+    if config.speech.pretrained == "pretrain":
+        path = run_dir / "pretrain" / BACKBONE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no speaker backbone yet; run speaker pretraining first "
+                                    f"(merlib pretrain --config ... or notebooks/10_speaker_pretrain.ipynb), "
+                                    "or set speech.pretrained: none to train from scratch")
+        return path
+    return pathlib.Path(config.speech.pretrained)
+
+
+def build_transfer_model(config: Config, pretrained: pathlib.Path | None) -> Classifier:
+    """Pretrained convolutions, new random FC layers (embedding + head) for the 4 emotions."""
+    torch.manual_seed(config.seed)
+    model = Classifier(build_backbone(config), len(EMOTIONS))
+    if pretrained is not None:
+        state = load_checkpoint(pretrained)
+        # The convolutions must match exactly; the pretrained embedding layer is not loaded: the
+        # new model's randomly initialised one replaces it (the paper's new FC layers).
+        load_state_dict_checked(model.backbone, state, str(pretrained),
+                                hint="Set features.n_mels and speech.model.* to the values the speaker "
+                                     "network was pretrained with (see pretrain_history.json next to it).",
+                                ignore_prefixes=("embedding.",))
+        # Convolutions take any number of mel bins, so only the old embedding shows other features.
+        if "embedding.weight" in state and state["embedding.weight"].shape[1] != model.backbone.pooling.get_out_dim():
+            raise CheckpointMismatchError(
+                f"{pretrained} was pretrained on other features: its pooled statistics have "
+                f"{state['embedding.weight'].shape[1]} dimensions, this config gives "
+                f"{model.backbone.pooling.get_out_dim()}. Set features.n_mels to the pretraining value "
+                "(see pretrain_history.json next to the checkpoint).")
+    return model
+
+
+def _frozen_frame_layers(model: Classifier) -> None:
+    model.train()
+    for layer in model.backbone.frame_layers():
+        layer.eval()   # frozen batch-norm statistics stay as pretrained
+
+
+class SpeechFold:
+    """Everything one fold needs: features of its three splits, the model, the output folder."""
+
+    def __init__(self, config: Config, fold: Fold, corpus_root, run_dir, cache_dir, progress: bool = True):
+        self.config, self.fold, self.progress = config, fold, progress
+        self.run_dir = pathlib.Path(run_dir)
+        self.fold_dir = self.run_dir / f"fold{fold.fold}"
+        cache = FeatureCache(cache_dir, corpus_root, config.features)
+        every = list(fold.train) + list(fold.holdout) + list(fold.test)
+        cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} log-mel")
+        self.features = {split: [cache.get(u.id, u.wav) for u in getattr(fold, split)]
+                         for split in ("train", "holdout", "test")}
+        self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
+                       for split in ("train", "holdout", "test")}
+
+    def _metrics(self, scores: torch.Tensor, split: str) -> dict:
+        predicted = scores.argmax(dim=1).numpy()
+        return {f"{split}_ua": unweighted_accuracy(self.labels[split], predicted),
+                f"{split}_wa": weighted_accuracy(self.labels[split], predicted)}
+
+    def _write(self, stage: str, model: Classifier, score_fn, history: list, best_epoch) -> dict:
+        holdout, test = score_fn("holdout"), score_fn("test")
+        ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
+        splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
+        labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
+        write_scores(self.fold_dir / f"speech_{stage}_scores.csv", ids, splits, labels,
+                     torch.cat([holdout, test]).numpy())
+        summary = {"stage": stage, "best_epoch": best_epoch, **self._metrics(holdout, "holdout"),
+                   **self._metrics(test, "test"), "history": history}
+        write_json(self.fold_dir / f"speech_{stage}_history.json", summary)
+        return summary
+
+    # -- stage 1 ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _pooled(self, model: Classifier, split: str, copies: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Frozen-network statistics of every segment (and, for train, its augmented copies)."""
+        model.eval()
+        augmenters = build_augmenters(self.config) if copies else []
+        vectors, labels = [], []
+        for index, features in enumerate(self.features[split]):
+            versions = [features]
+            for copy in range(1, copies + 1):
+                seed = zlib.crc32(f"{self.fold.fold}/{index}/{copy}/{self.config.seed}".encode())
+                versions.append(mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0])
+            for version in versions:
+                vectors.append(model.backbone.pooled(version.unsqueeze(0))[0])
+                labels.append(self.labels[split][index])
+        return torch.stack(vectors), np.array(labels)
+
+    def linear_probe(self, model: Classifier) -> dict:
+        stage = self.config.speech.linear_probe
+        train_x, train_y = self._pooled(model, "train", self.config.augment.copies)
+        holdout_x, _ = self._pooled(model, "holdout", 0)
+        test_x, _ = self._pooled(model, "test", 0)
+        for parameter in model.backbone.parameters():
+            parameter.requires_grad_(False)
+        segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+        for parameter in segment:
+            parameter.requires_grad_(True)
+        optimizer = sgd_for(model, [], segment, stage)
+        train_targets = torch.as_tensor(train_y, dtype=torch.long)
+
+        def make_batches(epoch, rng):
+            order = torch.as_tensor(rng.permutation(len(train_targets)))
+            for start in range(0, len(order), stage.batch_size):
+                index = order[start:start + stage.batch_size]
+                yield train_x[index], train_targets[index]
+
+        def score(split):
+            model.eval()
+            with torch.no_grad():
+                return torch.log_softmax(model.forward_pooled(holdout_x if split == "holdout" else test_x), dim=-1)
+
+        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / "speech_lp.ckpt",
+                          seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None,
+                          forward=lambda m, x: m.forward_pooled(x), set_train_mode=_frozen_frame_layers,
+                          select="holdout_ua", description=f"fold {self.fold.fold} linear probe", progress=self.progress)
+        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        trainer.restore_best()
+        for parameter in model.parameters():
+            parameter.requires_grad_(True)
+        return self._write("lp", model, score, history, trainer.best_epoch)
+
+    # -- stage 2 ----------------------------------------------------------------------------
+    def fine_tune(self, model: Classifier) -> dict:
+        stage = self.config.speech.fine_tune
+        frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
+        segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+        optimizer = sgd_for(model, frame, segment, stage)
+        items = training_items(len(self.features["train"]), self.config.augment.copies)
+        augmenters = build_augmenters(self.config)
+        train_labels = self.labels["train"].tolist()
+
+        def make_batches(epoch, rng):
+            return chunk_batches(self.features["train"], train_labels, items, stage.batch_size,
+                                 stage.chunk_frames, rng, augmenters)
+
+        def score(split):
+            return evaluate_full_length(model, self.features[split])
+
+        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / "speech_ft.ckpt",
+                          seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None, select="holdout_ua",
+                          description=f"fold {self.fold.fold} fine-tune", progress=self.progress)
+        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        trainer.restore_best()
+        return self._write("ft", model, score, history, trainer.best_epoch)
+
+
+def run_speech_fold(config: Config, fold: Fold, corpus_root, run_dir, cache_dir, stages=STAGES,
+                    progress: bool = True) -> dict:
+    """Linear probe then fine-tune (each skipped when its scores exist); returns their summaries."""
+    run_dir = pathlib.Path(run_dir)
+    job = SpeechFold(config, fold, corpus_root, run_dir, cache_dir, progress)
+    model = build_transfer_model(config, resolve_pretrained(config, run_dir))
+    results = {}
+    lp_state = job.fold_dir / "speech_lp_model.pt"
+    if "lp" in stages:
+        if (job.fold_dir / "speech_lp_scores.csv").is_file() and lp_state.is_file():
+            model.load_state_dict(load_checkpoint(lp_state))
+        else:
+            results["lp"] = job.linear_probe(model)
+            save_atomic(model.state_dict(), lp_state)
+    if "ft" in stages and not (job.fold_dir / "speech_ft_scores.csv").is_file():
+        results["ft"] = job.fine_tune(model)
+    return results

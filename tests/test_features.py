@@ -1,0 +1,102 @@
+"""Log-mel front end, SpecAugment and bad-audio errors."""
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from merlib.audio import features as F
+from merlib.audio.augment import DEFAULT_POLICIES, SpecAugment, mask_features
+from merlib.config import FeatureConfig, MaskPolicy
+
+
+def write_wav(path, seconds=1.0, rate=16000, channels=1, seed=0, subtype="PCM_16"):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(rate * seconds)) / rate
+    mono = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.2 * t)) + 0.01 * rng.normal(size=t.shape)
+    audio = np.stack([mono] * channels, axis=1) if channels > 1 else mono
+    soundfile.write(str(path), audio, rate, subtype=subtype)
+    return path
+
+
+def test_shapes_and_per_bin_normalisation(tmp_path):
+    waveform = F.load_audio(write_wav(tmp_path / "a.wav", seconds=2.0))
+    log_mel = F.LogMel(FeatureConfig())(waveform)
+    assert log_mel.shape == (201, 128)            # 10 ms hop, centred frames
+    assert torch.allclose(log_mel.mean(0), torch.zeros(128), atol=1e-4)
+    assert torch.allclose(log_mel.std(0, unbiased=False), torch.ones(128), atol=1e-3)
+
+
+def test_empty_mel_filters_give_no_nan_or_inf():
+    config = FeatureConfig(n_fft=512)   # 128 filters over 257 bins: some low filters are empty
+    with pytest.warns(UserWarning, match="empty filters"):
+        front_end = F.LogMel(config)
+    for waveform in (torch.zeros(16000), torch.randn(16000) * 1e-3, torch.randn(400)):
+        out = front_end(waveform)
+        assert torch.isfinite(out).all()
+
+
+def test_global_normalisation_keeps_spectral_shape(tmp_path):
+    waveform = F.load_audio(write_wav(tmp_path / "a.wav"))
+    out = F.LogMel(FeatureConfig(normalization="global", n_mels=64))(waveform)
+    assert abs(out.mean().item()) < 1e-4 and abs(out.std(unbiased=False).item() - 1) < 1e-3
+    assert out.mean(0).std() > 0.1        # per-bin means differ: tilt is kept
+
+
+def test_stereo_is_downmixed_and_other_rates_resampled_once(tmp_path):
+    stereo = F.load_audio(write_wav(tmp_path / "s.wav", channels=2))
+    assert stereo.dim() == 1 and stereo.shape[0] == 16000
+    F._RESAMPLE_WARNED.discard(8000)
+    with pytest.warns(UserWarning, match="8000 Hz audio is resampled to 16000 Hz"):
+        low = F.load_audio(write_wav(tmp_path / "l.wav", rate=8000))
+    assert low.shape[0] == 16000
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.load_audio(write_wav(tmp_path / "l2.wav", rate=8000))   # said once only
+
+
+def test_bad_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(F.AudioError, match=r"missing\.wav: no such audio file"):
+        F.load_audio(tmp_path / "missing.wav")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
+    with pytest.raises(F.AudioError, match=r"corrupt\.wav: unreadable audio"):
+        F.load_audio(tmp_path / "corrupt.wav")
+    soundfile.write(str(tmp_path / "empty.wav"), np.zeros(0), 16000)
+    with pytest.raises(F.AudioError, match=r"empty\.wav: empty audio"):
+        F.load_audio(tmp_path / "empty.wav")
+    soundfile.write(str(tmp_path / "nan.wav"), np.full(1600, np.nan, dtype="float32"), 16000, subtype="FLOAT")
+    with pytest.raises(F.AudioError, match=r"nan\.wav: audio is all NaN"):
+        F.load_audio(tmp_path / "nan.wav")
+
+
+def test_feature_cache_is_computed_once_and_keyed_by_config(tmp_path):
+    write_wav(tmp_path / "a.wav")
+    cache = F.FeatureCache(tmp_path / "cache", tmp_path, FeatureConfig(n_mels=40))
+    first = cache.get("utt", "a.wav")
+    assert cache.path("utt").is_file()
+    (tmp_path / "a.wav").unlink()                 # a second read must not need the audio
+    assert torch.equal(cache.get("utt", "a.wav"), first)
+    other = F.FeatureCache(tmp_path / "cache", tmp_path, FeatureConfig(n_mels=64))
+    assert other.folder != cache.folder
+
+
+@pytest.mark.parametrize("name", ["conservative", "aggressive"])
+def test_masks_stay_within_policy_limits_and_are_reproducible(name):
+    policy = DEFAULT_POLICIES[name]
+    augment = SpecAugment(policy)
+    features = torch.randn(300, 128)
+    for seed in range(20):
+        masked, mask = mask_features(features, augment, generator_seed=seed)
+        assert mask.all(dim=0).sum() <= policy.freq_masks * policy.freq_width       # masked bins
+        assert mask.all(dim=1).sum() <= policy.time_masks * min(policy.time_width, 300 * policy.max_time_fraction)
+        assert torch.equal(masked[mask], torch.zeros(int(mask.sum())))
+        assert torch.equal(masked[~mask], features[~mask])
+    again = mask_features(features, augment, generator_seed=5)
+    assert torch.equal(again[1], mask_features(features, augment, generator_seed=5)[1])
+    assert not torch.equal(again[1], mask_features(features, augment, generator_seed=6)[1])
+
+
+def test_no_masks_policy_changes_nothing():
+    augment = SpecAugment(MaskPolicy(freq_masks=0, time_masks=0))
+    features = torch.randn(50, 64)
+    assert torch.equal(augment(features), features)

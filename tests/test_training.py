@@ -1,0 +1,136 @@
+"""The one training loop and the transfer stages: schedule, freezing, resume, divergence,
+checkpoint mismatches."""
+import numpy as np
+import pytest
+import torch
+
+from merlib.config import Config, FeatureConfig, ModelConfig, SpeechConfig
+from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
+from merlib.models.resnet import Classifier, ResNet34
+from merlib.train.common import sgd_for
+from merlib.train.loop import Schedule, Trainer, TrainingDivergedError
+from merlib.train.speech import _frozen_frame_layers, build_transfer_model
+
+
+def test_paper_schedule_constant_for_8_epochs_then_halved_every_other():
+    factors = [Schedule(constant_epochs=8, halve_every=2).factor(e) for e in range(14)]
+    assert factors == [1.0] * 8 + [0.5, 0.5, 0.25, 0.25, 0.125, 0.125]
+    assert [Schedule(constant_epochs=3, warmup_epochs=1).factor(e) for e in range(4)] == [0.5, 1.0, 1.0, 0.5]
+
+
+def tiny_data(n=64, frames=20, mel=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, frames, mel, generator=generator)
+    y = torch.randint(0, 4, (n,), generator=generator)
+    x[y == 1] += 0.5
+    return x, y
+
+
+def batches(x, y, size=16):
+    def make(epoch, rng):
+        order = torch.as_tensor(rng.permutation(len(y)))
+        for start in range(0, len(y), size):
+            yield x[order[start:start + size]], y[order[start:start + size]]
+    return make
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return Classifier(ResNet34(feat_dim=16, embed_dim=16, m_channels=2), 4)
+
+
+def trainer_for(model, checkpoint=None, lr=0.05):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return Trainer(model, optimizer, schedule=Schedule(constant_epochs=1), checkpoint=checkpoint, seed=3,
+                   progress=False)
+
+
+def test_training_lowers_the_loss():
+    x, y = tiny_data()
+    history = trainer_for(tiny_model()).fit(4, batches(x, y))
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert [round(h["lr_factor"], 3) for h in history] == [1.0, 0.5, 0.5, 0.25]
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    x, y = tiny_data()
+    straight = tiny_model()
+    trainer_for(straight).fit(3, batches(x, y))
+    interrupted = tiny_model()
+    trainer_for(interrupted, tmp_path / "run.ckpt").fit(2, batches(x, y))      # "killed" after epoch 2
+    resumed = tiny_model(seed=99)                                               # a new process
+    history = trainer_for(resumed, tmp_path / "run.ckpt").fit(3, batches(x, y))
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
+    x, y = tiny_data()
+    model = tiny_model()
+    trainer_for(model, tmp_path / "run.ckpt").fit(1, batches(x, y))
+    before = (tmp_path / "run.ckpt").read_bytes()
+    x_bad = x.clone()
+    x_bad[0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match=r"loss is nan at epoch 2.*Lower the learning rate.*run\.ckpt"):
+        trainer_for(model, tmp_path / "run.ckpt").fit(2, batches(x_bad, y, size=64))
+    assert (tmp_path / "run.ckpt").read_bytes() == before
+
+
+def test_linear_probing_leaves_the_convolutions_untouched():
+    x, y = tiny_data()
+    model = tiny_model()
+    frozen = {k: v.clone() for k, v in model.backbone.state_dict().items() if not k.startswith("embedding.")}
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    for p in segment:
+        p.requires_grad_(True)
+    fc_before = [p.clone() for p in segment]
+    optimizer = sgd_for(model, [], segment, Config().speech.linear_probe)
+    Trainer(model, optimizer, set_train_mode=_frozen_frame_layers, progress=False).fit(1, batches(x, y))
+    after = model.backbone.state_dict()
+    for name, tensor in frozen.items():          # weights *and* batch-norm statistics
+        assert torch.equal(tensor, after[name]), name
+    assert all(not torch.equal(a, b) for a, b in zip(fc_before, segment))
+
+
+def test_fine_tuning_changes_both_parameter_groups():
+    x, y = tiny_data()
+    model = tiny_model()
+    frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
+    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    optimizer = sgd_for(model, frame, segment, Config().speech.fine_tune)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.1]
+    before = [p.clone() for p in frame], [p.clone() for p in segment]
+    Trainer(model, optimizer, progress=False).fit(1, batches(x, y))
+    assert any(not torch.equal(a, b) for a, b in zip(before[0], frame))
+    assert any(not torch.equal(a, b) for a, b in zip(before[1], segment))
+
+
+def small_config(**model):
+    return Config(features=FeatureConfig(n_mels=16), speech=SpeechConfig(model=ModelConfig(m_channels=2, embed_dim=16, **model)))
+
+
+def test_transfer_loads_convolutions_and_replaces_the_fc_layers(tmp_path):
+    torch.manual_seed(123)     # not the transfer model's seed: the FC layers must differ
+    pretrained = ResNet34(feat_dim=16, embed_dim=16, m_channels=2)
+    save_atomic(pretrained.state_dict(), tmp_path / "backbone.pt")
+    model = build_transfer_model(small_config(), tmp_path / "backbone.pt")
+    assert torch.equal(model.backbone.conv1.weight, pretrained.conv1.weight)
+    assert not torch.equal(model.backbone.embedding.weight, pretrained.embedding.weight)
+
+
+def test_mismatched_checkpoint_names_every_differing_tensor(tmp_path):
+    save_atomic(ResNet34(feat_dim=16, embed_dim=16, m_channels=4).state_dict(), tmp_path / "wide.pt")
+    with pytest.raises(CheckpointMismatchError) as error:
+        build_transfer_model(small_config(), tmp_path / "wide.pt")
+    message = str(error.value)
+    assert "conv1.weight: checkpoint [4, 1, 3, 3] vs model [2, 1, 3, 3]" in message
+    assert "layer4.2.conv2.weight" in message and "speech.model" in message
+    save_atomic(ResNet34(feat_dim=32, embed_dim=16, m_channels=2).state_dict(), tmp_path / "mel32.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"features.n_mels"):
+        build_transfer_model(small_config(), tmp_path / "mel32.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="not a loadable state-dict checkpoint"):
+        build_transfer_model(small_config(), tmp_path / "junk.pt")
