@@ -138,6 +138,19 @@ def _speech(args) -> int:
     return 0
 
 
+def _text(args) -> int:
+    import json
+
+    from merlib import pipeline
+
+    config = _config(args)
+    run_dir = pipeline.run_directory(config, args.runs)
+    summary = pipeline.text_fold(config, args.fold, run_dir)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
+    print(f"scores: {run_dir / f'fold{args.fold}' / 'text_scores.csv'}")
+    return 0
+
+
 def _bench(args) -> int:
     from merlib import bench
 
@@ -188,10 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     speech.add_argument("--runs", default="runs")
     speech.set_defaults(handler=_speech)
 
+    text = commands.add_parser("text", help="one LOSO fold of BERT fine-tuning")
+    text.add_argument("--config", default="configs/demo.yaml")
+    text.add_argument("--fold", type=int, required=True)
+    text.add_argument("--runs", default="runs")
+    text.set_defaults(handler=_text)
+
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
-    bench.add_argument("kind", choices=("speech",))
+    bench.add_argument("kind", choices=("speech", "text"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--config", default="configs/demo.yaml", help="config of the loop-overhead model")
+    bench.add_argument("--config", default="configs/demo.yaml", help="config of the benchmarked models (default: %(default)s)")
     bench.set_defaults(handler=_bench)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded demo corpus")
@@ -209,12 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     from merlib.config import ConfigError
     from merlib.models.checkpoints import CheckpointMismatchError
     from merlib.scores import ScoresError
+    from merlib.models.text import TextModelNotFoundError
     from merlib.train.loop import TrainingDivergedError
 
     try:
         return args.handler(args)
     except (FileNotFoundError, ManifestError, IemocapFormatError, LeakageError, EspeakMissingError, AudioError,
-            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError) as error:
+            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError, TextModelNotFoundError) as error:
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
 

