@@ -83,28 +83,43 @@ def _demo_speakers(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    from merlib import runner
+
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    return runner.run(args.config, folds=folds, jobs=args.jobs, runs=args.runs)
+
+
+def _report(args) -> int:
+    from merlib import runner
+
+    print(f"report: {runner.report(args.run_dir)}")
+    return 0
+
+
 def _demo(args) -> int:
-    """The demo as far as it is built: corpora, manifest, LOSO baselines (deep systems to come)."""
-    from merlib import baselines
+    """The main job on the embedded demo corpus: corpora, all 5 folds (speech, text), fusion, report."""
+    import time
+
+    from merlib import baselines, runner
     from merlib.data import iemocap
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
+    started = time.perf_counter()
     data = default_data_dir()
+    print(SYNTHETIC_NOTICE)
     corpus = generate_demo_corpus(data / "demo-corpus")
     speakers = generate_demo_speakers(data / "demo-speakers")
-    print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; "
-          f"speaker corpus: {speakers['speakers']} speakers, {speakers['utterances']} utterances ({data})")
+    print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
+          f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
+          f"{time.perf_counter() - started:.0f} s)")
+    status = runner.run(args.config, jobs=1, runs=args.runs)
     report = iemocap.prepare_iemocap(data / "demo-corpus", corpus="demo")
-    manifest = iemocap.write_prepared(report, data / "demo-manifest", data / "demo-corpus")
-    print(f"manifest: {manifest}")
     result = baselines.run_baselines(report.utterances, data / "demo-corpus")
-    print(SYNTHETIC_NOTICE)
-    print("LOSO baselines (pooled over 5 folds):  system  UA %  WA %")
-    for system, values in result.items():
-        print(f"  {system:>8}  {100 * values['ua']:5.1f}  {100 * values['wa']:5.1f}")
-    print("demo pipeline not built yet beyond this point: the ResNet34 / BERT folds, fusion and the report "
-          "land with the speech, text and workbook issues.")
-    return 0
+    print("yardstick, logistic-regression baselines (LOSO, pooled): "
+          + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items()))
+    print(f"make demo: {time.perf_counter() - started:.0f} s in all")
+    return status
 
 
 def _config(args):
@@ -148,6 +163,30 @@ def _text(args) -> int:
     summary = pipeline.text_fold(config, args.fold, run_dir)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
     print(f"scores: {run_dir / f'fold{args.fold}' / 'text_scores.csv'}")
+    return 0
+
+
+def _fuse(args) -> int:
+    from merlib import EMOTIONS
+    from merlib.fusion import fuse_frames
+    from merlib.metrics import unweighted_accuracy, weighted_accuracy
+    from merlib.scores import read_scores, write_scores
+
+    frames = [read_scores(path) for path in args.scores]
+    names = [pathlib.Path(path).stem for path in args.scores]
+    fusion, fused = fuse_frames(frames, names, args.method, step=args.step)
+    print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}")
+    for name, frame in list(zip(names, frames)) + [("fused", fused)]:
+        test = frame[frame["split"] == "test"]
+        predicted = [EMOTIONS[i] for i in test[list(EMOTIONS)].to_numpy().argmax(1)]
+        print(f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
+              f"{100 * weighted_accuracy(test['label'], predicted):9.2f}")
+    if args.method == "weighted":
+        print("weights chosen on the hold-out: " + ", ".join(f"{n}: {w:.2f}" for n, w in zip(names, fusion.weights_))
+              + (f"  (w1 = {fusion.weights_[0]:.2f})" if len(names) == 2 else ""))
+    if args.out:
+        write_scores(args.out, fused["id"], fused["split"], fused["label"], fused[list(EMOTIONS)].to_numpy())
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -207,6 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--runs", default="runs")
     text.set_defaults(handler=_text)
 
+    fuse = commands.add_parser("fuse", help="fuse scores CSVs of any systems (hold-out rows fit, test rows scored)")
+    fuse.add_argument("--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first")
+    fuse.add_argument("--method", choices=("weighted", "znorm"), default="weighted")
+    fuse.add_argument("--step", type=float, default=0.01, help="grid step of the weight search")
+    fuse.add_argument("--out", help="write the fused scores here")
+    fuse.set_defaults(handler=_fuse)
+
+    run = commands.add_parser("run", help="run the workbook notebooks for every fold (papermill), then fuse and report")
+    run.add_argument("--config", default="configs/demo.yaml")
+    run.add_argument("--folds", help="comma-separated folds (default: data.folds of the config)")
+    run.add_argument("--jobs", type=int, default=1, help="folds run in parallel")
+    run.add_argument("--runs", default="runs")
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser("report", help="fuse the saved scores of a run and write report.html + summary")
+    report.add_argument("run_dir", help="runs/<name>")
+    report.set_defaults(handler=_report)
+
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
     bench.add_argument("kind", choices=("speech", "text"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -214,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(handler=_bench)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded demo corpus")
+    demo.add_argument("--config", default="configs/demo.yaml")
+    demo.add_argument("--runs", default="runs")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -228,13 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     from merlib.config import ConfigError
     from merlib.models.checkpoints import CheckpointMismatchError
     from merlib.scores import ScoresError
+    from merlib.fusion import FusionError
     from merlib.models.text import TextModelNotFoundError
     from merlib.train.loop import TrainingDivergedError
 
     try:
         return args.handler(args)
     except (FileNotFoundError, ManifestError, IemocapFormatError, LeakageError, EspeakMissingError, AudioError,
-            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError, TextModelNotFoundError) as error:
+            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError, TextModelNotFoundError,
+            FusionError) as error:
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
 

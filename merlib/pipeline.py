@@ -6,6 +6,8 @@ Features are cached per corpus (keyed by its resolved root) and per front-end co
 """
 from __future__ import annotations
 
+import typing
+
 import hashlib
 import pathlib
 
@@ -13,6 +15,9 @@ from merlib.config import Config
 from merlib.data import iemocap
 from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
 from merlib.data.manifest import Utterance, read_manifest
+
+if typing.TYPE_CHECKING:
+    import pandas as pd
 
 
 def corpus_root(config: Config) -> pathlib.Path:
@@ -96,3 +101,33 @@ def text_fold(config: Config, fold: int, run_dir: pathlib.Path, progress: bool =
     utterances, root = load_utterances(config)
     return run_text_fold(config, fold_of(config, utterances, fold), utterances, run_dir,
                          feature_cache_dir(root), progress=progress)
+
+
+def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
+    """Hold-out and test UA/WA (%) and the kept epoch of one fold's systems, from their histories."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for system in systems:
+        saved = json.loads((run_dir / f"fold{fold}" / f"{system}_history.json").read_text())
+        rows.append({"system": system, "kept_epoch": (saved["best_epoch"] or 0) + 1,
+                     **{k: round(100 * saved[k], 2) for k in ("holdout_ua", "test_ua", "test_wa")}})
+    return pd.DataFrame(rows)
+
+
+def text_leakage(run_dir: pathlib.Path, fold: int) -> pd.DataFrame:
+    import json
+
+    import pandas as pd
+
+    saved = json.loads((run_dir / f"fold{fold}" / "text_history.json").read_text())
+    leakage = saved["leakage"]
+    return pd.DataFrame([{
+        "test_ua_%": round(100 * saved["test_ua"], 2),
+        "test seen verbatim in training_%": round(100 * leakage["test_seen_in_training_share"], 1),
+        "unseen test utterances": leakage["test_unseen_count"],
+        "test_ua_unseen_%": None if leakage["test_unseen_ua"] is None else round(100 * leakage["test_unseen_ua"], 2),
+        "max_length": saved["max_length"], "truncated_%": round(100 * saved["truncated_share"], 2),
+        "empty transcripts (train/holdout/test)": "/".join(str(v) for v in saved["empty_transcripts"].values())}])

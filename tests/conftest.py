@@ -60,3 +60,33 @@ def tiny_demo_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-demo")
     demo.generate_demo_corpus(root, config)
     return root, iemocap.prepare_iemocap(root, corpus="demo").utterances
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_demo_corpus):
+    """A tiny corpus, speaker set and config; `merlib run` on fold 2 of it."""
+    from merlib import runner
+    from merlib.data import demo, iemocap
+
+    corpus, _ = tiny_demo_corpus
+    base = tmp_path_factory.mktemp("tiny-run")
+    speakers = base / "speakers"
+    demo.generate_demo_speakers(speakers, demo.DemoSpeakersConfig(speakers=6, utterances_per_speaker=4))
+    manifest = iemocap.write_prepared(iemocap.prepare_iemocap(corpus, corpus="demo"), base / "manifest", corpus)
+    config = base / "tiny.yaml"
+    config.write_text(f"""base: {pathlib.Path('configs/demo.yaml').resolve()}
+name: tiny
+data: {{root: {corpus}, manifest: {manifest}}}
+features: {{n_mels: 32}}
+pretrain:
+  corpus_root: {speakers}
+  stage: {{epochs: 1, chunk_frames: [60], batch_size: 8}}
+speech:
+  model: {{m_channels: 4, embed_dim: 32}}
+  linear_probe: {{epochs: 2, batch_size: 8}}
+  fine_tune: {{epochs: 1, chunk_frames: [50, 80], batch_size: 8}}
+text: {{epochs: 1, batch_size: 16}}
+""")
+    runs = base / "runs"
+    status = runner.run(str(config), folds=[2], runs=str(runs))
+    return {"config": config, "runs": runs, "run_dir": runs / "tiny", "status": status}

@@ -107,6 +107,9 @@ class Trainer:
             if evaluate is not None:
                 row |= evaluate(epoch)
             self.history.append(row)
+            if self.progress:   # one line per epoch: readable in logs and in papermill-run notebooks
+                metrics = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "lr_factor", "seconds"))
+                print(f"{self.description}: epoch {epoch + 1}/{epochs}, {metrics} ({row['seconds']:.0f} s)", flush=True)
             if self.select is not None and (self.best_epoch is None or
                                             row[self.select] > self.history[self.best_epoch][self.select]):
                 self.best_epoch = epoch

@@ -118,25 +118,54 @@ class SpeechFold:
     # -- stage 1 ----------------------------------------------------------------------------
     @torch.no_grad()
     def _pooled(self, model: Classifier, split: str, copies: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Frozen-network statistics of every segment (and, for train, its augmented copies)."""
+        """Frozen-network statistics of every segment (and, for train, its augmented copies).
+
+        They depend on the utterance, the frozen backbone and the masks only — not on the fold —
+        so they are cached per run and backbone (`pooled_cache/`) and computed once for all folds.
+        """
         model.eval()
         augmenters = build_augmenters(self.config) if copies else []
         vectors, labels = [], []
-        for index, features in enumerate(self.features[split]):
-            versions = [features]
-            for copy in range(1, copies + 1):
-                seed = zlib.crc32(f"{self.fold.fold}/{index}/{copy}/{self.config.seed}".encode())
-                versions.append(mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0])
-            for version in versions:
-                vectors.append(model.backbone.pooled(version.unsqueeze(0))[0])
-                labels.append(self.labels[split][index])
+        for record, features, label in zip(getattr(self.fold, split), self.features[split], self.labels[split]):
+            for copy in range(copies + 1):
+                key = f"{record.id}/{copy}"
+                if key not in self.pooled_cache:
+                    version = features
+                    if copy:
+                        seed = zlib.crc32(f"{record.id}/{copy}/{self.config.seed}".encode())
+                        version = mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0]
+                    self.pooled_cache[key] = model.backbone.pooled(version.unsqueeze(0))[0]
+                    self._pooled_dirty = True
+                vectors.append(self.pooled_cache[key])
+                labels.append(label)
         return torch.stack(vectors), np.array(labels)
+
+    def _open_pooled_cache(self, model: Classifier) -> None:
+        import dataclasses
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps([dataclasses.asdict(self.config.features),
+                                            dataclasses.asdict(self.config.augment), self.config.seed]).encode())
+        for name, tensor in model.backbone.state_dict().items():   # the frozen weights themselves
+            if not name.startswith("embedding."):
+                digest.update(tensor.numpy().tobytes())
+        key = digest.hexdigest()[:16]
+        self.pooled_path = self.run_dir / "pooled_cache" / f"{key}.pt"
+        self.pooled_cache = load_checkpoint(self.pooled_path) if self.pooled_path.is_file() else {}
+        self._pooled_dirty = False
+
+    def _save_pooled_cache(self) -> None:
+        if self._pooled_dirty:
+            save_atomic(self.pooled_cache, self.pooled_path)
 
     def linear_probe(self, model: Classifier) -> dict:
         stage = self.config.speech.linear_probe
+        self._open_pooled_cache(model)
         train_x, train_y = self._pooled(model, "train", self.config.augment.copies)
         holdout_x, _ = self._pooled(model, "holdout", 0)
         test_x, _ = self._pooled(model, "test", 0)
+        self._save_pooled_cache()
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
         segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
@@ -199,12 +228,11 @@ def run_speech_fold(config: Config, fold: Fold, corpus_root, run_dir, cache_dir,
     model = build_transfer_model(config, resolve_pretrained(config, run_dir))
     results = {}
     lp_state = job.fold_dir / "speech_lp_model.pt"
-    if "lp" in stages:
-        if (job.fold_dir / "speech_lp_scores.csv").is_file() and lp_state.is_file():
-            model.load_state_dict(load_checkpoint(lp_state))
-        else:
-            results["lp"] = job.linear_probe(model)
-            save_atomic(model.state_dict(), lp_state)
+    if (job.fold_dir / "speech_lp_scores.csv").is_file() and lp_state.is_file():
+        model.load_state_dict(load_checkpoint(lp_state))    # fine-tuning starts from the probed model
+    elif "lp" in stages:
+        results["lp"] = job.linear_probe(model)
+        save_atomic(model.state_dict(), lp_state)
     if "ft" in stages and not (job.fold_dir / "speech_ft_scores.csv").is_file():
         results["ft"] = job.fine_tune(model)
     return results

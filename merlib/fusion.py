@@ -1,0 +1,156 @@
+"""Late fusion of per-modality log-softmax scores (paper 3.3), scikit-learn style.
+
+`scores` is a sequence of (n, 4) arrays, one per modality (speech first), columns in the order
+ang, hap, neu, sad. `fit` learns on the hold-out, `decision_function` / `predict` apply to test.
+
+- `WeightedFusion`: S = w1·S_speech + (1 − w1)·S_text, w1 grid-searched on the hold-out for the
+  best UA (ties broken towards equal weights); with more modalities, the same grid on the simplex.
+- `ZNormFusion`: each modality z-normalised with hold-out statistics, then averaged with equal
+  weights. The paper's eq. (2), S_n = (S − μ_S)/σ_S, does not say whether μ_S and σ_S are one
+  pair per modality or one per class column. With one pair per modality (`per_class=False`) the
+  normalisation only rescales a modality — equivalent to a weighted fusion with w ∝ 1/σ. Per class
+  (`per_class=True`, our default) it also removes each modality's per-class offset and spread on
+  the hold-out, so an under- or over-confident class of one modality cannot dominate the average.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from merlib import EMOTIONS
+from merlib.metrics import _as_indices, unweighted_accuracy
+
+
+class FusionError(ValueError):
+    """Scores that cannot be fused: mismatched utterances, shapes, or non-finite values."""
+
+
+def _check_scores(scores: Sequence) -> list[np.ndarray]:
+    arrays = [np.asarray(s, dtype=float) for s in scores]
+    if len(arrays) < 2:
+        raise FusionError(f"fusion needs at least two modalities, got {len(arrays)}")
+    for index, array in enumerate(arrays):
+        if array.ndim != 2 or array.shape[1] != len(EMOTIONS):
+            raise FusionError(f"modality {index}: scores must be (n, {len(EMOTIONS)}), got {array.shape}")
+        if array.shape[0] != arrays[0].shape[0]:
+            raise FusionError(f"modality {index} has {array.shape[0]} rows, modality 0 has {arrays[0].shape[0]}")
+        if not np.isfinite(array).all():
+            rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
+            raise FusionError(f"modality {index}: non-finite scores in {len(rows)} row(s), e.g. rows {rows[:5].tolist()}")
+    return arrays
+
+
+def simplex_grid(modalities: int, step: float) -> np.ndarray:
+    """All weight vectors on the simplex with coordinates in multiples of `step`."""
+    n = int(round(1 / step))
+    if modalities == 2:
+        w = np.arange(n + 1) / n
+        return np.stack([w, 1 - w], axis=1)
+    points = [p for p in itertools.product(range(n + 1), repeat=modalities - 1) if sum(p) <= n]
+    return np.array([[*p, n - sum(p)] for p in points], dtype=float) / n
+
+
+class WeightedFusion(ClassifierMixin, BaseEstimator):
+    def __init__(self, step: float = 0.01):
+        self.step = step
+
+    def fit(self, scores, y):
+        arrays = _check_scores(scores)
+        y = _as_indices(y)
+        grid = simplex_grid(len(arrays), self.step)
+        stacked = np.stack(arrays)                                   # (m, n, 4)
+        objective = np.array([unweighted_accuracy(y, np.tensordot(w, stacked, axes=1).argmax(1)) for w in grid])
+        best = objective.max()
+        candidates = np.flatnonzero(np.isclose(objective, best))
+        equal = np.full(len(arrays), 1 / len(arrays))
+        chosen = candidates[np.argmin(np.abs(grid[candidates] - equal).sum(1))]   # ties: towards equal weights
+        self.weights_ = tuple(float(w) for w in grid[chosen])
+        self.grid_ = grid
+        self.curve_ = objective                                      # hold-out UA of every grid point
+        self.classes_ = np.arange(len(EMOTIONS))
+        return self
+
+    def decision_function(self, scores) -> np.ndarray:
+        arrays = _check_scores(scores)
+        if len(arrays) != len(self.weights_):
+            raise FusionError(f"fitted on {len(self.weights_)} modalities, got {len(arrays)}")
+        return sum(w * s for w, s in zip(self.weights_, arrays))
+
+    def predict(self, scores) -> np.ndarray:
+        return self.decision_function(scores).argmax(1)
+
+
+class ZNormFusion(ClassifierMixin, BaseEstimator):
+    def __init__(self, per_class: bool = True):
+        self.per_class = per_class
+
+    def fit(self, scores, y=None):
+        arrays = _check_scores(scores)
+        axis = 0 if self.per_class else None
+        self.mean_ = [a.mean(axis=axis) for a in arrays]
+        # a constant column (e.g. a modality that never moves a class) must not divide by zero
+        self.std_ = [np.maximum(a.std(axis=axis), 1e-8) for a in arrays]
+        self.classes_ = np.arange(len(EMOTIONS))
+        return self
+
+    def decision_function(self, scores) -> np.ndarray:
+        arrays = _check_scores(scores)
+        if len(arrays) != len(self.mean_):
+            raise FusionError(f"fitted on {len(self.mean_)} modalities, got {len(arrays)}")
+        return np.mean([(a - m) / s for a, m, s in zip(arrays, self.mean_, self.std_)], axis=0)
+
+    def predict(self, scores) -> np.ndarray:
+        return self.decision_function(scores).argmax(1)
+
+
+def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Match utterances by id across modalities: (id/split/label frame, [(n, 4) per modality]).
+
+    Different utterance sets are an error that lists the missing ids; so are disagreeing labels.
+    """
+    reference = frames[0].set_index("id")
+    for name, frame in zip(names[1:], frames[1:]):
+        ids = set(frame["id"])
+        missing_here = sorted(set(reference.index) - ids)
+        missing_there = sorted(ids - set(reference.index))
+        if missing_here or missing_there:
+            raise FusionError(
+                f"{names[0]} and {name} cover different utterances: {len(missing_here)} missing from {name} "
+                f"(e.g. {', '.join(missing_here[:5])}), {len(missing_there)} missing from {names[0]} "
+                f"(e.g. {', '.join(missing_there[:5])}); both modalities must score the same utterance set")
+        labels = frame.set_index("id").loc[reference.index, "label"]
+        if not (labels == reference["label"]).all():
+            bad = reference.index[labels != reference["label"]].tolist()
+            raise FusionError(f"{names[0]} and {name} disagree on the labels of {', '.join(bad[:5])}")
+    keys = reference.reset_index()[["id", "split", "label"]]
+    arrays = [f.set_index("id").loc[keys["id"], list(EMOTIONS)].to_numpy(dtype=float) for f in frames]
+    return keys, arrays
+
+
+def log_softmax(values: np.ndarray) -> np.ndarray:
+    shifted = values - values.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def fuse_frames(frames: Sequence[pd.DataFrame], names: Sequence[str], method: str = "weighted",
+                step: float = 0.01, per_class: bool = True):
+    """Fit on the hold-out rows, score all rows; returns (fitted fusion, fused scores frame)."""
+    keys, arrays = align_scores(frames, names)
+    holdout = (keys["split"] == "holdout").to_numpy()
+    if not holdout.any():
+        raise FusionError("no hold-out rows: fusion is fitted on split == holdout (see the scores contract)")
+    if method == "weighted":
+        fusion = WeightedFusion(step=step)
+    elif method == "znorm":
+        fusion = ZNormFusion(per_class=per_class)
+    else:
+        raise FusionError(f"fusion method {method!r}: use weighted or znorm")
+    fusion.fit([a[holdout] for a in arrays], keys.loc[holdout, "label"])
+    fused = log_softmax(fusion.decision_function(arrays))   # keeps the contract: log-softmax columns
+    frame = keys.copy()
+    frame[list(EMOTIONS)] = fused
+    return fusion, frame

@@ -1,0 +1,145 @@
+"""Figures the notebooks, widgets and report show. Each takes plain data and returns a
+matplotlib Figure (or draws on a given Axes); none of them trains anything."""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from merlib import EMOTIONS
+from merlib.data.manifest import Utterance
+
+SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}     # the paper's Figure 2 labels
+TITLES = {"speech_lp": "speech (linear probe)", "speech_ft": "speech (fine-tuned ResNet34)", "text": "text (BERT)",
+          "fusion_weighted": "fusion (weighted)", "fusion_znorm": "fusion (z-norm, equal weights)"}
+
+
+def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
+    return pd.DataFrame([u.__dict__ for u in utterances])
+
+
+def counts_by_session(utterances: Sequence[Utterance]) -> pd.DataFrame:
+    """Sessions × labels with totals (the table `merlib prepare` prints)."""
+    frame = manifest_frame(utterances)
+    table = pd.crosstab(frame["session"], frame["label"], margins=True, margins_name="total")
+    return table.reindex(columns=[*EMOTIONS, "total"], fill_value=0)
+
+
+def class_balance(utterances: Sequence[Utterance]):
+    frame = manifest_frame(utterances)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    sns.countplot(data=frame, x="session", hue="label", hue_order=list(EMOTIONS), ax=axes[0])
+    axes[0].set_title("utterances per session and class")
+    sns.histplot(data=frame, x="duration", hue="label", hue_order=list(EMOTIONS), bins=30, element="step", ax=axes[1])
+    axes[1].set_title("duration (s)")
+    figure.tight_layout()
+    return figure
+
+
+def confusion_heatmap(matrix: np.ndarray, ax=None, normalize: bool = True, title: str = ""):
+    """Rows: true class; columns: predicted. Row-normalised shows recall per class (%)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 3.6))
+    matrix = np.asarray(matrix, dtype=float)
+    if normalize:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = 100 * np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    labels = [SHORT[e] for e in EMOTIONS]
+    sns.heatmap(matrix, annot=True, fmt=".1f" if normalize else ".0f", cmap="Blues", cbar=False, square=True,
+                xticklabels=labels, yticklabels=labels, vmin=0, vmax=100 if normalize else None, ax=ax)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    return ax.figure
+
+
+def confusion_figure(confusions: dict[str, np.ndarray], normalize: bool = True):
+    """Side-by-side matrices, as the paper's Figure 2 (speech, text, fusion)."""
+    figure, axes = plt.subplots(1, len(confusions), figsize=(4.2 * len(confusions), 4))
+    for ax, (system, matrix) in zip(np.atleast_1d(axes), confusions.items()):
+        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=TITLES.get(system, system))
+    figure.tight_layout()
+    return figure
+
+
+def fusion_curves(run_dir: str | pathlib.Path):
+    """Hold-out and test UA against the speech weight w1, per fold; the chosen w1 marked.
+
+    Only the hold-out curve chooses w1; the test curve is shown to see how well that transfers.
+    """
+    from merlib.results import fold_directories
+
+    folds = {f: json.loads((d / "fusion.json").read_text()) for f, d in fold_directories(run_dir).items()
+             if (d / "fusion.json").is_file()}
+    figure, ax = plt.subplots(figsize=(7, 4))
+    for index, (fold, info) in enumerate(sorted(folds.items())):
+        color = f"C{index}"
+        grid = np.array(info["grid"])
+        ax.plot(grid, 100 * np.array(info["holdout_ua_curve"]), color=color, linestyle="--", alpha=0.7)
+        ax.plot(grid, 100 * np.array(info["test_ua_curve"]), color=color, label=f"fold {fold}")
+        ax.axvline(info["w1"], color=color, linestyle=":", alpha=0.8)
+    ax.plot([], [], "k--", label="hold-out (chooses w1)")
+    ax.plot([], [], "k-", label="test")
+    ax.set_xlabel("w1 (speech weight; text gets 1 − w1)")
+    ax.set_ylabel("UA (%)")
+    ax.set_title("weighted fusion: UA against w1 (dotted: w1 chosen on the hold-out)")
+    ax.legend(fontsize=8, ncol=2)
+    figure.tight_layout()
+    return figure
+
+
+def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"):
+    """Training loss and a hold-out metric per epoch, best epoch marked."""
+    saved = json.loads(pathlib.Path(history_path).read_text())
+    history = pd.DataFrame(saved["history"])
+    figure, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(history["epoch"] + 1, history["train_loss"], "o-", label="train loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss")
+    if metric in history:
+        twin = ax.twinx()
+        twin.plot(history["epoch"] + 1, 100 * history[metric], "s-", color="C1", label=metric)
+        twin.set_ylabel(f"{metric} (%)")
+        if saved.get("best_epoch") is not None:
+            twin.axvline(saved["best_epoch"] + 1, color="C1", linestyle=":", label="kept epoch")
+        twin.legend(loc="center right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(pathlib.Path(history_path).stem)
+    figure.tight_layout()
+    return figure
+
+
+def masked_spectrogram(original: np.ndarray, masked: np.ndarray, mask: np.ndarray, title: str = ""):
+    """Original and SpecAugment-masked log-mel side by side; masked regions outlined in red."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.4), sharey=True)
+    for ax, data, name in ((axes[0], original, "original"), (axes[1], masked, "masked")):
+        ax.imshow(np.asarray(data).T, origin="lower", aspect="auto", cmap="magma", interpolation="nearest")
+        ax.set_title(f"{title} — {name}" if title else name)
+        ax.set_xlabel("frame (10 ms)")
+    axes[0].set_ylabel("mel bin")
+    mask = np.asarray(mask)
+    frames, bins = mask.shape
+    full_time = np.flatnonzero(mask.all(axis=1))
+    full_freq = np.flatnonzero(mask.all(axis=0))
+    for ax in axes:
+        for start, stop in _runs(full_time):
+            ax.add_patch(plt.Rectangle((start - 0.5, -0.5), stop - start, bins, fill=False, edgecolor="red", lw=1.5))
+        for start, stop in _runs(full_freq):
+            ax.add_patch(plt.Rectangle((-0.5, start - 0.5), frames, stop - start, fill=False, edgecolor="cyan", lw=1.5))
+    figure.tight_layout()
+    return figure
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive index runs as (start, stop) pairs."""
+    if len(indices) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) > 1)
+    starts = np.concatenate([[indices[0]], indices[breaks + 1]])
+    stops = np.concatenate([indices[breaks], [indices[-1]]]) + 1
+    return list(zip(starts.tolist(), stops.tolist()))

@@ -1,0 +1,134 @@
+"""Results of a run, computed from its saved scores only (runs/<name>/fold<k>/*_scores.csv).
+
+Fusion is fitted per fold on that fold's hold-out rows; the summary has one row per system —
+speech_lp, speech_ft, text, fusion_weighted, fusion_znorm — with the mean over folds (the
+paper's number), the spread over folds and a bootstrap 95% interval, in percent.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pandas as pd
+
+from merlib import EMOTIONS
+from merlib.fusion import fuse_frames
+from merlib.metrics import summarize_folds, unweighted_accuracy, weighted_accuracy
+from merlib.scores import read_scores, write_scores
+
+SINGLE_SYSTEMS = ("speech_lp", "speech_ft", "text")
+FUSED_SYSTEMS = ("fusion_weighted", "fusion_znorm")
+FUSION_INPUTS = ("speech_ft", "text")      # the paper fuses the fine-tuned ResNet34 with BERT
+# Table 2 of the paper (IEMOCAP, LOSO, mean over folds), UA / WA in percent.
+PAPER_NUMBERS = {"speech_lp": (64.28, 63.74), "speech_ft": (65.97, 65.4), "text": (70.33, 70.24),
+                 "fusion_weighted": (76.07, 75.76), "fusion_znorm": (75.97, 75.01)}
+SYNTHETIC_NOTE = ("Demo corpus = SYNTHETIC speech (espeak-ng): these numbers show that the pipeline works; "
+                  "they say nothing about IEMOCAP.")
+
+
+def fold_directories(run_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
+    run_dir = pathlib.Path(run_dir)
+    return {int(p.name[4:]): p for p in sorted(run_dir.glob("fold[0-9]*")) if p.is_dir()}
+
+
+def fuse_fold(fold_dir: pathlib.Path, step: float = 0.01, per_class: bool = True) -> dict:
+    """Fit both fusions on the fold's hold-out, write their scores, return weights and curves."""
+    frames = [read_scores(fold_dir / f"{name}_scores.csv") for name in FUSION_INPUTS]
+    weighted, weighted_frame = fuse_frames(frames, FUSION_INPUTS, "weighted", step=step)
+    _, znorm_frame = fuse_frames(frames, FUSION_INPUTS, "znorm", per_class=per_class)
+    for name, frame in (("fusion_weighted", weighted_frame), ("fusion_znorm", znorm_frame)):
+        write_scores(fold_dir / f"{name}_scores.csv", frame["id"], frame["split"], frame["label"],
+                     frame[list(EMOTIONS)].to_numpy())
+    test = (frames[0]["split"] == "test").to_numpy()
+    speech, text = (f[list(EMOTIONS)].to_numpy() for f in frames)
+    y_test = frames[0].loc[test, "label"].to_numpy()
+    test_curve = [unweighted_accuracy(y_test, (w1 * speech[test] + (1 - w1) * text[test]).argmax(1))
+                  for w1, _ in weighted.grid_]
+    info = {"w1": weighted.weights_[0], "grid": weighted.grid_[:, 0].tolist(),
+            "holdout_ua_curve": weighted.curve_.tolist(), "test_ua_curve": test_curve}
+    (fold_dir / "fusion.json").write_text(json.dumps(info) + "\n")
+    return info
+
+
+def collect_predictions(run_dir, systems=SINGLE_SYSTEMS + FUSED_SYSTEMS) -> dict[str, dict[int, tuple]]:
+    """{system: {fold: (y_true, y_pred)}} on the test rows of every fold that has the scores."""
+    result: dict[str, dict[int, tuple]] = {}
+    for fold, folder in fold_directories(run_dir).items():
+        for system in systems:
+            path = folder / f"{system}_scores.csv"
+            if path.is_file():
+                frame = read_scores(path)
+                test = frame[frame["split"] == "test"]
+                predicted = np.array(EMOTIONS)[test[list(EMOTIONS)].to_numpy().argmax(1)]
+                result.setdefault(system, {})[fold] = (test["label"].to_numpy(), predicted)
+    return result
+
+
+def summary_table(run_dir, corpus: str = "demo", n_resamples: int = 1000) -> pd.DataFrame:
+    """One row per system: ua, wa, ua_std, wa_std, ua_ci_low, ua_ci_high (percent), folds, w1."""
+    rows = []
+    weights = {fold: json.loads((folder / "fusion.json").read_text())["w1"]
+               for fold, folder in fold_directories(run_dir).items() if (folder / "fusion.json").is_file()}
+    for system, predictions in collect_predictions(run_dir).items():
+        summary = summarize_folds(predictions, n_resamples=n_resamples)
+        row = {"system": system, "ua": 100 * summary.ua, "wa": 100 * summary.wa,
+               "ua_std": 100 * summary.ua_std, "wa_std": 100 * summary.wa_std,
+               "ua_ci_low": 100 * summary.ua_ci[0], "ua_ci_high": 100 * summary.ua_ci[1],
+               "folds": ",".join(map(str, sorted(predictions)))}
+        if system == "fusion_weighted":
+            row["w1"] = ", ".join(f"{weights[f]:.2f}" for f in sorted(predictions) if f in weights)
+        if corpus == "iemocap":
+            row["paper_ua"], row["paper_wa"] = PAPER_NUMBERS[system]
+        rows.append(row)
+    order = {name: i for i, name in enumerate(SINGLE_SYSTEMS + FUSED_SYSTEMS)}
+    table = pd.DataFrame(rows)
+    return table.sort_values("system", key=lambda s: s.map(order)).reset_index(drop=True).round(2)
+
+
+def write_summary(run_dir, corpus: str = "demo") -> pd.DataFrame:
+    """Fuse every fold that has both inputs, then write summary.csv and summary.md."""
+    run_dir = pathlib.Path(run_dir)
+    for folder in fold_directories(run_dir).values():
+        if all((folder / f"{name}_scores.csv").is_file() for name in FUSION_INPUTS):
+            fuse_fold(folder)
+    table = summary_table(run_dir, corpus)
+    table.to_csv(run_dir / "summary.csv", index=False)
+    note = SYNTHETIC_NOTE if corpus == "demo" else "IEMOCAP, leave-one-session-out; paper: Padi et al. 2022, Table 2."
+    (run_dir / "summary.md").write_text(
+        f"# {run_dir.name}: UA / WA (%), mean over folds ± std, bootstrap 95% interval of UA\n\n{note}\n\n"
+        + markdown_table(table) + "\n")
+    return table
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-style table (pandas' to_markdown needs the optional tabulate package)."""
+    table = table.fillna("").astype(str)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def per_fold_table(run_dir) -> pd.DataFrame:
+    """UA / WA (%) of every system in every fold, and the weight chosen for weighted fusion."""
+    rows = []
+    for system, predictions in collect_predictions(run_dir).items():
+        for fold, (y_true, y_pred) in sorted(predictions.items()):
+            rows.append({"fold": fold, "system": system, "ua": 100 * unweighted_accuracy(y_true, y_pred),
+                         "wa": 100 * weighted_accuracy(y_true, y_pred), "n": len(y_true)})
+    table = pd.DataFrame(rows).pivot(index="fold", columns="system", values="ua").round(2)
+    order = [s for s in SINGLE_SYSTEMS + FUSED_SYSTEMS if s in table.columns]
+    table = table[order].add_suffix(" UA")
+    weights = {f: json.loads((d / "fusion.json").read_text())["w1"] for f, d in fold_directories(run_dir).items()
+               if (d / "fusion.json").is_file()}
+    table["w1"] = [weights.get(f) for f in table.index]
+    return table
+
+
+def pooled_confusions(run_dir, systems) -> dict[str, np.ndarray]:
+    from merlib.metrics import confusion
+
+    predictions = collect_predictions(run_dir, systems)
+    return {system: confusion(np.concatenate([t for t, _ in predictions[system].values()]),
+                              np.concatenate([p for _, p in predictions[system].values()]))
+            for system in systems if system in predictions}

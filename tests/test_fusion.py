@@ -1,0 +1,91 @@
+"""Fusion against hand-computed values, and the errors users meet."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from merlib import EMOTIONS
+from merlib.cli import main
+from merlib.fusion import FusionError, WeightedFusion, ZNormFusion, align_scores, simplex_grid
+from merlib.scores import write_scores
+
+# Hold-out of 4 utterances (one per class). Speech is right on ang/hap, text on neu/sad.
+Y = np.array([0, 1, 2, 3])
+SPEECH = np.log(np.array([[.7, .1, .1, .1], [.1, .7, .1, .1], [.4, .3, .2, .1], [.1, .4, .2, .3]]))
+TEXT = np.log(np.array([[.3, .3, .2, .2], [.2, .4, .2, .2], [.1, .1, .7, .1], [.1, .1, .1, .7]]))
+
+
+def test_weighted_fusion_finds_the_best_hold_out_weight_and_breaks_ties_towards_half():
+    fusion = WeightedFusion(step=0.25).fit([SPEECH, TEXT], Y)
+    # by hand: w1=0 → text alone: rows 0 (ang .3 ties hap .3: argmax picks ang), 1, 2, 3 right → UA 1.0
+    # w1=0.25, 0.5 also get all four right; w1=0.75 gets row 2 wrong (ang) → .75; w1=1 → speech: .5
+    assert fusion.curve_.tolist() == [1.0, 1.0, 1.0, 0.75, 0.5]
+    assert fusion.weights_ == (0.5, 0.5)            # three tied at 1.0: the one nearest 0.5
+    expected = 0.5 * SPEECH + 0.5 * TEXT
+    assert np.allclose(fusion.decision_function([SPEECH, TEXT]), expected)
+    assert fusion.predict([SPEECH, TEXT]).tolist() == expected.argmax(1).tolist()
+    assert clone(fusion).get_params() == {"step": 0.25}
+
+
+def test_weighted_fusion_on_the_simplex_for_three_modalities():
+    grid = simplex_grid(3, 0.5)
+    assert sorted(map(tuple, grid.tolist())) == sorted(
+        [(0, 0, 1), (0, .5, .5), (0, 1, 0), (.5, 0, .5), (.5, .5, 0), (1, 0, 0)])
+    fusion = WeightedFusion(step=0.5).fit([SPEECH, TEXT, TEXT], Y)
+    assert len(fusion.weights_) == 3 and abs(sum(fusion.weights_) - 1) < 1e-9
+
+
+def test_znorm_fusion_per_class_and_scalar_by_hand():
+    fusion = ZNormFusion(per_class=True).fit([SPEECH, TEXT], Y)
+    assert np.allclose(fusion.mean_[0], SPEECH.mean(0)) and np.allclose(fusion.std_[1], TEXT.std(0))
+    expected = ((SPEECH - SPEECH.mean(0)) / SPEECH.std(0) + (TEXT - TEXT.mean(0)) / TEXT.std(0)) / 2
+    assert np.allclose(fusion.decision_function([SPEECH, TEXT]), expected)
+    scalar = ZNormFusion(per_class=False).fit([SPEECH, TEXT])
+    assert np.ndim(scalar.mean_[0]) == 0
+    expected = ((SPEECH - SPEECH.mean()) / SPEECH.std() + (TEXT - TEXT.mean()) / TEXT.std()) / 2
+    assert np.allclose(scalar.decision_function([SPEECH, TEXT]), expected)
+
+
+def test_non_finite_scores_and_bad_shapes_are_errors():
+    bad = SPEECH.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(FusionError, match=r"modality 0: non-finite scores in 1 row\(s\), e.g. rows \[2\]"):
+        WeightedFusion().fit([bad, TEXT], Y)
+    with pytest.raises(FusionError, match=r"must be \(n, 4\)"):
+        ZNormFusion().fit([SPEECH[:, :3], TEXT])
+
+
+def frame(ids, split, labels, values):
+    data = pd.DataFrame(values, columns=list(EMOTIONS))
+    data.insert(0, "label", labels)
+    data.insert(0, "split", split)
+    data.insert(0, "id", ids)
+    return data
+
+
+def test_mismatched_utterance_sets_list_the_missing_ids():
+    a = frame(["u1", "u2", "u3", "u4"], ["holdout"] * 4, list(EMOTIONS), SPEECH)
+    b = frame(["u1", "u2", "u3", "u9"], ["holdout"] * 4, list(EMOTIONS), TEXT)
+    with pytest.raises(FusionError, match=r"1 missing from text \(e.g. u4\), 1 missing from speech \(e.g. u9\)"):
+        align_scores([a, b], ["speech", "text"])
+    keys, arrays = align_scores([a, b.iloc[[3, 2, 1, 0]].assign(id=["u4", "u3", "u2", "u1"], label=list(EMOTIONS)[::-1],
+                                                                 **{e: TEXT[::-1, i] for i, e in enumerate(EMOTIONS)})],
+                                ["speech", "text"])
+    assert np.allclose(arrays[1], TEXT)     # matched by id, not by row order
+
+
+def test_fuse_command_on_contract_files(tmp_path, capsys):
+    ids = [f"u{i}" for i in range(8)]
+    splits = ["holdout"] * 4 + ["test"] * 4
+    labels = list(EMOTIONS) * 2
+    write_scores(tmp_path / "speech.csv", ids, splits, labels, np.vstack([SPEECH, SPEECH]))
+    write_scores(tmp_path / "text.csv", ids, splits, labels, np.vstack([TEXT, TEXT]))
+    assert main(["fuse", "--scores", str(tmp_path / "speech.csv"), str(tmp_path / "text.csv"),
+                 "--out", str(tmp_path / "fused.csv")]) == 0
+    shown = capsys.readouterr().out
+    assert "w1 = 0.50" in shown and "fused" in shown
+    fused = pd.read_csv(tmp_path / "fused.csv")
+    assert np.allclose(np.exp(fused[list(EMOTIONS)]).sum(axis=1), 1, atol=1e-4)   # log-softmax columns
+    (tmp_path / "bad.csv").write_text("id,split,label,ang,hap,neu,sad\nu1,test,ang,nan,0,0,0\n")
+    assert main(["fuse", "--scores", str(tmp_path / "speech.csv"), str(tmp_path / "bad.csv")]) == 2
+    assert "non-finite scores" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""Each explorer's callback, driven without a browser."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from merlib import EMOTIONS
+from merlib.config import Config, FeatureConfig
+from merlib.widgets import ConfusionExplorer, FusionExplorer, MaskExplorer
+
+
+def scores_frame(values, labels, splits, ids):
+    frame = pd.DataFrame(np.log(values), columns=list(EMOTIONS))
+    frame.insert(0, "label", labels)
+    frame.insert(0, "split", splits)
+    frame.insert(0, "id", ids)
+    return frame
+
+
+rng = np.random.default_rng(0)
+N = 40
+LABELS = np.array(EMOTIONS)[np.arange(N) % 4]
+IDS = [f"u{i:02d}" for i in range(N)]
+SPLITS = ["holdout"] * 20 + ["test"] * 20
+
+
+def noisy(correct_share, seed):
+    generator = np.random.default_rng(seed)
+    values = generator.dirichlet(np.ones(4), N)
+    right = generator.random(N) < correct_share
+    values[right, np.arange(N)[right] % 4] += 2
+    return values / values.sum(1, keepdims=True)
+
+
+SPEECH, TEXT = scores_frame(noisy(0.5, 1), LABELS, SPLITS, IDS), scores_frame(noisy(0.6, 2), LABELS, SPLITS, IDS)
+
+
+def test_fusion_slider_updates_metrics_and_marks_the_chosen_weight():
+    explorer = FusionExplorer(SPEECH, TEXT)
+    assert "chosen on the hold-out" in explorer.metrics.value
+    at_text = explorer.update(0.0)
+    at_speech = explorer.update(1.0)
+    assert "w1 = 1.00" in explorer.metrics.value and "chosen" not in explorer.metrics.value
+    assert at_speech["test_confusion"].sum() == 20
+    assert at_text["holdout_ua"] != at_speech["holdout_ua"]
+    for value in (0.0, 0.73):               # moving the slider drives the same callback
+        explorer.slider.value = value
+        assert f"w1 = {value:.2f}" in explorer.metrics.value
+    assert explorer.scores_at(explorer.chosen_w1)["holdout_ua"] == pytest.approx(max(
+        explorer.scores_at(w)["holdout_ua"] for w in np.linspace(0, 1, 101)))
+
+
+def test_confusion_explorer_lists_the_utterances_behind_a_cell():
+    scores = {(1, "speech_ft"): SPEECH, (1, "text"): TEXT, (2, "text"): TEXT.assign(id=[i + "b" for i in IDS])}
+    utterances = [type("U", (), {"id": i, "transcript": f"text of {i}"})() for i in IDS]
+    explorer = ConfusionExplorer(scores, utterances)
+    explorer.system.value = "text"
+    explorer.true_label.value, explorer.predicted_label.value = "ang", "ang"
+    result = explorer.update()
+    assert result["confusion"].sum() == 40                 # all folds: two folds of 20 test rows
+    test = TEXT[TEXT.split == "test"]
+    predicted = np.array(EMOTIONS)[test[list(EMOTIONS)].to_numpy().argmax(1)]
+    expected = sorted(test["id"][(test["label"] == "ang").to_numpy() & (predicted == "ang")])
+    explorer.fold.value = 1
+    assert sorted(explorer.cell_utterances()["id"]) == expected
+    assert "text of" in explorer.cell.value or not expected
+    explorer.mode.value = "counts"
+
+
+def test_mask_explorer_draws_masks_within_the_policy(tiny_demo_corpus):
+    corpus, utterances = tiny_demo_corpus
+    config = Config(features=FeatureConfig(n_mels=64))
+    explorer = MaskExplorer(utterances[:3], corpus, config)
+    explorer.policy.value = "aggressive"
+    explorer.seed.value = 7
+    first = explorer.update()
+    again = explorer.update()
+    assert (first["mask"] == again["mask"]).all()           # the seed makes it reproducible
+    policy = config.augment.policies["aggressive"]
+    assert first["mask"].all(dim=0).sum() <= policy.freq_masks * policy.freq_width
+    assert explorer.audio.value[:4] == b"RIFF" and "masked" in explorer.info.value
