@@ -1,0 +1,116 @@
+"""A real pretrained speaker encoder that ships offline: the GE2E LSTM of resemblyzer 0.1.4
+(Apache-2.0; Wan et al. 2018), as merlib's own module.
+
+The weights are `resemblyzer/pretrained.pt` inside the installed wheel (installed with
+`--no-deps`; the package itself is never imported: it would pull webrtcvad and librosa). Its
+front end is reproduced with torchaudio: 16 kHz, 40-bin *power* (not log) mel, 25 ms / 10 ms,
+Slaney mel scale and norm; volume normalised to −30 dBFS (raised only); the utterance embedding
+is the L2-normalised mean of 160-frame partial embeddings (1.3 partials per second). No VAD:
+resemblyzer trims long silences with webrtcvad; merlib's emotion recipe applies no VAD anywhere.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import pathlib
+
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+
+from merlib.models.checkpoints import load_checkpoint, load_state_dict_checked
+
+SAMPLE_RATE = 16000
+HOP = 160                 # 10 ms
+PARTIAL_FRAMES = 160      # 1.6 s partial utterances
+GE2E_LOSS_KEYS = ("similarity_weight", "similarity_bias")   # parameters of the GE2E loss, not of the encoder
+
+
+def resemblyzer_weights() -> pathlib.Path:
+    """pretrained.pt of the installed resemblyzer wheel, found without importing the package."""
+    try:
+        path = pathlib.Path(importlib.metadata.distribution("resemblyzer").locate_file("resemblyzer/pretrained.pt"))
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError("the GE2E weights come with the PyPI wheel resemblyzer==0.1.4: "
+                                "pip install --no-deps resemblyzer==0.1.4 (make test / make demo install it)") from None
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing from the resemblyzer installation; reinstall it with --no-deps")
+    return path
+
+
+class GE2EFrontEnd(nn.Module):
+    """waveform (samples,) at 16 kHz → power mel (frames, 40), as resemblyzer computes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=SAMPLE_RATE, n_fft=400, hop_length=HOP, n_mels=40, window_fn=torch.hann_window,
+            center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney")
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.mel(waveform).transpose(-1, -2)
+
+
+def normalize_volume(waveform: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
+    """Raise (never lower) the level to `target_dbfs` RMS."""
+    change = target_dbfs - 10 * np.log10(np.mean(waveform.astype(np.float64) ** 2) + 1e-20)
+    return waveform if change < 0 else waveform * 10 ** (change / 20)
+
+
+def partial_slices(n_samples: int, rate: float = 1.3, min_coverage: float = 0.75) -> list[slice]:
+    """Frame slices of the 160-frame partial utterances (resemblyzer's rule)."""
+    n_frames = int(np.ceil((n_samples + 1) / HOP))
+    step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    starts = range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step)
+    slices = [slice(start, start + PARTIAL_FRAMES) for start in starts]
+    last = slices[-1]
+    coverage = (n_samples - last.start * HOP) / (PARTIAL_FRAMES * HOP)
+    if coverage < min_coverage and len(slices) > 1:
+        slices = slices[:-1]
+    return slices
+
+
+class GE2EEncoder(nn.Module):
+    """LSTM(40, 256, 3 layers) → last layer's final hidden state → Linear(256, 256) → ReLU → L2 norm.
+
+    Input (batch, frames, 40) power mel; output (batch, 256) unit-norm embeddings.
+    """
+
+    embed_dim = 256
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(40, 256, num_layers=3, batch_first=True)
+        self.linear = nn.Linear(256, 256)
+        self.relu = nn.ReLU()
+        self.front_end = GE2EFrontEnd()
+
+    def forward(self, mels: torch.Tensor) -> torch.Tensor:
+        _, (hidden, _) = self.lstm(mels)
+        embedding = self.relu(self.linear(hidden[-1]))
+        return embedding / embedding.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    @classmethod
+    def from_resemblyzer(cls, path: str | pathlib.Path | None = None) -> "GE2EEncoder":
+        """Load resemblyzer's weights strictly, after dropping the two GE2E-loss scalars."""
+        path = pathlib.Path(path) if path else resemblyzer_weights()
+        checkpoint = load_checkpoint(path)
+        state = dict(checkpoint.get("model_state", checkpoint))
+        dropped = [state.pop(key) for key in GE2E_LOSS_KEYS if key in state]
+        encoder = cls()
+        load_state_dict_checked(encoder, state, str(path), ignore_prefixes=("front_end.",))
+        encoder.dropped_keys_ = [k for k in GE2E_LOSS_KEYS][:len(dropped)]
+        return encoder.eval()
+
+    @torch.no_grad()
+    def embed_utterance(self, waveform, rate: float = 1.3, min_coverage: float = 0.75) -> np.ndarray:
+        """A 16 kHz float waveform → (256,) L2-normalised mean of partial embeddings."""
+        waveform = normalize_volume(np.asarray(waveform, dtype=np.float32))
+        slices = partial_slices(len(waveform), rate, min_coverage)
+        needed = slices[-1].stop * HOP
+        if needed >= len(waveform):
+            waveform = np.pad(waveform, (0, needed - len(waveform)))
+        mel = self.front_end(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)))
+        partials = torch.stack([mel[s] for s in slices])
+        mean = self(partials).mean(dim=0)
+        return (mean / mean.norm()).numpy()

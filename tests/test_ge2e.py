@@ -1,0 +1,44 @@
+"""The offline GE2E speaker encoder: strict load from the wheel, same embedding as resemblyzer."""
+import numpy as np
+import pytest
+import torch
+
+from ge2e_fixture import ge2e_test_signal
+from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
+from merlib.models.ge2e import GE2EEncoder, partial_slices, resemblyzer_weights
+
+REFERENCE = "tests/data/ge2e_reference.npy"   # made by tools/ge2e_reference.py with resemblyzer's own code
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return GE2EEncoder.from_resemblyzer()
+
+
+def test_strict_load_drops_only_the_ge2e_loss_scalars(encoder):
+    assert encoder.dropped_keys_ == ["similarity_weight", "similarity_bias"]
+    saved = torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
+    assert torch.equal(encoder.lstm.weight_hh_l2, saved["lstm.weight_hh_l2"])
+    assert torch.equal(encoder.linear.bias, saved["linear.bias"])
+
+
+def test_embedding_equals_resemblyzers_reference(encoder):
+    reference = np.load(REFERENCE)
+    embedding = encoder.embed_utterance(ge2e_test_signal())
+    assert embedding.shape == (256,) and np.linalg.norm(embedding) == pytest.approx(1, abs=1e-5)
+    assert float(embedding @ reference) >= 0.999
+
+
+def test_partials_cover_the_utterance():
+    # 3 s = 301 frames; a partial every round(16000 / 1.3 / 160) = 77 frames; the last one
+    # (154..314) covers (48000 - 154·160) / 25600 = 91% ≥ 75% of its samples, so it stays
+    assert partial_slices(16000 * 3) == [slice(0, 160), slice(77, 237), slice(154, 314)]
+    assert partial_slices(8000) == [slice(0, 160)]                       # shorter than one partial: padded
+
+
+def test_a_checkpoint_of_another_shape_is_named(tmp_path):
+    state = dict(torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"])
+    state["linear.weight"] = torch.zeros(128, 256)
+    save_atomic({"model_state": state}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"linear.weight: checkpoint \[128, 256\] vs model \[256, 256\]"):
+        GE2EEncoder.from_resemblyzer(tmp_path / "other.pt")
