@@ -31,6 +31,7 @@ class DataConfig:
 
 @dataclass
 class FeatureConfig:
+    kind: str = "logmel"                # logmel (the paper) | kaldi_fbank (wespeaker's checkpoints)
     sample_rate: int = 16000
     n_mels: int = 128                   # "high-resolution" log-mel (paper 4.2.1)
     win_ms: float = 25.0
@@ -39,7 +40,7 @@ class FeatureConfig:
     # zero-padding the 400-sample window to 1024 points gives every filter a bin.
     n_fft: int = 1024
     log_floor: float = 1e-6             # log(max(mel, floor))
-    normalization: str = "per_bin"      # per_bin: segment mean/var per mel bin (paper) | global
+    normalization: str = "per_bin"      # per_bin: segment mean/var per bin (paper) | global | mean (CMN) | none
     std_floor: float = 1e-3             # variance floor of the normalisation (no division by 0)
 
 
@@ -73,6 +74,7 @@ class AugmentConfig:
 class ModelConfig:
     backbone: str = "resnet34"
     m_channels: int = 32             # channels of the first block (paper: 32)
+    activation: str = "prelu"        # prelu (paper) | relu (wespeaker's published ResNet34)
     embed_dim: int = 512             # embedding layer (paper: 512)
 
 
@@ -104,7 +106,8 @@ class PretrainConfig:
 @dataclass
 class SpeechConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    # pretrain: this run's speaker pretraining; none: from scratch (ablation); or a checkpoint path
+    # pretrain: this run's speaker pretraining; none: from scratch (ablation); a merlib checkpoint
+    # path; or wespeaker:/path/to/avg_model.pt (see configs/wespeaker.yaml)
     pretrained: str = "pretrain"
     linear_probe: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.0))
     fine_tune: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.001))

@@ -56,6 +56,8 @@ class LogMel(torch.nn.Module):
 
     def __init__(self, config: FeatureConfig = FeatureConfig()):
         super().__init__()
+        if config.kind not in ("logmel", "kaldi_fbank"):
+            raise ValueError(f"features.kind={config.kind!r}: use logmel or kaldi_fbank")
         self.config = config
         win_length = int(round(config.sample_rate * config.win_ms / 1000))
         if config.n_fft < win_length:
@@ -79,7 +81,13 @@ class LogMel(torch.nn.Module):
         return torch.matmul(power, self.mel_scale.fb).clamp_min_(self.config.log_floor).log_()
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """One waveform (samples,) → (frames, n_mels); frames = 1 + samples // hop."""
+        """One waveform (samples,) → (frames, n_mels); frames = 1 + samples // hop for log-mel."""
+        if self.config.kind == "kaldi_fbank":   # wespeaker's front end: int16-scaled wav, no dither
+            fbank = torchaudio.compliance.kaldi.fbank(
+                waveform.unsqueeze(0) * 32768, num_mel_bins=self.config.n_mels, frame_length=self.config.win_ms,
+                frame_shift=self.config.hop_ms, dither=0.0, window_type="hamming",
+                sample_frequency=self.config.sample_rate)
+            return normalize(fbank, self.config)
         return normalize(self._log_mel(self.spectrogram(waveform)), self.config)
 
 
@@ -89,10 +97,12 @@ def normalize(log_mel: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
         std, mean = torch.std_mean(log_mel, dim=-2, keepdim=True, unbiased=False)
     elif config.normalization == "global":
         std, mean = torch.std_mean(log_mel, dim=(-2, -1), keepdim=True, unbiased=False)
+    elif config.normalization == "mean":        # cepstral mean normalisation only (wespeaker)
+        return log_mel - log_mel.mean(dim=-2, keepdim=True)
     elif config.normalization == "none":
         return log_mel
     else:
-        raise ValueError(f"features.normalization={config.normalization!r}: use per_bin, global or none")
+        raise ValueError(f"features.normalization={config.normalization!r}: use per_bin, global, mean or none")
     return (log_mel - mean) / std.clamp_min(config.std_floor)
 
 

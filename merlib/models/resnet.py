@@ -12,17 +12,26 @@ import torch
 from torch import nn
 
 
+def make_activation(name: str, channels: int) -> nn.Module:
+    """PReLU (the paper) or ReLU (wespeaker's published models, which have no activation weights)."""
+    if name == "prelu":
+        return nn.PReLU(channels)
+    if name == "relu":
+        return nn.ReLU()
+    raise ValueError(f"activation {name!r}: use prelu or relu")
+
+
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, activation: str = "prelu"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.act1 = nn.PReLU(planes)
+        self.act1 = make_activation(activation, planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.act2 = nn.PReLU(planes)
+        self.act2 = make_activation(activation, planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
@@ -55,25 +64,30 @@ class ResNet(nn.Module):
     """Input (batch, frames, feat_dim) → embedding (batch, embed_dim)."""
 
     def __init__(self, block, num_blocks: list[int], feat_dim: int = 128, embed_dim: int = 512,
-                 m_channels: int = 32):
+                 m_channels: int = 32, activation: str = "prelu", two_embedding_layers: bool = False):
         super().__init__()
         self.feat_dim, self.embed_dim, self.m_channels = feat_dim, embed_dim, m_channels
+        self.activation = activation
         self.in_planes = m_channels
         self.conv1 = nn.Conv2d(1, m_channels, 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(m_channels)
-        self.act1 = nn.PReLU(m_channels)
+        self.act1 = make_activation(activation, m_channels)
         self.layer1 = self._make_layer(block, m_channels, num_blocks[0], stride=1)
         self.layer2 = self._make_layer(block, m_channels * 2, num_blocks[1], stride=2)
         self.layer3 = self._make_layer(block, m_channels * 4, num_blocks[2], stride=2)
         self.layer4 = self._make_layer(block, m_channels * 8, num_blocks[3], stride=2)
         # three stride-2 stages: the frequency axis shrinks by 8 (rounded up)
         self.pooling = StatisticsPooling(m_channels * 8 * block.expansion * ((feat_dim + 7) // 8))
-        self.embedding = nn.Linear(self.pooling.get_out_dim(), embed_dim)
+        if two_embedding_layers:   # wespeaker's two_emb_layer variant: Linear, BatchNorm (no affine), Linear
+            self.embedding = nn.Sequential(nn.Linear(self.pooling.get_out_dim(), embed_dim),
+                                           nn.BatchNorm1d(embed_dim, affine=False), nn.Linear(embed_dim, embed_dim))
+        else:
+            self.embedding = nn.Linear(self.pooling.get_out_dim(), embed_dim)
 
     def _make_layer(self, block, planes: int, num_blocks: int, stride: int) -> nn.Sequential:
         layers = []
         for layer_stride in [stride] + [1] * (num_blocks - 1):
-            layers.append(block(self.in_planes, planes, layer_stride))
+            layers.append(block(self.in_planes, planes, layer_stride, self.activation))
             self.in_planes = planes * block.expansion
         return nn.Sequential(*layers)
 
@@ -99,8 +113,10 @@ class ResNet(nn.Module):
         return self.embedding(self.pooled(x))
 
 
-def ResNet34(feat_dim: int = 128, embed_dim: int = 512, m_channels: int = 32) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], feat_dim=feat_dim, embed_dim=embed_dim, m_channels=m_channels)
+def ResNet34(feat_dim: int = 128, embed_dim: int = 512, m_channels: int = 32, activation: str = "prelu",
+             two_embedding_layers: bool = False) -> ResNet:
+    return ResNet(BasicBlock, [3, 4, 6, 3], feat_dim=feat_dim, embed_dim=embed_dim, m_channels=m_channels,
+                  activation=activation, two_embedding_layers=two_embedding_layers)
 
 
 class ClassificationHead(nn.Module):

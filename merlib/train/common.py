@@ -16,7 +16,7 @@ def build_backbone(config: Config) -> ResNet:
     if config.speech.model.backbone != "resnet34":
         raise ValueError(f"speech.model.backbone={config.speech.model.backbone!r}: only resnet34 is built in")
     return ResNet34(feat_dim=config.features.n_mels, embed_dim=config.speech.model.embed_dim,
-                    m_channels=config.speech.model.m_channels)
+                    m_channels=config.speech.model.m_channels, activation=config.speech.model.activation)
 
 
 def build_augmenters(config: Config) -> list[SpecAugment]:

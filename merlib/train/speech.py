@@ -39,8 +39,9 @@ from merlib.train.loop import Trainer
 STAGES = ("lp", "ft")
 
 
-def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | None:
-    """`pretrain` → this run's speaker backbone; `none` → from scratch; else a checkpoint path."""
+def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | str | None:
+    """`pretrain` → this run's speaker backbone; `none` → from scratch; `wespeaker:PATH` as is;
+    else a merlib checkpoint path."""
     from merlib.train.speaker import BACKBONE_FILE
 
     if config.speech.pretrained == "none":
@@ -52,7 +53,30 @@ def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | 
                                     f"(merlib pretrain --config ... or notebooks/10_speaker_pretrain.ipynb), "
                                     "or set speech.pretrained: none to train from scratch")
         return path
+    if config.speech.pretrained.startswith("wespeaker:"):
+        return config.speech.pretrained
     return pathlib.Path(config.speech.pretrained)
+
+
+def _wespeaker_state(config: Config, spec: str) -> dict:
+    """wespeaker's checkpoint in merlib's names, after checking the config builds its variant."""
+    from merlib.models.wespeaker import variant_of, wespeaker_to_merlib
+
+    path = spec[len("wespeaker:"):]
+    state, _ = wespeaker_to_merlib(load_checkpoint(path))
+    variant = variant_of(state)
+    wanted = {"features.kind": ("kaldi_fbank", config.features.kind),
+              "features.n_mels": (variant["feat_dim"], config.features.n_mels),
+              "features.normalization": ("mean", config.features.normalization),
+              "speech.model.m_channels": (variant["m_channels"], config.speech.model.m_channels),
+              "speech.model.activation": ("relu", config.speech.model.activation)}
+    wrong = {key: need for key, (need, have) in wanted.items() if need != have}
+    if wrong:
+        raise CheckpointMismatchError(
+            f"{path} is a wespeaker ResNet34 ({variant['m_channels']} channels, {variant['feat_dim']}-bin Kaldi fbank, "
+            "ReLU); set in your config (configs/wespeaker.yaml has them): "
+            + ", ".join(f"{key}: {need}" for key, need in wrong.items()))
+    return state
 
 
 def build_transfer_model(config: Config, pretrained: pathlib.Path | None) -> Classifier:
@@ -60,7 +84,8 @@ def build_transfer_model(config: Config, pretrained: pathlib.Path | None) -> Cla
     torch.manual_seed(config.seed)
     model = Classifier(build_backbone(config), len(EMOTIONS))
     if pretrained is not None:
-        state = load_checkpoint(pretrained)
+        state = (_wespeaker_state(config, pretrained) if isinstance(pretrained, str)
+                 else load_checkpoint(pretrained))
         # The convolutions must match exactly; the pretrained embedding layer is not loaded: the
         # new model's randomly initialised one replaces it (the paper's new FC layers).
         load_state_dict_checked(model.backbone, state, str(pretrained),
@@ -68,10 +93,11 @@ def build_transfer_model(config: Config, pretrained: pathlib.Path | None) -> Cla
                                      "network was pretrained with (see pretrain_history.json next to it).",
                                 ignore_prefixes=("embedding.",))
         # Convolutions take any number of mel bins, so only the old embedding shows other features.
-        if "embedding.weight" in state and state["embedding.weight"].shape[1] != model.backbone.pooling.get_out_dim():
+        old = state.get("embedding.weight", state.get("embedding.0.weight"))
+        if old is not None and old.shape[1] != model.backbone.pooling.get_out_dim():
             raise CheckpointMismatchError(
                 f"{pretrained} was pretrained on other features: its pooled statistics have "
-                f"{state['embedding.weight'].shape[1]} dimensions, this config gives "
+                f"{old.shape[1]} dimensions, this config gives "
                 f"{model.backbone.pooling.get_out_dim()}. Set features.n_mels to the pretraining value "
                 "(see pretrain_history.json next to the checkpoint).")
     return model
