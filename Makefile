@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# The cached venv is shared by every checkout with the same dependencies; kernels started by
+# papermill or JupyterLab must import *this* checkout's merlib whatever the editable install points at.
+export PYTHONPATH := $(CURDIR)
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=

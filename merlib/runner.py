@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import json
+import os
 import pathlib
 import platform
 import subprocess
@@ -34,6 +35,8 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    # the kernel must import this checkout's merlib, whatever the (shared) venv's editable install points at
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     # the notebooks' printed lines (one per training epoch) stream to our stdout as progress
     papermill.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(REPO),
                                kernel_name="python3", progress_bar=False, log_output=False, stdout_file=sys.stdout)

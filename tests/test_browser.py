@@ -37,12 +37,18 @@ def jupyterlab(tmp_path, tiny_run):
     papermill.execute_notebook(str(REPO / "notebooks" / "50_explore.ipynb"), str(lab / "50_explore.ipynb"),
                                parameters={"config": str(tiny_run["config"]), "runs": str(tiny_run["runs"]), "fold": 2},
                                prepare_only=True)
+    # a private settings/workspace folder: no layout restored from another session, no news popup
+    settings = tmp_path / "lab-settings"
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
+        '{"fetchNews": "false", "checkForUpdates": false}')
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={lab}", "--LabApp.news_url=",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        cwd=REPO, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT)
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab}",
+         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}"],
+        cwd=REPO, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)})   # the kernel imports this checkout's merlib
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -70,8 +76,9 @@ def test_fusion_slider_in_a_real_browser(jupyterlab):
         page.goto(f"{jupyterlab['url']}/lab/tree/50_explore.ipynb?token={jupyterlab['token']}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-        page.click("li.lm-MenuBar-item:has-text('Run')")
-        page.click("li.lm-Menu-item:has-text('Run All Cells')")
+        page.click(".jp-Notebook .jp-Cell >> nth=1")                     # focus the notebook
+        page.click("li.lm-MenuBar-item:has-text('Run')")                # Run ▸ Run All Cells
+        page.click("li.lm-Menu-item:has(div.lm-Menu-itemLabel:text-is('Run All Cells'))")
         metrics = page.wait_for_selector(".merlib-test-ua", timeout=240_000)
         shown = {"chosen": shown_test_ua(metrics.inner_text())}
         handle = page.locator(".widget-slider .noUi-handle").first
