@@ -31,7 +31,7 @@ class DataConfig:
 
 @dataclass
 class FeatureConfig:
-    kind: str = "logmel"                # logmel (the paper) | kaldi_fbank (wespeaker's checkpoints)
+    kind: str = "logmel"                # logmel (the paper) | kaldi_fbank (wespeaker) | ge2e_mel (resemblyzer)
     sample_rate: int = 16000
     n_mels: int = 128                   # "high-resolution" log-mel (paper 4.2.1)
     win_ms: float = 25.0
@@ -72,7 +72,7 @@ class AugmentConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet34"
+    backbone: str = "resnet34"       # resnet34 | ge2e (resemblyzer's LSTM; speech.pretrained: resemblyzer)
     m_channels: int = 32             # channels of the first block (paper: 32)
     activation: str = "prelu"        # prelu (paper) | relu (wespeaker's published ResNet34)
     embed_dim: int = 512             # embedding layer (paper: 512)
@@ -105,6 +105,7 @@ class PretrainConfig:
 
 @dataclass
 class SpeechConfig:
+    name: str = "speech"             # prefix of this system's files: <name>_lp_scores.csv, <name>_ft_scores.csv
     model: ModelConfig = field(default_factory=ModelConfig)
     # pretrain: this run's speaker pretraining; none: from scratch (ablation); a merlib checkpoint
     # path; or wespeaker:/path/to/avg_model.pt (see configs/wespeaker.yaml)

@@ -17,9 +17,11 @@ from merlib.fusion import fuse_frames
 from merlib.metrics import summarize_folds, unweighted_accuracy, weighted_accuracy
 from merlib.scores import read_scores, write_scores
 
-SINGLE_SYSTEMS = ("speech_lp", "speech_ft", "text")
-FUSED_SYSTEMS = ("fusion_weighted", "fusion_znorm")
+SINGLE_SYSTEMS = ("speech_lp", "speech_ft", "speech_ge2e_lp", "speech_ge2e_ft", "speech_scratch_lp",
+                  "speech_scratch_ft", "text")
+FUSED_SYSTEMS = ("fusion_weighted", "fusion_znorm", "fusion_3way")
 FUSION_INPUTS = ("speech_ft", "text")      # the paper fuses the fine-tuned ResNet34 with BERT
+THREE_WAY_INPUTS = ("speech_ft", "speech_ge2e_ft", "text")   # + the fine-tuned GE2E, weights on the simplex
 # Table 2 of the paper (IEMOCAP, LOSO, mean over folds), UA / WA in percent.
 PAPER_NUMBERS = {"speech_lp": (64.28, 63.74), "speech_ft": (65.97, 65.4), "text": (70.33, 70.24),
                  "fusion_weighted": (76.07, 75.76), "fusion_znorm": (75.97, 75.01)}
@@ -47,15 +49,22 @@ def fuse_fold(fold_dir: pathlib.Path, step: float = 0.01, per_class: bool = True
                   for w1, _ in weighted.grid_]
     info = {"w1": weighted.weights_[0], "grid": weighted.grid_[:, 0].tolist(),
             "holdout_ua_curve": weighted.curve_.tolist(), "test_ua_curve": test_curve}
+    if all((fold_dir / f"{name}_scores.csv").is_file() for name in THREE_WAY_INPUTS):
+        three, three_frame = fuse_frames([read_scores(fold_dir / f"{n}_scores.csv") for n in THREE_WAY_INPUTS],
+                                         THREE_WAY_INPUTS, "weighted", step=step)
+        write_scores(fold_dir / "fusion_3way_scores.csv", three_frame["id"], three_frame["split"],
+                     three_frame["label"], three_frame[list(EMOTIONS)].to_numpy())
+        info["weights_3way"] = dict(zip(THREE_WAY_INPUTS, three.weights_))
     (fold_dir / "fusion.json").write_text(json.dumps(info) + "\n")
     return info
 
 
-def collect_predictions(run_dir, systems=SINGLE_SYSTEMS + FUSED_SYSTEMS) -> dict[str, dict[int, tuple]]:
+def collect_predictions(run_dir, systems=None) -> dict[str, dict[int, tuple]]:
     """{system: {fold: (y_true, y_pred)}} on the test rows of every fold that has the scores."""
     result: dict[str, dict[int, tuple]] = {}
     for fold, folder in fold_directories(run_dir).items():
-        for system in systems:
+        found = sorted(p.name[:-len("_scores.csv")] for p in folder.glob("*_scores.csv"))
+        for system in (systems or found):
             path = folder / f"{system}_scores.csv"
             if path.is_file():
                 frame = read_scores(path)
@@ -78,12 +87,12 @@ def summary_table(run_dir, corpus: str = "demo", n_resamples: int = 1000) -> pd.
                "folds": ",".join(map(str, sorted(predictions)))}
         if system == "fusion_weighted":
             row["w1"] = ", ".join(f"{weights[f]:.2f}" for f in sorted(predictions) if f in weights)
-        if corpus == "iemocap":
+        if corpus == "iemocap" and system in PAPER_NUMBERS:
             row["paper_ua"], row["paper_wa"] = PAPER_NUMBERS[system]
         rows.append(row)
     order = {name: i for i, name in enumerate(SINGLE_SYSTEMS + FUSED_SYSTEMS)}
     table = pd.DataFrame(rows)
-    return table.sort_values("system", key=lambda s: s.map(order)).reset_index(drop=True).round(2)
+    return table.sort_values("system", key=lambda s: s.map(lambda n: order.get(n, len(order)))).reset_index(drop=True).round(2)
 
 
 def write_summary(run_dir, corpus: str = "demo") -> pd.DataFrame:

@@ -27,7 +27,6 @@ from merlib.config import Config, load_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-FOLD_OUTPUTS = ("speech_lp_scores.csv", "speech_ft_scores.csv", "text_scores.csv")
 
 
 def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Path:
@@ -56,8 +55,12 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
-def fold_finished(run_dir: pathlib.Path, fold: int) -> bool:
-    return all((run_dir / f"fold{fold}" / name).is_file() for name in FOLD_OUTPUTS)
+def fold_outputs(config: Config) -> tuple[str, ...]:
+    return (f"{config.speech.name}_lp_scores.csv", f"{config.speech.name}_ft_scores.csv", "text_scores.csv")
+
+
+def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
+    return all((run_dir / f"fold{fold}" / name).is_file() for name in fold_outputs(config))
 
 
 def _run_fold(config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
@@ -87,7 +90,7 @@ def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: s
     if config.speech.pretrained == "pretrain":
         print(f"  10_speaker_pretrain ... ({time.perf_counter() - started:.0f} s)", flush=True)
         execute("10_speaker_pretrain.ipynb", run_dir / "10_speaker_pretrain.ipynb", parameters)
-    todo = [f for f in (folds or config.data.folds) if not fold_finished(run_dir, f)]
+    todo = [f for f in (folds or config.data.folds) if not fold_finished(config, run_dir, f)]
     skipped = sorted(set(folds or config.data.folds) - set(todo))
     if skipped:
         print(f"  folds already finished, skipped: {skipped}")

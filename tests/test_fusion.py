@@ -89,3 +89,19 @@ def test_fuse_command_on_contract_files(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("id,split,label,ang,hap,neu,sad\nu1,test,ang,nan,0,0,0\n")
     assert main(["fuse", "--scores", str(tmp_path / "speech.csv"), str(tmp_path / "bad.csv")]) == 2
     assert "non-finite scores" in capsys.readouterr().err
+
+
+def test_three_way_fusion_is_written_when_a_second_speech_system_exists(tmp_path):
+    from merlib.results import fuse_fold, summary_table
+
+    fold = tmp_path / "fold1"
+    ids = [f"u{i}" for i in range(8)]
+    splits = ["holdout"] * 4 + ["test"] * 4
+    labels = list(EMOTIONS) * 2
+    for name, values in (("speech_ft", SPEECH), ("speech_ge2e_ft", TEXT[::-1]), ("text", TEXT)):
+        write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
+    info = fuse_fold(fold, step=0.25)
+    assert set(info["weights_3way"]) == {"speech_ft", "speech_ge2e_ft", "text"}
+    assert abs(sum(info["weights_3way"].values()) - 1) < 1e-9
+    table = summary_table(tmp_path, n_resamples=50)
+    assert {"fusion_weighted", "fusion_znorm", "fusion_3way", "speech_ge2e_ft"} <= set(table["system"])

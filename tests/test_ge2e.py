@@ -42,3 +42,19 @@ def test_a_checkpoint_of_another_shape_is_named(tmp_path):
     save_atomic({"model_state": state}, tmp_path / "other.pt")
     with pytest.raises(CheckpointMismatchError, match=r"linear.weight: checkpoint \[128, 256\] vs model \[256, 256\]"):
         GE2EEncoder.from_resemblyzer(tmp_path / "other.pt")
+
+
+def test_ge2e_is_a_backbone_for_the_same_transfer_protocol():
+    from merlib.config import load_config
+    from merlib.train.common import build_backbone
+    from merlib.train.speech import build_transfer_model
+
+    config = load_config("configs/demo_ge2e.yaml")
+    model = build_transfer_model(config, "resemblyzer")
+    saved = torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
+    assert torch.equal(model.backbone.encoder.lstm.weight_ih_l0, saved["lstm.weight_ih_l0"])
+    assert model(torch.rand(3, 120, 40)).shape == (3, 4)
+    assert [type(m).__name__ for m in model.backbone.frame_layers()] == ["LSTM", "Linear"]
+    config.features.kind = "logmel"
+    with pytest.raises(ValueError, match="ge2e needs its own front end"):
+        build_backbone(config)

@@ -56,8 +56,12 @@ class LogMel(torch.nn.Module):
 
     def __init__(self, config: FeatureConfig = FeatureConfig()):
         super().__init__()
-        if config.kind not in ("logmel", "kaldi_fbank"):
-            raise ValueError(f"features.kind={config.kind!r}: use logmel or kaldi_fbank")
+        if config.kind not in ("logmel", "kaldi_fbank", "ge2e_mel"):
+            raise ValueError(f"features.kind={config.kind!r}: use logmel, kaldi_fbank or ge2e_mel")
+        if config.kind == "ge2e_mel":
+            from merlib.models.ge2e import GE2EFrontEnd
+
+            self.ge2e = GE2EFrontEnd()
         self.config = config
         win_length = int(round(config.sample_rate * config.win_ms / 1000))
         if config.n_fft < win_length:
@@ -82,6 +86,11 @@ class LogMel(torch.nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """One waveform (samples,) → (frames, n_mels); frames = 1 + samples // hop for log-mel."""
+        if self.config.kind == "ge2e_mel":      # resemblyzer's: power mel of the -30 dBFS waveform
+            from merlib.models.ge2e import normalize_volume
+
+            loud = torch.from_numpy(normalize_volume(waveform.numpy()).astype(np.float32))
+            return normalize(self.ge2e(loud), self.config)
         if self.config.kind == "kaldi_fbank":   # wespeaker's front end: int16-scaled wav, no dither
             fbank = torchaudio.compliance.kaldi.fbank(
                 waveform.unsqueeze(0) * 32768, num_mel_bins=self.config.n_mels, frame_length=self.config.win_ms,

@@ -114,3 +114,32 @@ class GE2EEncoder(nn.Module):
         partials = torch.stack([mel[s] for s in slices])
         mean = self(partials).mean(dim=0)
         return (mean / mean.norm()).numpy()
+
+
+class GE2EBackbone(nn.Module):
+    """GE2E as a backbone for the transfer protocol, with the ResNet34's interface:
+    `pooled` = the (frozen or fine-tuned) encoder's 256-d embedding of a power-mel segment,
+    `embedding` = the new segment-level FC layer, `frame_layers` = what linear probing freezes."""
+
+    def __init__(self, embed_dim: int = 512):
+        super().__init__()
+        self.encoder = GE2EEncoder()
+        self.embed_dim, self.feat_dim = embed_dim, 40
+        self.embedding = nn.Linear(GE2EEncoder.embed_dim, embed_dim)
+
+    def frame_layers(self) -> list[nn.Module]:
+        return [self.encoder.lstm, self.encoder.linear]
+
+    def segment_layers(self) -> list[nn.Module]:
+        return [self.embedding]
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 3 or x.shape[-1] != 40:
+            raise ValueError(f"GE2E expects (batch, frames, 40) power-mel features, got {tuple(x.shape)}")
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding(self.pooled(x))
+
+    def load_resemblyzer(self) -> None:
+        self.encoder.load_state_dict(GE2EEncoder.from_resemblyzer().state_dict())

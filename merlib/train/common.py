@@ -12,9 +12,16 @@ from merlib.models.resnet import ResNet, ResNet34
 from merlib.train.loop import Schedule
 
 
-def build_backbone(config: Config) -> ResNet:
+def build_backbone(config: Config):
+    if config.speech.model.backbone == "ge2e":
+        from merlib.models.ge2e import GE2EBackbone
+
+        if config.features.kind != "ge2e_mel" or config.features.n_mels != 40:
+            raise ValueError("speech.model.backbone: ge2e needs its own front end: features.kind: ge2e_mel, "
+                             "features.n_mels: 40, features.normalization: none (see configs/demo_ge2e.yaml)")
+        return GE2EBackbone(embed_dim=config.speech.model.embed_dim)
     if config.speech.model.backbone != "resnet34":
-        raise ValueError(f"speech.model.backbone={config.speech.model.backbone!r}: only resnet34 is built in")
+        raise ValueError(f"speech.model.backbone={config.speech.model.backbone!r}: use resnet34 or ge2e")
     return ResNet34(feat_dim=config.features.n_mels, embed_dim=config.speech.model.embed_dim,
                     m_channels=config.speech.model.m_channels, activation=config.speech.model.activation)
 

@@ -44,8 +44,8 @@ def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | 
     else a merlib checkpoint path."""
     from merlib.train.speaker import BACKBONE_FILE
 
-    if config.speech.pretrained == "none":
-        return None
+    if config.speech.pretrained in ("none", "resemblyzer"):
+        return config.speech.pretrained if config.speech.pretrained == "resemblyzer" else None
     if config.speech.pretrained == "pretrain":
         path = run_dir / "pretrain" / BACKBONE_FILE
         if not path.is_file():
@@ -79,11 +79,15 @@ def _wespeaker_state(config: Config, spec: str) -> dict:
     return state
 
 
-def build_transfer_model(config: Config, pretrained: pathlib.Path | None) -> Classifier:
+def build_transfer_model(config: Config, pretrained: pathlib.Path | str | None) -> Classifier:
     """Pretrained convolutions, new random FC layers (embedding + head) for the 4 emotions."""
     torch.manual_seed(config.seed)
     model = Classifier(build_backbone(config), len(EMOTIONS))
-    if pretrained is not None:
+    if pretrained == "resemblyzer":
+        if config.speech.model.backbone != "ge2e":
+            raise ValueError("speech.pretrained: resemblyzer goes with speech.model.backbone: ge2e")
+        model.backbone.load_resemblyzer()
+    elif pretrained is not None:
         state = (_wespeaker_state(config, pretrained) if isinstance(pretrained, str)
                  else load_checkpoint(pretrained))
         # The convolutions must match exactly; the pretrained embedding layer is not loaded: the
@@ -114,6 +118,7 @@ class SpeechFold:
 
     def __init__(self, config: Config, fold: Fold, corpus_root, run_dir, cache_dir, progress: bool = True):
         self.config, self.fold, self.progress = config, fold, progress
+        self.name = config.speech.name
         self.run_dir = pathlib.Path(run_dir)
         self.fold_dir = self.run_dir / f"fold{fold.fold}"
         cache = FeatureCache(cache_dir, corpus_root, config.features)
@@ -134,11 +139,11 @@ class SpeechFold:
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
-        write_scores(self.fold_dir / f"speech_{stage}_scores.csv", ids, splits, labels,
+        write_scores(self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels,
                      torch.cat([holdout, test]).numpy())
         summary = {"stage": stage, "best_epoch": best_epoch, **self._metrics(holdout, "holdout"),
                    **self._metrics(test, "test"), "history": history}
-        write_json(self.fold_dir / f"speech_{stage}_history.json", summary)
+        write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
         return summary
 
     # -- stage 1 ----------------------------------------------------------------------------
@@ -211,10 +216,10 @@ class SpeechFold:
             with torch.no_grad():
                 return torch.log_softmax(model.forward_pooled(holdout_x if split == "holdout" else test_x), dim=-1)
 
-        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / "speech_lp.ckpt",
+        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / f"{self.name}_lp.ckpt",
                           seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None,
                           forward=lambda m, x: m.forward_pooled(x), set_train_mode=_frozen_frame_layers,
-                          select="holdout_ua", description=f"fold {self.fold.fold} linear probe", progress=self.progress)
+                          select="holdout_ua", description=f"fold {self.fold.fold} {self.name} linear probe", progress=self.progress)
         history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         for parameter in model.parameters():
@@ -238,9 +243,9 @@ class SpeechFold:
         def score(split):
             return evaluate_full_length(model, self.features[split])
 
-        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / "speech_ft.ckpt",
+        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
                           seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None, select="holdout_ua",
-                          description=f"fold {self.fold.fold} fine-tune", progress=self.progress)
+                          description=f"fold {self.fold.fold} {self.name} fine-tune", progress=self.progress)
         history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         return self._write("ft", model, score, history, trainer.best_epoch)
@@ -253,12 +258,12 @@ def run_speech_fold(config: Config, fold: Fold, corpus_root, run_dir, cache_dir,
     job = SpeechFold(config, fold, corpus_root, run_dir, cache_dir, progress)
     model = build_transfer_model(config, resolve_pretrained(config, run_dir))
     results = {}
-    lp_state = job.fold_dir / "speech_lp_model.pt"
-    if (job.fold_dir / "speech_lp_scores.csv").is_file() and lp_state.is_file():
+    lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
+    if (job.fold_dir / f"{job.name}_lp_scores.csv").is_file() and lp_state.is_file():
         model.load_state_dict(load_checkpoint(lp_state))    # fine-tuning starts from the probed model
     elif "lp" in stages:
         results["lp"] = job.linear_probe(model)
         save_atomic(model.state_dict(), lp_state)
-    if "ft" in stages and not (job.fold_dir / "speech_ft_scores.csv").is_file():
+    if "ft" in stages and not (job.fold_dir / f"{job.name}_ft_scores.csv").is_file():
         results["ft"] = job.fine_tune(model)
     return results
