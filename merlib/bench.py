@@ -31,27 +31,22 @@ def _median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
-    from merlib.models.resnet import Classifier
-    from merlib.train.common import build_backbone
-    from merlib.train.loop import Trainer
+def compare_loops(model: torch.nn.Module, optimizer, inputs, targets, steps: int, rounds: int) -> dict:
+    """Step time of merlib's Trainer against a bare PyTorch loop on the same model and batch."""
+    from merlib.train.loop import Trainer, default_forward
 
-    torch.manual_seed(0)
-    batch = (torch.randn(32, frames, config.features.n_mels), torch.randint(0, 4, (32,)))
-    model = Classifier(build_backbone(config), 4)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     trainer = Trainer(model, optimizer, progress=False)
 
     def bare():
         model.train()
         for _ in range(steps):
-            loss = torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
+            loss = torch.nn.functional.cross_entropy(default_forward(model, inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
 
     def merlib_loop():
-        trainer.run_epoch(0, [batch] * steps)
+        trainer.run_epoch(0, [(inputs, targets)] * steps)
 
     bare()   # warm-up (allocator, kernels)
     bare_times, merlib_times = [], []
@@ -60,8 +55,20 @@ def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int =
         merlib_times.append(_median_seconds(merlib_loop, 1) / steps)
     bare_step, merlib_step = statistics.median(bare_times), statistics.median(merlib_times)
     return {"bare_step_s": round(bare_step, 4), "merlib_step_s": round(merlib_step, 4),
-            "loop_overhead_ratio": round(merlib_step / bare_step, 3),
-            "loop_config": f"m_channels={config.speech.model.m_channels}, n_mels={config.features.n_mels}, 32x{frames}"}
+            "loop_overhead_ratio": round(merlib_step / bare_step, 3)}
+
+
+def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
+    from merlib.models.resnet import Classifier
+    from merlib.train.common import build_backbone
+
+    torch.manual_seed(0)
+    model = Classifier(build_backbone(config), 4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    result = compare_loops(model, optimizer, torch.randn(32, frames, config.features.n_mels),
+                           torch.randint(0, 4, (32,)), steps, rounds)
+    return result | {"loop_config": f"m_channels={config.speech.model.m_channels}, "
+                                    f"n_mels={config.features.n_mels}, 32x{frames}"}
 
 
 _FEATURE_TIMING = """
@@ -154,7 +161,6 @@ def bench_text(config_path: str = "configs/demo.yaml", steps: int = 3, rounds: i
     """Train-step time of merlib's loop vs a bare transformers + PyTorch loop (same model, batch
     32 × `tokens`), and inference throughput in utterances per second."""
     from merlib.models.text import load_text_classifier
-    from merlib.train.loop import Trainer
 
     config = load_config(config_path)
     torch.manual_seed(0)
@@ -162,31 +168,11 @@ def bench_text(config_path: str = "configs/demo.yaml", steps: int = 3, rounds: i
     inputs = {"input_ids": torch.randint(1000, 20000, (32, tokens)), "attention_mask": torch.ones(32, tokens, dtype=torch.long)}
     targets = torch.randint(0, 4, (32,))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.text.lr)
-    trainer = Trainer(model, optimizer, progress=False)
-
-    def bare():
-        model.train()
-        for _ in range(steps):
-            loss = torch.nn.functional.cross_entropy(model(**inputs).logits, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-    def merlib_loop():
-        trainer.run_epoch(0, [(inputs, targets)] * steps)
-
-    bare()
-    bare_times, merlib_times = [], []
-    for _ in range(rounds):
-        bare_times.append(_median_seconds(bare, 1) / steps)
-        merlib_times.append(_median_seconds(merlib_loop, 1) / steps)
+    result = compare_loops(model, optimizer, inputs, targets, steps, rounds)
     model.eval()
     with torch.no_grad():
         inference = _median_seconds(lambda: model(**inputs), 5)
-    bare_step, merlib_step = statistics.median(bare_times), statistics.median(merlib_times)
-    return {"model": config.text.model, "parameters": sum(p.numel() for p in model.parameters()),
-            "bare_step_s": round(bare_step, 4), "merlib_step_s": round(merlib_step, 4),
-            "loop_overhead_ratio": round(merlib_step / bare_step, 3),
+    return {"model": config.text.model, "parameters": sum(p.numel() for p in model.parameters()), **result,
             "inference_utts_per_s": round(32 / inference, 1), "batch": f"32x{tokens} tokens"}
 
 

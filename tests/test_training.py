@@ -134,3 +134,12 @@ def test_mismatched_checkpoint_names_every_differing_tensor(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointMismatchError, match="not a loadable state-dict checkpoint"):
         build_transfer_model(small_config(), tmp_path / "junk.pt")
+
+
+def test_bench_loop_comparison_runs_on_a_tiny_model():
+    from merlib.bench import compare_loops
+
+    x, y = tiny_data(n=8)
+    model = tiny_model()
+    result = compare_loops(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y, steps=1, rounds=1)
+    assert set(result) == {"bare_step_s", "merlib_step_s", "loop_overhead_ratio"} and result["loop_overhead_ratio"] > 0

@@ -96,10 +96,10 @@ class GE2EEncoder(nn.Module):
         path = pathlib.Path(path) if path else resemblyzer_weights()
         checkpoint = load_checkpoint(path)
         state = dict(checkpoint.get("model_state", checkpoint))
-        dropped = [state.pop(key) for key in GE2E_LOSS_KEYS if key in state]
+        dropped = [key for key in GE2E_LOSS_KEYS if state.pop(key, None) is not None]
         encoder = cls()
         load_state_dict_checked(encoder, state, str(path), ignore_prefixes=("front_end.",))
-        encoder.dropped_keys_ = [k for k in GE2E_LOSS_KEYS][:len(dropped)]
+        encoder.dropped_keys_ = dropped
         return encoder.eval()
 
     @torch.no_grad()
