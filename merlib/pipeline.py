@@ -6,10 +6,9 @@ Features are cached per corpus (keyed by its resolved root) and per front-end co
 """
 from __future__ import annotations
 
-import typing
-
 import hashlib
 import pathlib
+import typing
 
 from merlib.config import Config
 from merlib.data import iemocap
