@@ -57,6 +57,10 @@ def _folds(args) -> int:
     return 0
 
 
+def _generation_state(summary: dict) -> str:
+    return "up to date (cached)" if summary["cached"] else f"generated in {summary['seconds_to_generate']} s"
+
+
 def _demo_corpus(args) -> int:
     import json
 
@@ -64,9 +68,8 @@ def _demo_corpus(args) -> int:
 
     summary = generate_demo_corpus(args.out, DemoCorpusConfig(seed=args.seed), force=args.force)
     print(summary["notice"])
-    state = "up to date (cached)" if summary["cached"] else f"generated in {summary['seconds_to_generate']} s"
     print(f"{args.out}: {summary['utterances_four_class']} four-class utterances "
-          f"({summary['utterances_all']} turns), {summary['hours']} h, {summary['megabytes']} MB; {state}")
+          f"({summary['utterances_all']} turns), {summary['hours']} h, {summary['megabytes']} MB; {_generation_state(summary)}")
     print("per speaker: " + json.dumps(summary["speakers"]))
     print(f"next: merlib prepare iemocap {args.out} --name demo --expected {args.out}/expected_counts.json --strict")
     return 0
@@ -77,9 +80,8 @@ def _demo_speakers(args) -> int:
 
     summary = generate_demo_speakers(args.out, DemoSpeakersConfig(seed=args.seed), force=args.force)
     print(summary["notice"])
-    state = "up to date (cached)" if summary["cached"] else f"generated in {summary['seconds_to_generate']} s"
     print(f"{args.out}: {summary['speakers']} speakers, {summary['utterances']} utterances, "
-          f"{summary['hours']} h, {summary['megabytes']} MB; manifest speakers.jsonl; {state}")
+          f"{summary['hours']} h, {summary['megabytes']} MB; manifest speakers.jsonl; {_generation_state(summary)}")
     return 0
 
 
@@ -101,8 +103,8 @@ def _demo(args) -> int:
     """The main job on the embedded demo corpus: corpora, all 5 folds (speech, text), fusion, report."""
     import time
 
-    from merlib import baselines, runner
-    from merlib.data import iemocap
+    from merlib import baselines, pipeline, runner
+    from merlib.config import load_config
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
     started = time.perf_counter()
@@ -114,8 +116,8 @@ def _demo(args) -> int:
           f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
           f"{time.perf_counter() - started:.0f} s)")
     status = runner.run(args.config, jobs=1, runs=args.runs)
-    report = iemocap.prepare_iemocap(data / "demo-corpus", corpus="demo")
-    result = baselines.run_baselines(report.utterances, data / "demo-corpus")
+    utterances, root = pipeline.load_utterances(load_config(args.config))
+    result = baselines.run_baselines(utterances, root)
     print("yardstick, logistic-regression baselines (LOSO, pooled): "
           + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items()))
     print(f"make demo: {time.perf_counter() - started:.0f} s in all")

@@ -54,7 +54,20 @@ def simplex_grid(modalities: int, step: float) -> np.ndarray:
     return np.array([[*p, n - sum(p)] for p in points], dtype=float) / n
 
 
-class WeightedFusion(ClassifierMixin, BaseEstimator):
+class _LateFusion(ClassifierMixin, BaseEstimator):
+    """What both fusions share: scores checked against the fitted modality count; argmax predicts."""
+
+    def _fitted_scores(self, scores, fitted: int) -> list[np.ndarray]:
+        arrays = _check_scores(scores)
+        if len(arrays) != fitted:
+            raise FusionError(f"fitted on {fitted} modalities, got {len(arrays)}")
+        return arrays
+
+    def predict(self, scores) -> np.ndarray:
+        return self.decision_function(scores).argmax(1)
+
+
+class WeightedFusion(_LateFusion):
     def __init__(self, step: float = 0.01):
         self.step = step
 
@@ -75,16 +88,11 @@ class WeightedFusion(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, scores) -> np.ndarray:
-        arrays = _check_scores(scores)
-        if len(arrays) != len(self.weights_):
-            raise FusionError(f"fitted on {len(self.weights_)} modalities, got {len(arrays)}")
+        arrays = self._fitted_scores(scores, len(self.weights_))
         return sum(w * s for w, s in zip(self.weights_, arrays))
 
-    def predict(self, scores) -> np.ndarray:
-        return self.decision_function(scores).argmax(1)
 
-
-class ZNormFusion(ClassifierMixin, BaseEstimator):
+class ZNormFusion(_LateFusion):
     def __init__(self, per_class: bool = True):
         self.per_class = per_class
 
@@ -98,13 +106,8 @@ class ZNormFusion(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, scores) -> np.ndarray:
-        arrays = _check_scores(scores)
-        if len(arrays) != len(self.mean_):
-            raise FusionError(f"fitted on {len(self.mean_)} modalities, got {len(arrays)}")
+        arrays = self._fitted_scores(scores, len(self.mean_))
         return np.mean([(a - m) / s for a, m, s in zip(arrays, self.mean_, self.std_)], axis=0)
-
-    def predict(self, scores) -> np.ndarray:
-        return self.decision_function(scores).argmax(1)
 
 
 def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:

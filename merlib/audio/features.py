@@ -155,8 +155,9 @@ class FeatureCache:
         os.replace(temporary, path)
         return features
 
-    def compute_all(self, items: Sequence[tuple[str, str]], description: str = "log-mel") -> None:
+    def compute_all(self, items: Sequence[tuple[str, str]], description: str = "log-mel") -> list[torch.Tensor]:
+        """Features of every (id, wav), in order, with a progress bar; missing ones are computed."""
         from tqdm.auto import tqdm
 
-        for utterance_id, wav in tqdm(items, desc=description, unit="utt", mininterval=2):
-            self.get(utterance_id, wav)
+        return [self.get(utterance_id, wav)
+                for utterance_id, wav in tqdm(items, desc=description, unit="utt", mininterval=2)]

@@ -37,9 +37,9 @@ def pretrain_speakers(config: Config, records: list[SpeakerUtterance], corpus_ro
     train = [r for r in records if r.id not in held]
     holdout = [r for r in records if r.id in held]
     cache = FeatureCache(cache_dir, corpus_root, config.features)
-    cache.compute_all([(r.id, r.wav) for r in records], "speaker log-mel")
-    train_features = [cache.get(r.id, r.wav) for r in train]
-    holdout_features = [cache.get(r.id, r.wav) for r in holdout]
+    features = dict(zip((r.id for r in records), cache.compute_all([(r.id, r.wav) for r in records], "speaker log-mel")))
+    train_features = [features[r.id] for r in train]
+    holdout_features = [features[r.id] for r in holdout]
     train_labels = [index[r.speaker] for r in train]
     holdout_labels = np.array([index[r.speaker] for r in holdout])
 

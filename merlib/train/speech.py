@@ -123,8 +123,9 @@ class SpeechFold:
         self.fold_dir = self.run_dir / f"fold{fold.fold}"
         cache = FeatureCache(cache_dir, corpus_root, config.features)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
-        cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} log-mel")
-        self.features = {split: [cache.get(u.id, u.wav) for u in getattr(fold, split)]
+        features = dict(zip((u.id for u in every), cache.compute_all([(u.id, u.wav) for u in every],
+                                                                     f"fold {fold.fold} log-mel")))
+        self.features = {split: [features[u.id] for u in getattr(fold, split)]
                          for split in ("train", "holdout", "test")}
         self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
                        for split in ("train", "holdout", "test")}

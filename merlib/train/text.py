@@ -106,10 +106,13 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
             index = order[start:start + text.batch_size]
             yield corpus.batch([train_ids[i] for i in index]), train_labels[index]
 
-    def evaluate(epoch):
-        predicted = score_texts(model, corpus, holdout_ids).argmax(1).numpy()
+    def holdout_metrics(scores: torch.Tensor) -> dict:
+        predicted = scores.argmax(1).numpy()
         return {"holdout_ua": unweighted_accuracy(holdout_labels, predicted),
                 "holdout_wa": weighted_accuracy(holdout_labels, predicted)}
+
+    def evaluate(epoch):
+        return holdout_metrics(score_texts(model, corpus, holdout_ids))
 
     checkpoint = fold_dir / "text.ckpt"
     trainer = Trainer(model, optimizer, checkpoint=checkpoint, seed=config.seed, select="holdout_ua",
@@ -130,7 +133,7 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
         "max_length": corpus.max_length, "truncated_share": corpus.truncated_share,
         "empty_transcripts": {split: sum(not u.transcript.strip() for u in getattr(fold, split))
                               for split in ("train", "holdout", "test")},
-        "holdout_ua": evaluate(None)["holdout_ua"],
+        "holdout_ua": holdout_metrics(holdout_scores)["holdout_ua"],
         "test_ua": unweighted_accuracy(test_labels, test_predicted),
         "test_wa": weighted_accuracy(test_labels, test_predicted),
         "leakage": leakage_diagnostic([u.transcript for u in fold.train + fold.holdout],
