@@ -100,11 +100,12 @@ def _report(args) -> int:
 
 
 def _demo(args) -> int:
-    """The main job on the embedded demo corpus: corpora, all 5 folds (speech, text), fusion, report."""
+    """The main job on the embedded demo corpus: corpora, all 5 folds (ResNet34 speech, text, and
+    the GE2E speech system of each `--also` config, into the same run folder), fusion, report."""
     import time
 
     from merlib import baselines, pipeline, runner
-    from merlib.config import load_config
+    from merlib.config import ConfigError, load_config
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
     started = time.perf_counter()
@@ -115,8 +116,15 @@ def _demo(args) -> int:
     print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
           f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
           f"{time.perf_counter() - started:.0f} s)")
-    status = runner.run(args.config, jobs=1, runs=args.runs)
-    utterances, root = pipeline.load_utterances(load_config(args.config))
+    main = load_config(args.config)
+    for extra in args.also:
+        if load_config(extra).name != main.name:
+            raise ConfigError(f"{extra}: set name: {main.name} in it (the run folder of {args.config}), "
+                              "so that its scores are fused with the others")
+    status = runner.run(args.config, jobs=1, runs=args.runs, report=not args.also)
+    for index, extra in enumerate(args.also):
+        status |= runner.run(extra, jobs=1, runs=args.runs, report=index == len(args.also) - 1)
+    utterances, root = pipeline.load_utterances(main)
     result = baselines.run_baselines(utterances, root)
     print("yardstick, logistic-regression baselines (LOSO, pooled): "
           + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items()))
@@ -274,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded demo corpus")
     demo.add_argument("--config", default="configs/demo.yaml")
+    demo.add_argument("--also", nargs="*", default=["configs/demo_ge2e.yaml"], metavar="CONFIG",
+                      help="more speech systems run into the same folder before fusion (default: %(default)s; "
+                           "give --also alone for none)")
     demo.add_argument("--runs", default="runs")
     demo.set_defaults(handler=_demo)
     return parser

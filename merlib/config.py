@@ -80,8 +80,9 @@ class ModelConfig:
 
 @dataclass
 class StageConfig:
-    """One SGD stage: speaker pretraining, linear probing or fine-tuning."""
+    """One stage of speaker pretraining, linear probing or fine-tuning."""
     epochs: int = 20                 # not in the paper; the best hold-out epoch is kept
+    optimizer: str = "sgd"           # sgd (the paper, with momentum) | adam (momentum unused)
     lr: float = 0.1                  # FC (segment-level) layers
     backbone_lr: float = 0.0         # convolutional layers; 0 freezes them
     momentum: float = 0.9
@@ -92,6 +93,9 @@ class StageConfig:
     halve_every: int = 2             # ... then halved every other epoch
     warmup_epochs: int = 0
     max_grad_norm: float = 0.0       # 0: no clipping
+    # fine-tuning only: the probed model competes with the fine-tuned epochs on the hold-out
+    # (false: the ft system is always a fine-tuned model, as the paper reports it)
+    keep_start_if_best: bool = False
 
 
 @dataclass

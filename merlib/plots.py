@@ -16,7 +16,9 @@ from merlib.data.manifest import Utterance
 
 SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}     # the paper's Figure 2 labels
 TITLES = {"speech_lp": "speech (linear probe)", "speech_ft": "speech (fine-tuned ResNet34)", "text": "text (BERT)",
-          "fusion_weighted": "fusion (weighted)", "fusion_znorm": "fusion (z-norm, equal weights)"}
+          "fusion_weighted": "fusion (weighted)", "fusion_znorm": "fusion (z-norm, equal weights)",
+          "speech_ge2e_ft": "speech (fine-tuned GE2E)", "fusion_ge2e_weighted": "fusion (GE2E + text)",
+          "fusion_3way": "fusion (ResNet34 + GE2E + text)"}
 
 
 def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
@@ -94,16 +96,20 @@ def fusion_curves(run_dir: str | pathlib.Path):
 
 
 def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"):
-    """Training loss and a hold-out metric per epoch, best epoch marked."""
+    """Training loss and a hold-out metric per epoch, best epoch marked; epoch 0 is the starting
+    point (the linear-probed model, for fine-tuning) when it was evaluated."""
     saved = json.loads(pathlib.Path(history_path).read_text())
     history = pd.DataFrame(saved["history"])
     figure, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(history["epoch"] + 1, history["train_loss"], "o-", label="train loss")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (0: start)" if saved.get("start") else "epoch")
     ax.set_ylabel("train loss")
     if metric in history:
         twin = ax.twinx()
-        twin.plot(history["epoch"] + 1, 100 * history[metric], "s-", color="C1", label=metric)
+        curve = history[["epoch", metric]]
+        if saved.get("start") and metric in saved["start"]:
+            curve = pd.concat([pd.DataFrame([{"epoch": -1, metric: saved["start"][metric]}]), curve])
+        twin.plot(curve["epoch"] + 1, 100 * curve[metric], "s-", color="C1", label=metric)
         twin.set_ylabel(f"{metric} (%)")
         if saved.get("best_epoch") is not None:
             twin.axvline(saved["best_epoch"] + 1, color="C1", linestyle=":", label="kept epoch")

@@ -1,8 +1,9 @@
 """Results of a run, computed from its saved scores only (runs/<name>/fold<k>/*_scores.csv).
 
 Fusion is fitted per fold on that fold's hold-out rows; the summary has one row per system —
-speech_lp, speech_ft, text, fusion_weighted, fusion_znorm — with the mean over folds (the
-paper's number), the spread over folds and a bootstrap 95% interval, in percent.
+speech_lp, speech_ft, text, fusion_weighted, fusion_znorm, and, when the run has GE2E scores,
+speech_ge2e_lp/ft with the two-way GE2E + text and the three-way fusion — with the mean over
+folds (the paper's number), the spread over folds and a bootstrap 95% interval, in percent.
 """
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from merlib.scores import read_scores, write_scores
 
 SINGLE_SYSTEMS = ("speech_lp", "speech_ft", "speech_ge2e_lp", "speech_ge2e_ft", "speech_scratch_lp",
                   "speech_scratch_ft", "text")
-FUSED_SYSTEMS = ("fusion_weighted", "fusion_znorm", "fusion_3way")
 FUSION_INPUTS = ("speech_ft", "text")      # the paper fuses the fine-tuned ResNet34 with BERT
-THREE_WAY_INPUTS = ("speech_ft", "speech_ge2e_ft", "text")   # + the fine-tuned GE2E, weights on the simplex
+# Weighted fusions (weights on the simplex, chosen on the hold-out), each made in every fold
+# that has its inputs: the paper's pair, the GE2E speech system with text, and all three.
+WEIGHTED_FUSIONS = {"fusion_weighted": FUSION_INPUTS,
+                    "fusion_ge2e_weighted": ("speech_ge2e_ft", "text"),
+                    "fusion_3way": ("speech_ft", "speech_ge2e_ft", "text")}
+FUSED_SYSTEMS = ("fusion_weighted", "fusion_znorm", "fusion_ge2e_weighted", "fusion_3way")
 # Table 2 of the paper (IEMOCAP, LOSO, mean over folds), UA / WA in percent.
 PAPER_NUMBERS = {"speech_lp": (64.28, 63.74), "speech_ft": (65.97, 65.4), "text": (70.33, 70.24),
                  "fusion_weighted": (76.07, 75.76), "fusion_znorm": (75.97, 75.01)}
@@ -35,28 +40,37 @@ def fold_directories(run_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
 
 
 def fuse_fold(fold_dir: pathlib.Path, step: float = 0.01, per_class: bool = True) -> dict:
-    """Fit both fusions on the fold's hold-out, write their scores, return weights and curves."""
+    """Fit the fusions on the fold's hold-out, write their scores, return weights and curves.
+
+    fusion.json: `w1` and the w1 curves of the paper's pair, and `weights` of every weighted
+    fusion made ({system: {input: weight}}).
+    """
     frames = [read_scores(fold_dir / f"{name}_scores.csv") for name in FUSION_INPUTS]
-    weighted, weighted_frame = fuse_frames(frames, FUSION_INPUTS, "weighted", step=step)
     _, znorm_frame = fuse_frames(frames, FUSION_INPUTS, "znorm", per_class=per_class)
-    for name, frame in (("fusion_weighted", weighted_frame), ("fusion_znorm", znorm_frame)):
-        write_scores(fold_dir / f"{name}_scores.csv", frame["id"], frame["split"], frame["label"],
-                     frame[list(EMOTIONS)].to_numpy())
+    _write_frame(fold_dir / "fusion_znorm_scores.csv", znorm_frame)
+    fitted = {}
+    for system, inputs in WEIGHTED_FUSIONS.items():
+        if all((fold_dir / f"{name}_scores.csv").is_file() for name in inputs):
+            fusion, frame = fuse_frames([read_scores(fold_dir / f"{n}_scores.csv") for n in inputs], inputs,
+                                        "weighted", step=step)
+            _write_frame(fold_dir / f"{system}_scores.csv", frame)
+            fitted[system] = fusion
+    weighted = fitted["fusion_weighted"]
     test = (frames[0]["split"] == "test").to_numpy()
     speech, text = (f[list(EMOTIONS)].to_numpy() for f in frames)
     y_test = frames[0].loc[test, "label"].to_numpy()
     test_curve = [unweighted_accuracy(y_test, (w1 * speech[test] + (1 - w1) * text[test]).argmax(1))
                   for w1, _ in weighted.grid_]
     info = {"w1": weighted.weights_[0], "grid": weighted.grid_[:, 0].tolist(),
-            "holdout_ua_curve": weighted.curve_.tolist(), "test_ua_curve": test_curve}
-    if all((fold_dir / f"{name}_scores.csv").is_file() for name in THREE_WAY_INPUTS):
-        three, three_frame = fuse_frames([read_scores(fold_dir / f"{n}_scores.csv") for n in THREE_WAY_INPUTS],
-                                         THREE_WAY_INPUTS, "weighted", step=step)
-        write_scores(fold_dir / "fusion_3way_scores.csv", three_frame["id"], three_frame["split"],
-                     three_frame["label"], three_frame[list(EMOTIONS)].to_numpy())
-        info["weights_3way"] = dict(zip(THREE_WAY_INPUTS, three.weights_))
+            "holdout_ua_curve": weighted.curve_.tolist(), "test_ua_curve": test_curve,
+            "weights": {system: dict(zip(WEIGHTED_FUSIONS[system], fusion.weights_))
+                        for system, fusion in fitted.items()}}
     (fold_dir / "fusion.json").write_text(json.dumps(info) + "\n")
     return info
+
+
+def _write_frame(path: pathlib.Path, frame: pd.DataFrame) -> None:
+    write_scores(path, frame["id"], frame["split"], frame["label"], frame[list(EMOTIONS)].to_numpy())
 
 
 def collect_predictions(run_dir, systems=None) -> dict[str, dict[int, tuple]]:
@@ -108,6 +122,24 @@ def write_summary(run_dir, corpus: str = "demo") -> pd.DataFrame:
         f"# {run_dir.name}: UA / WA (%), mean over folds ± std, bootstrap 95% interval of UA\n\n{note}\n\n"
         + markdown_table(table) + "\n")
     return table
+
+
+def fusion_comparison(run_dir, n_resamples: int = 1000) -> pd.DataFrame:
+    """The weighted fusions side by side: which systems each fuses, UA/WA (mean over folds) and
+    the mean weight each input got on the hold-outs. Does a second speech system add to the pair?"""
+    folds = fold_directories(run_dir)
+    table = summary_table(run_dir, n_resamples=n_resamples).set_index("system")
+    rows = []
+    for system, inputs in WEIGHTED_FUSIONS.items():
+        if system not in table.index:
+            continue
+        weights = [json.loads((d / "fusion.json").read_text()).get("weights", {}).get(system)
+                   for d in folds.values() if (d / "fusion.json").is_file()]
+        weights = [w for w in weights if w]
+        rows.append({"system": system, "fuses": " + ".join(inputs), "ua": table.at[system, "ua"],
+                     "wa": table.at[system, "wa"], "ua_std": table.at[system, "ua_std"],
+                     "mean weights": ", ".join(f"{name} {np.mean([w[name] for w in weights]):.2f}" for name in inputs)})
+    return pd.DataFrame(rows)
 
 
 def markdown_table(table: pd.DataFrame) -> str:

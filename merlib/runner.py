@@ -1,13 +1,16 @@
 """`merlib run`: execute the workbook notebooks with papermill, fold by fold, into runs/<name>/.
 
     runs/<name>/config.yaml, versions.json       the resolved config, versions and git revision
+                                                 (config.<speech.name>.yaml for a second speech
+                                                 system run into the same folder, e.g. GE2E)
     runs/<name>/00_data.ipynb, 10_speaker_pretrain.ipynb
     runs/<name>/fold<k>/20_speech_fold.ipynb, 30_text_fold.ipynb, *_scores.csv, *_history.json
     runs/<name>/40_fusion.ipynb, summary.csv, summary.md, report.html
 
-A fold whose three score files exist is skipped; an interrupted one resumes from its
-checkpoints (the training loop's). A failed fold is reported with the path of its executed
-notebook and the other folds still run.
+A fold whose three score files exist is skipped, and so is a notebook whose score files
+exist (a second speech config run into the same folder reuses the text scores); an
+interrupted fold resumes from its checkpoints (the training loop's). A failed fold is
+reported with the path of its executed notebook and the other folds still run.
 """
 from __future__ import annotations
 
@@ -55,17 +58,32 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
+def notebook_outputs(config: Config) -> dict[str, tuple[str, ...]]:
+    """The score files each fold notebook writes."""
+    return {"20_speech_fold.ipynb": (f"{config.speech.name}_lp_scores.csv", f"{config.speech.name}_ft_scores.csv"),
+            "30_text_fold.ipynb": ("text_scores.csv",)}
+
+
 def fold_outputs(config: Config) -> tuple[str, ...]:
-    return (f"{config.speech.name}_lp_scores.csv", f"{config.speech.name}_ft_scores.csv", "text_scores.csv")
+    return tuple(name for names in notebook_outputs(config).values() for name in names)
 
 
 def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
     return all((run_dir / f"fold{fold}" / name).is_file() for name in fold_outputs(config))
 
 
+def config_file(run_dir: pathlib.Path, config: Config) -> pathlib.Path:
+    """Where a run keeps the config it ran with: config.yaml for the main (ResNet34) speech
+    system, config.<speech.name>.yaml for another one run into the same folder."""
+    return run_dir / ("config.yaml" if config.speech.name == "speech" else f"config.{config.speech.name}.yaml")
+
+
 def _run_fold(config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
     """Returns (fold, None) or (fold, the executed notebook that failed)."""
-    for notebook in ("20_speech_fold.ipynb", "30_text_fold.ipynb"):
+    config = load_config(config_path)
+    for notebook, outputs in notebook_outputs(config).items():
+        if all((run_dir / f"fold{fold}" / name).is_file() for name in outputs):
+            continue      # its scores exist (e.g. the text scores, when a second speech config runs)
         output = run_dir / f"fold{fold}" / notebook
         try:
             execute(notebook, output, {"fold": fold, "config": config_path, "runs": runs})
@@ -76,11 +94,13 @@ def _run_fold(config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> 
     return fold, None
 
 
-def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: str = "runs") -> int:
+def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: str = "runs",
+        report: bool = True) -> int:
+    """Run every fold of one config; then (unless `report` is False) fusion and the report."""
     config = load_config(config_path)
     run_dir = pathlib.Path(runs) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    config_file(run_dir, config).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
     (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
     parameters = {"config": config_path, "runs": runs}
     started = time.perf_counter()
@@ -103,11 +123,14 @@ def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: s
                 failures[fold] = failed
             print(f"  fold {fold}: {'FAILED, see ' + failed if failed else 'done'} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
-    print(f"  40_fusion ... ({time.perf_counter() - started:.0f} s)", flush=True)
-    execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
-    report = write_report(run_dir)
-    print((run_dir / "summary.md").read_text())
-    print(f"report: {report.resolve()}  ({time.perf_counter() - started:.0f} s in all)")
+    if report:
+        print(f"  40_fusion ... ({time.perf_counter() - started:.0f} s)", flush=True)
+        execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
+        path = write_report(run_dir)
+        print((run_dir / "summary.md").read_text())
+        print(f"report: {path.resolve()}  ({time.perf_counter() - started:.0f} s in all)")
+    else:
+        print(f"  folds done ({time.perf_counter() - started:.0f} s); fusion and report after the next config")
     for fold, path in sorted(failures.items()):
         print(f"fold {fold} failed: open {path} to see the failing cell", file=sys.stderr)
     return 1 if failures else 0
@@ -129,8 +152,9 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
 def report(run_dir: str | pathlib.Path) -> pathlib.Path:
     """`merlib report runs/<name>`: (re)execute the fusion notebook on the saved scores, write the report."""
     run_dir = pathlib.Path(run_dir)
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
+    saved = next((path for path in [run_dir / "config.yaml", *sorted(run_dir.glob("config.*.yaml"))]
+                  if path.is_file()), None)
+    if saved is None:
         raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
     execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb",
             {"config": str(saved), "runs": str(run_dir.parent)})

@@ -16,6 +16,22 @@ def iemocap_tree(tmp_path_factory):
     return make_iemocap_tree(tmp_path_factory.mktemp("iemocap"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_caches_of_temporary_corpora_are_removed():
+    """Tests' corpora live in temporary folders; their feature caches (keyed by corpus path, in
+    the shared data dir) would pile up run after run. The demo corpora's caches are kept."""
+    import shutil
+
+    from merlib.data.demo import default_data_dir
+
+    features = default_data_dir() / "features"
+    before = set(features.iterdir()) if features.is_dir() else set()
+    yield
+    for folder in (set(features.iterdir()) if features.is_dir() else set()) - before:
+        if not folder.name.startswith(("demo-corpus-", "demo-speakers-")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _espeak_or_skip():
     """espeak-ng is needed for the demo corpora: skip without it, but under CI fail instead."""
     import shutil

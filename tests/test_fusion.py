@@ -92,7 +92,7 @@ def test_fuse_command_on_contract_files(tmp_path, capsys):
 
 
 def test_three_way_fusion_is_written_when_a_second_speech_system_exists(tmp_path):
-    from merlib.results import fuse_fold, summary_table
+    from merlib.results import fuse_fold, fusion_comparison, summary_table
 
     fold = tmp_path / "fold1"
     ids = [f"u{i}" for i in range(8)]
@@ -101,7 +101,13 @@ def test_three_way_fusion_is_written_when_a_second_speech_system_exists(tmp_path
     for name, values in (("speech_ft", SPEECH), ("speech_ge2e_ft", TEXT[::-1]), ("text", TEXT)):
         write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
     info = fuse_fold(fold, step=0.25)
-    assert set(info["weights_3way"]) == {"speech_ft", "speech_ge2e_ft", "text"}
-    assert abs(sum(info["weights_3way"].values()) - 1) < 1e-9
+    assert set(info["weights"]["fusion_3way"]) == {"speech_ft", "speech_ge2e_ft", "text"}
+    assert abs(sum(info["weights"]["fusion_3way"].values()) - 1) < 1e-9
+    assert info["weights"]["fusion_weighted"]["speech_ft"] == info["w1"]
     table = summary_table(tmp_path, n_resamples=50)
-    assert {"fusion_weighted", "fusion_znorm", "fusion_3way", "speech_ge2e_ft"} <= set(table["system"])
+    assert {"fusion_weighted", "fusion_znorm", "fusion_ge2e_weighted", "fusion_3way",
+            "speech_ge2e_ft"} <= set(table["system"])
+    side_by_side = fusion_comparison(tmp_path, n_resamples=50)
+    assert side_by_side["system"].tolist() == ["fusion_weighted", "fusion_ge2e_weighted", "fusion_3way"]
+    assert side_by_side.loc[2, "fuses"] == "speech_ft + speech_ge2e_ft + text"
+    assert side_by_side.loc[0, "mean weights"] == f"speech_ft {info['w1']:.2f}, text {1 - info['w1']:.2f}"

@@ -5,7 +5,7 @@ import torch
 
 from ge2e_fixture import ge2e_test_signal
 from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
-from merlib.models.ge2e import GE2EEncoder, partial_slices, resemblyzer_weights
+from merlib.models.ge2e import GE2EBackbone, GE2EEncoder, partial_slices, partial_windows, resemblyzer_weights
 
 REFERENCE = "tests/data/ge2e_reference.npy"   # made by tools/ge2e_reference.py with resemblyzer's own code
 
@@ -34,6 +34,22 @@ def test_partials_cover_the_utterance():
     # (154..314) covers (48000 - 154·160) / 25600 = 91% ≥ 75% of its samples, so it stays
     assert partial_slices(16000 * 3) == [slice(0, 160), slice(77, 237), slice(154, 314)]
     assert partial_slices(8000) == [slice(0, 160)]                       # shorter than one partial: padded
+
+
+def test_segments_are_pooled_over_partial_windows():
+    assert partial_windows(120) == [slice(0, 120)]                        # a training chunk: one partial
+    assert partial_windows(300) == [slice(0, 160), slice(77, 237), slice(140, 300)]   # the last ends at the end
+    backbone = GE2EBackbone()
+    segments = torch.rand(2, 300, 40)
+    pooled = backbone.pooled(segments)
+    with torch.no_grad():
+        one = backbone.encoder(segments[1:, 77:237])
+    assert pooled.shape == (2, 256) and torch.allclose(pooled.norm(dim=1), torch.ones(2))
+    # batched pooling equals pooling each segment alone, and mixes no segments
+    assert torch.allclose(pooled[1], backbone.pooled(segments[1:])[0], atol=1e-6)
+    partials = torch.cat([backbone.encoder(segments[1:, w]) for w in partial_windows(300)])
+    expected = partials.mean(0) / partials.mean(0).norm()
+    assert torch.allclose(pooled[1], expected, atol=1e-6) and not torch.allclose(pooled[1], one[0], atol=1e-3)
 
 
 def test_a_checkpoint_of_another_shape_is_named(tmp_path):

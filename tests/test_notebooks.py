@@ -21,6 +21,7 @@ def test_all_six_notebooks_exist():
 def test_committed_notebooks_are_clean_thin_and_parameterised(path):
     notebook = nbformat.read(path, as_version=4)
     nbformat.validate(notebook)
+    assert all("id" in cell for cell in json.loads(path.read_text())["cells"]), "every cell needs an id (nbformat 4.5)"
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(not cell.outputs and cell.execution_count is None for cell in code), "commit notebooks without outputs"
     tagged = [cell for cell in code if "parameters" in cell.metadata.get("tags", [])]
@@ -62,3 +63,30 @@ def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, caps
     assert re.search(r"fold 7 failed: open .*fold7/20_speech_fold\.ipynb", captured.err)
     assert fold_notebook.stat().st_mtime == before
     assert (tiny_run["run_dir"] / "report.html").is_file()
+
+
+def test_a_second_speech_system_joins_the_run_and_both_fusions_are_reported(tiny_run, tmp_path, capsys):
+    """What make demo does after the main config: GE2E into the same run folder, text reused."""
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run["runs"], runs)     # copy2 keeps mtimes: a re-executed notebook shows
+    text_notebook = runs / "tiny" / "fold2" / "30_text_fold.ipynb"
+    before = text_notebook.stat().st_mtime
+    ge2e = tmp_path / "tiny_ge2e.yaml"
+    ge2e.write_text(f"""base: {tiny_run['config']}
+features: {{kind: ge2e_mel, n_mels: 40, normalization: none}}
+speech:
+  name: speech_ge2e
+  model: {{backbone: ge2e}}
+  pretrained: resemblyzer
+  fine_tune: {{epochs: 1, optimizer: adam, lr: 0.001, backbone_lr: 0.0001, chunk_frames: [160]}}
+""")
+    assert runner.run(str(ge2e), folds=[2], runs=str(runs)) == 0
+    run_dir = runs / "tiny"
+    assert text_notebook.stat().st_mtime == before
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "config.speech_ge2e.yaml").is_file()
+    systems = [line.split(",")[0] for line in (run_dir / "summary.csv").read_text().splitlines()[1:]]
+    assert {"speech_ge2e_lp", "speech_ge2e_ft", "fusion_ge2e_weighted", "fusion_3way"} <= set(systems)
+    report = (run_dir / "report.html").read_text()
+    assert "Two-way and three-way fusion" in report and "speech_ft + speech_ge2e_ft + text" in report

@@ -7,7 +7,7 @@ import torch
 from merlib.config import Config, FeatureConfig, ModelConfig, SpeechConfig
 from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
 from merlib.models.resnet import Classifier, ResNet34
-from merlib.train.common import sgd_for
+from merlib.train.common import optimizer_for
 from merlib.train.loop import Schedule, Trainer, TrainingDivergedError
 from merlib.train.speech import _frozen_frame_layers, build_transfer_model
 
@@ -77,6 +77,43 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path
     assert (tmp_path / "run.ckpt").read_bytes() == before
 
 
+def test_the_starting_point_competes_with_the_epochs(tmp_path):
+    """Fine-tuning a probed model keeps the probe when no epoch beats it on the hold-out."""
+    x, y = tiny_data()
+    model = tiny_model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    scores = iter([0.9, 0.5, 0.6])          # start, epoch 1, epoch 2: training only made it worse
+    trainer = trainer_for(model, tmp_path / "ft.ckpt")
+    trainer.select = "holdout_ua"
+    trainer.fit(2, batches(x, y), lambda epoch: {"holdout_ua": next(scores)}, evaluate_start=True,
+                keep_start_if_best=True)
+    assert trainer.start == {"holdout_ua": 0.9} and trainer.best_epoch == -1
+    trainer.restore_best()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in start.items())
+    resumed = trainer_for(tiny_model(seed=5), tmp_path / "ft.ckpt")     # a new process: start is kept
+    resumed.select = "holdout_ua"
+    resumed.fit(3, batches(x, y), lambda epoch: {"holdout_ua": 0.95}, evaluate_start=True, keep_start_if_best=True)
+    assert resumed.start == {"holdout_ua": 0.9} and resumed.best_epoch == 2
+    recorded = trainer_for(tiny_model())           # recorded only: the best epoch is always a trained one
+    recorded.select = "holdout_ua"
+    scores = iter([0.9, 0.5, 0.6])
+    recorded.fit(2, batches(x, y), lambda epoch: {"holdout_ua": next(scores)}, evaluate_start=True)
+    assert recorded.start == {"holdout_ua": 0.9} and recorded.best_epoch == 1
+
+
+def test_adam_is_a_config_choice_and_a_typo_is_an_error():
+    model = tiny_model()
+    frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
+    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    stage = Config().speech.fine_tune
+    stage.optimizer = "adam"
+    optimizer = optimizer_for(frame, segment, stage)
+    assert isinstance(optimizer, torch.optim.Adam) and [g["name"] for g in optimizer.param_groups] == ["conv", "fc"]
+    stage.optimizer = "adamw"
+    with pytest.raises(ValueError, match="optimizer='adamw'.*use sgd or adam"):
+        optimizer_for(frame, segment, stage)
+
+
 def test_linear_probing_leaves_the_convolutions_untouched():
     x, y = tiny_data()
     model = tiny_model()
@@ -87,7 +124,7 @@ def test_linear_probing_leaves_the_convolutions_untouched():
     for p in segment:
         p.requires_grad_(True)
     fc_before = [p.clone() for p in segment]
-    optimizer = sgd_for(model, [], segment, Config().speech.linear_probe)
+    optimizer = optimizer_for([], segment, Config().speech.linear_probe)
     Trainer(model, optimizer, set_train_mode=_frozen_frame_layers, progress=False).fit(1, batches(x, y))
     after = model.backbone.state_dict()
     for name, tensor in frozen.items():          # weights *and* batch-norm statistics
@@ -100,7 +137,7 @@ def test_fine_tuning_changes_both_parameter_groups():
     model = tiny_model()
     frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
     segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
-    optimizer = sgd_for(model, frame, segment, Config().speech.fine_tune)
+    optimizer = optimizer_for(frame, segment, Config().speech.fine_tune)
     assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.1]
     before = [p.clone() for p in frame], [p.clone() for p in segment]
     Trainer(model, optimizer, progress=False).fit(1, batches(x, y))

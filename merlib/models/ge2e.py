@@ -116,10 +116,29 @@ class GE2EEncoder(nn.Module):
         return (mean / mean.norm()).numpy()
 
 
+def partial_windows(n_frames: int, rate: float = 1.3) -> list[slice]:
+    """160-frame windows over a segment of `n_frames`, one every 1/rate seconds (resemblyzer's
+    step); the last window ends at the segment's end instead of running into zero padding.
+    A segment of 160 frames or fewer is one window."""
+    if n_frames <= PARTIAL_FRAMES:
+        return [slice(0, n_frames)]
+    step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    starts = list(range(0, n_frames - PARTIAL_FRAMES + 1, step))
+    if starts[-1] != n_frames - PARTIAL_FRAMES:
+        starts.append(n_frames - PARTIAL_FRAMES)
+    return [slice(start, start + PARTIAL_FRAMES) for start in starts]
+
+
 class GE2EBackbone(nn.Module):
     """GE2E as a backbone for the transfer protocol, with the ResNet34's interface:
     `pooled` = the (frozen or fine-tuned) encoder's 256-d embedding of a power-mel segment,
-    `embedding` = the new segment-level FC layer, `frame_layers` = what linear probing freezes."""
+    `embedding` = the new segment-level FC layer, `frame_layers` = what linear probing freezes.
+
+    The encoder was trained on 1.6 s partial utterances, and its last hidden state drifts on
+    longer input; so, as in resemblyzer, a segment's embedding is the L2-normalised mean over
+    160-frame partial windows (`partial_windows`), and fine-tuning trains on 160-frame chunks
+    (one partial each). Linear probing, fine-tuning and evaluation thus see one kind of vector.
+    """
 
     def __init__(self, embed_dim: int = 512):
         super().__init__()
@@ -136,7 +155,12 @@ class GE2EBackbone(nn.Module):
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 3 or x.shape[-1] != 40:
             raise ValueError(f"GE2E expects (batch, frames, 40) power-mel features, got {tuple(x.shape)}")
-        return self.encoder(x)
+        windows = partial_windows(x.shape[1])
+        if len(windows) == 1:
+            return self.encoder(x)
+        partials = self.encoder(torch.cat([x[:, window] for window in windows]))   # (windows·batch, 256)
+        mean = partials.view(len(windows), x.shape[0], -1).mean(dim=0)
+        return mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.pooled(x))

@@ -36,13 +36,16 @@ def build_augmenters(config: Config) -> list[SpecAugment]:
     return [SpecAugment(config.augment.policies[name]) for name in config.augment.copy_policies]
 
 
-def sgd_for(model: torch.nn.Module, frame_parameters: list, segment_parameters: list,
-            stage: StageConfig) -> torch.optim.SGD:
-    """Two parameter groups: convolutions at backbone_lr (left out when 0: frozen), FC at lr."""
+def optimizer_for(frame_parameters: list, segment_parameters: list, stage: StageConfig) -> torch.optim.Optimizer:
+    """Two parameter groups: frame-level layers at backbone_lr (left out when 0: frozen), FC at lr."""
     groups = [{"params": segment_parameters, "lr": stage.lr, "name": "fc"}]
     if stage.backbone_lr > 0:
         groups.insert(0, {"params": frame_parameters, "lr": stage.backbone_lr, "name": "conv"})
-    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+    if stage.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+    if stage.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay)
+    raise ValueError(f"optimizer={stage.optimizer!r} in a speech or pretraining stage of the config: use sgd or adam")
 
 
 def schedule_for(stage: StageConfig) -> Schedule:

@@ -55,6 +55,9 @@ class Trainer:
 
     make_batches(epoch, rng) yields (inputs, targets); evaluate(epoch) returns metrics such as
     {"holdout_ua": 0.61}; `select` names the metric whose best epoch is kept (higher is better).
+    With `evaluate_start`, the model as it comes in is evaluated first (`evaluate(-1)`, kept in
+    `start`): fine-tuning then shows where the probed model stood. With `keep_start_if_best` too,
+    the start competes with the epochs, and best_epoch -1 means no epoch beat it.
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, schedule: Schedule | None = None,
@@ -70,6 +73,7 @@ class Trainer:
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.history: list[dict] = []
+        self.start: dict | None = None
         self.best_epoch: int | None = None
         self.best_state: dict | None = None
 
@@ -78,8 +82,8 @@ class Trainer:
         if self.checkpoint is None:
             return
         save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "epoch": epoch, "history": self.history, "best_epoch": self.best_epoch,
-                     "best_state": self.best_state}, self.checkpoint)
+                     "epoch": epoch, "history": self.history, "start": self.start,
+                     "best_epoch": self.best_epoch, "best_state": self.best_state}, self.checkpoint)
 
     def _resume(self) -> int:
         """Load the checkpoint if there is one; returns the first epoch still to run."""
@@ -89,12 +93,29 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.history, self.best_epoch, self.best_state = state["history"], state["best_epoch"], state["best_state"]
+        self.start = state.get("start")
         return state["epoch"] + 1
+
+    def _metric_of(self, epoch: int) -> float:
+        return (self.start if epoch == -1 else self.history[epoch])[self.select]
+
+    def _keep_if_best(self, epoch: int, row: dict) -> None:
+        if self.select is not None and (self.best_epoch is None or row[self.select] > self._metric_of(self.best_epoch)):
+            self.best_epoch = epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
 
     # -- training ------------------------------------------------------------------------
     def fit(self, epochs: int, make_batches: Callable[[int, np.random.Generator], Iterable],
-            evaluate: Callable[[int], dict] | None = None) -> list[dict]:
-        for epoch in range(self._resume(), epochs):
+            evaluate: Callable[[int], dict] | None = None, evaluate_start: bool = False,
+            keep_start_if_best: bool = False) -> list[dict]:
+        first = self._resume()
+        if evaluate_start and first == 0 and evaluate is not None:
+            self.start = evaluate(-1)
+            if self.progress:
+                print(f"{self.description}: start, " + ", ".join(f"{k} {v:.3f}" for k, v in self.start.items()), flush=True)
+            if keep_start_if_best:
+                self._keep_if_best(-1, self.start)
+        for epoch in range(first, epochs):
             torch.manual_seed(self.seed * 100_003 + epoch)
             rng = np.random.default_rng([self.seed, epoch])
             factor = self.schedule.factor(epoch)
@@ -110,10 +131,7 @@ class Trainer:
             if self.progress:   # one line per epoch: readable in logs and in papermill-run notebooks
                 metrics = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "lr_factor", "seconds"))
                 print(f"{self.description}: epoch {epoch + 1}/{epochs}, {metrics} ({row['seconds']:.0f} s)", flush=True)
-            if self.select is not None and (self.best_epoch is None or
-                                            row[self.select] > self.history[self.best_epoch][self.select]):
-                self.best_epoch = epoch
-                self.best_state = copy.deepcopy(self.model.state_dict())
+            self._keep_if_best(epoch, row)
             self._save(epoch)
         return self.history
 

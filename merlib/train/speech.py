@@ -4,7 +4,7 @@ New randomly initialised FC layers (embedding layer and classification head) go 
 pretrained convolutions, then
 1. linear probing (`lp`): convolutions frozen, FC layers trained at lr 1e-1;
 2. fine-tuning (`ft`): convolutions at 1e-3 together with the FC layers (two parameter groups),
-   starting from the linear-probed model.
+   starting from the linear-probed model (whose hold-out metrics are recorded as `start`).
 SGD, momentum 0.9, batch 32, lr constant for 8 epochs then halved every other epoch; random
 T-frame chunks, T from {150, 200, 250, 300} per batch; full-length evaluation. The epoch with
 the best hold-out UA is kept. Scores follow the contract (merlib.scores).
@@ -33,10 +33,11 @@ from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, 
 from merlib.models.resnet import Classifier
 from merlib.metrics import unweighted_accuracy, weighted_accuracy
 from merlib.scores import write_scores
-from merlib.train.common import build_augmenters, build_backbone, schedule_for, sgd_for, write_json
+from merlib.train.common import build_augmenters, build_backbone, schedule_for, optimizer_for, write_json
 from merlib.train.loop import Trainer
 
 STAGES = ("lp", "ft")
+POOLED_VERSION = 2   # bump when a backbone's `pooled` changes (2: GE2E averages 160-frame partials)
 
 
 def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | str | None:
@@ -135,7 +136,7 @@ class SpeechFold:
         return {f"{split}_ua": unweighted_accuracy(self.labels[split], predicted),
                 f"{split}_wa": weighted_accuracy(self.labels[split], predicted)}
 
-    def _write(self, stage: str, model: Classifier, score_fn, history: list, best_epoch) -> dict:
+    def _write(self, stage: str, model: Classifier, score_fn, history: list, best_epoch, start: dict | None = None) -> dict:
         holdout, test = score_fn("holdout"), score_fn("test")
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
@@ -143,7 +144,7 @@ class SpeechFold:
         write_scores(self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels,
                      torch.cat([holdout, test]).numpy())
         summary = {"stage": stage, "best_epoch": best_epoch, **self._metrics(holdout, "holdout"),
-                   **self._metrics(test, "test"), "history": history}
+                   **self._metrics(test, "test"), "history": history, "start": start}
         write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
         return summary
 
@@ -177,8 +178,10 @@ class SpeechFold:
         import hashlib
         import json
 
+        # the backbone's class and POOLED_VERSION stand for the code that computes the vectors
         digest = hashlib.sha256(json.dumps([dataclasses.asdict(self.config.features),
-                                            dataclasses.asdict(self.config.augment), self.config.seed]).encode())
+                                            dataclasses.asdict(self.config.augment), self.config.seed,
+                                            type(model.backbone).__name__, POOLED_VERSION]).encode())
         for name, tensor in model.backbone.state_dict().items():   # the frozen weights themselves
             if not name.startswith("embedding."):
                 digest.update(tensor.numpy().tobytes())
@@ -203,7 +206,7 @@ class SpeechFold:
         segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
         for parameter in segment:
             parameter.requires_grad_(True)
-        optimizer = sgd_for(model, [], segment, stage)
+        optimizer = optimizer_for([], segment, stage)
         train_targets = torch.as_tensor(train_y, dtype=torch.long)
 
         def make_batches(epoch, rng):
@@ -232,7 +235,7 @@ class SpeechFold:
         stage = self.config.speech.fine_tune
         frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
         segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
-        optimizer = sgd_for(model, frame, segment, stage)
+        optimizer = optimizer_for(frame, segment, stage)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
         train_labels = self.labels["train"].tolist()
@@ -247,9 +250,12 @@ class SpeechFold:
         trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
                           seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None, select="holdout_ua",
                           description=f"fold {self.fold.fold} {self.name} fine-tune", progress=self.progress)
-        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
+        # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
+        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"),
+                              evaluate_start=True, keep_start_if_best=stage.keep_start_if_best)
         trainer.restore_best()
-        return self._write("ft", model, score, history, trainer.best_epoch)
+        return self._write("ft", model, score, history, trainer.best_epoch, start=trainer.start)
 
 
 def run_speech_fold(config: Config, fold: Fold, corpus_root, run_dir, cache_dir, stages=STAGES,
