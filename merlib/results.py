@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from merlib import EMOTIONS
-from merlib.fusion import fuse_frames
+from merlib.fusion import fuse_frames, grid_unweighted_accuracy
 from merlib.metrics import summarize_folds, unweighted_accuracy, weighted_accuracy
 from merlib.scores import read_scores, write_scores
 
@@ -57,10 +57,9 @@ def fuse_fold(fold_dir: pathlib.Path, step: float = 0.01, per_class: bool = True
             fitted[system] = fusion
     weighted = fitted["fusion_weighted"]
     test = (frames[0]["split"] == "test").to_numpy()
-    speech, text = (f[list(EMOTIONS)].to_numpy() for f in frames)
-    y_test = frames[0].loc[test, "label"].to_numpy()
-    test_curve = [unweighted_accuracy(y_test, (w1 * speech[test] + (1 - w1) * text[test]).argmax(1))
-                  for w1, _ in weighted.grid_]
+    y_test = np.array([EMOTIONS.index(label) for label in frames[0].loc[test, "label"]])
+    test_curve = grid_unweighted_accuracy(weighted.grid_, np.stack([f[list(EMOTIONS)].to_numpy()[test] for f in frames]),
+                                          y_test).tolist()
     info = {"w1": weighted.weights_[0], "grid": weighted.grid_[:, 0].tolist(),
             "holdout_ua_curve": weighted.curve_.tolist(), "test_ua_curve": test_curve,
             "weights": {system: dict(zip(WEIGHTED_FUSIONS[system], fusion.weights_))
@@ -124,11 +123,12 @@ def write_summary(run_dir, corpus: str = "demo") -> pd.DataFrame:
     return table
 
 
-def fusion_comparison(run_dir, n_resamples: int = 1000) -> pd.DataFrame:
-    """The weighted fusions side by side: which systems each fuses, UA/WA (mean over folds) and
-    the mean weight each input got on the hold-outs. Does a second speech system add to the pair?"""
+def fusion_comparison(run_dir, summary: pd.DataFrame) -> pd.DataFrame:
+    """The weighted fusions side by side: which systems each fuses, UA/WA (mean over folds, from
+    the run's `summary` table) and the mean weight each input got on the hold-outs. Does a second
+    speech system add to the pair?"""
     folds = fold_directories(run_dir)
-    table = summary_table(run_dir, n_resamples=n_resamples).set_index("system")
+    table = summary.set_index("system")
     rows = []
     for system, inputs in WEIGHTED_FUSIONS.items():
         if system not in table.index:

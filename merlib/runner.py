@@ -5,6 +5,7 @@
                                                  system run into the same folder, e.g. GE2E)
     runs/<name>/00_data.ipynb, 10_speaker_pretrain.ipynb
     runs/<name>/fold<k>/20_speech_fold.ipynb, 30_text_fold.ipynb, *_scores.csv, *_history.json
+                                                 (20_speech_fold.<speech.name>.ipynb for a second one)
     runs/<name>/40_fusion.ipynb, summary.csv, summary.md, report.html
 
 A fold whose three score files exist is skipped, and so is a notebook whose score files
@@ -58,14 +59,17 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
-def notebook_outputs(config: Config) -> dict[str, tuple[str, ...]]:
-    """The score files each fold notebook writes."""
-    return {"20_speech_fold.ipynb": (f"{config.speech.name}_lp_scores.csv", f"{config.speech.name}_ft_scores.csv"),
-            "30_text_fold.ipynb": ("text_scores.csv",)}
+def notebook_outputs(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """{fold notebook: (its executed copy's name, the score files it writes)}. A second speech
+    system (speech.name other than `speech`) keeps its own executed copy next to the first."""
+    name = config.speech.name
+    executed = "20_speech_fold.ipynb" if name == "speech" else f"20_speech_fold.{name}.ipynb"
+    return {"20_speech_fold.ipynb": (executed, (f"{name}_lp_scores.csv", f"{name}_ft_scores.csv")),
+            "30_text_fold.ipynb": ("30_text_fold.ipynb", ("text_scores.csv",))}
 
 
 def fold_outputs(config: Config) -> tuple[str, ...]:
-    return tuple(name for names in notebook_outputs(config).values() for name in names)
+    return tuple(name for _, names in notebook_outputs(config).values() for name in names)
 
 
 def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
@@ -81,10 +85,10 @@ def config_file(run_dir: pathlib.Path, config: Config) -> pathlib.Path:
 def _run_fold(config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
     """Returns (fold, None) or (fold, the executed notebook that failed)."""
     config = load_config(config_path)
-    for notebook, outputs in notebook_outputs(config).items():
+    for notebook, (executed, outputs) in notebook_outputs(config).items():
         if all((run_dir / f"fold{fold}" / name).is_file() for name in outputs):
             continue      # its scores exist (e.g. the text scores, when a second speech config runs)
-        output = run_dir / f"fold{fold}" / notebook
+        output = run_dir / f"fold{fold}" / executed
         try:
             execute(notebook, output, {"fold": fold, "config": config_path, "runs": runs})
         except Exception as error:   # papermill's execution error carries the cell's traceback

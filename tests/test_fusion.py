@@ -107,7 +107,20 @@ def test_three_way_fusion_is_written_when_a_second_speech_system_exists(tmp_path
     table = summary_table(tmp_path, n_resamples=50)
     assert {"fusion_weighted", "fusion_znorm", "fusion_ge2e_weighted", "fusion_3way",
             "speech_ge2e_ft"} <= set(table["system"])
-    side_by_side = fusion_comparison(tmp_path, n_resamples=50)
+    side_by_side = fusion_comparison(tmp_path, table)
     assert side_by_side["system"].tolist() == ["fusion_weighted", "fusion_ge2e_weighted", "fusion_3way"]
     assert side_by_side.loc[2, "fuses"] == "speech_ft + speech_ge2e_ft + text"
     assert side_by_side.loc[0, "mean weights"] == f"speech_ft {info['w1']:.2f}, text {1 - info['w1']:.2f}"
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_the_vectorised_grid_objective_is_scikit_learns_balanced_accuracy():
+    from merlib.fusion import grid_unweighted_accuracy, simplex_grid
+    from merlib.metrics import unweighted_accuracy
+
+    rng = np.random.default_rng(0)
+    stacked = rng.normal(size=(3, 40, 4))
+    y = rng.choice([0, 1, 3], size=40)               # a class absent from y_true, as in a small hold-out
+    grid = simplex_grid(3, 0.1)
+    expected = [unweighted_accuracy(y, np.tensordot(w, stacked, axes=1).argmax(1)) for w in grid]
+    assert np.allclose(grid_unweighted_accuracy(grid, stacked, y, block=7), expected)

@@ -65,6 +65,7 @@ def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, caps
     assert (tiny_run["run_dir"] / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_second_speech_system_joins_the_run_and_both_fusions_are_reported(tiny_run, tmp_path, capsys):
     """What make demo does after the main config: GE2E into the same run folder, text reused."""
     import shutil
@@ -86,6 +87,8 @@ speech:
     run_dir = runs / "tiny"
     assert text_notebook.stat().st_mtime == before
     assert (run_dir / "config.yaml").is_file() and (run_dir / "config.speech_ge2e.yaml").is_file()
+    assert (run_dir / "fold2" / "20_speech_fold.ipynb").is_file()          # the ResNet34's, not overwritten
+    assert (run_dir / "fold2" / "20_speech_fold.speech_ge2e.ipynb").is_file()
     systems = [line.split(",")[0] for line in (run_dir / "summary.csv").read_text().splitlines()[1:]]
     assert {"speech_ge2e_lp", "speech_ge2e_ft", "fusion_ge2e_weighted", "fusion_3way"} <= set(systems)
     report = (run_dir / "report.html").read_text()
