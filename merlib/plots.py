@@ -98,12 +98,16 @@ def fusion_curves(run_dir: str | pathlib.Path):
 def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"):
     """Training loss and a hold-out metric per epoch, best epoch marked; epoch 0 is the starting
     point (the linear-probed model, for fine-tuning) when it was evaluated."""
+    from matplotlib.ticker import MaxNLocator
+
     saved = json.loads(pathlib.Path(history_path).read_text())
     history = pd.DataFrame(saved["history"])
-    figure, ax = plt.subplots(figsize=(6, 3.2))
+    figure, ax = plt.subplots(figsize=(6, 3.4))
     ax.plot(history["epoch"] + 1, history["train_loss"], "o-", label="train loss")
     ax.set_xlabel("epoch (0: start)" if saved.get("start") else "epoch")
     ax.set_ylabel("train loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles = ax.get_legend_handles_labels()
     if metric in history:
         twin = ax.twinx()
         curve = history[["epoch", metric]]
@@ -113,8 +117,9 @@ def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"
         twin.set_ylabel(f"{metric} (%)")
         if saved.get("best_epoch") is not None:
             twin.axvline(saved["best_epoch"] + 1, color="C1", linestyle=":", label="kept epoch")
-        twin.legend(loc="center right", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
+        handles = tuple(a + b for a, b in zip(handles, twin.get_legend_handles_labels()))
+    # one legend, under the axes: inside, it hid the points of short runs
+    ax.legend(*handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
     ax.set_title(pathlib.Path(history_path).stem)
     figure.tight_layout()
     return figure
