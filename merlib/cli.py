@@ -108,6 +108,11 @@ def _demo(args) -> int:
     from merlib.config import ConfigError, load_config
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
+    main = load_config(args.config)      # configs first: a mistake in one costs no corpus generation
+    for extra in args.also:
+        if load_config(extra).name != main.name:
+            raise ConfigError(f"{extra}: set name: {main.name} in it (the run folder of {args.config}), "
+                              "so that its scores are fused with the others")
     started = time.perf_counter()
     data = default_data_dir()
     print(SYNTHETIC_NOTICE)
@@ -116,11 +121,6 @@ def _demo(args) -> int:
     print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
           f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
           f"{time.perf_counter() - started:.0f} s)")
-    main = load_config(args.config)
-    for extra in args.also:
-        if load_config(extra).name != main.name:
-            raise ConfigError(f"{extra}: set name: {main.name} in it (the run folder of {args.config}), "
-                              "so that its scores are fused with the others")
     status = runner.run(args.config, jobs=1, runs=args.runs, report=not args.also)
     for index, extra in enumerate(args.also):
         status |= runner.run(extra, jobs=1, runs=args.runs, report=index == len(args.also) - 1)

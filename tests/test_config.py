@@ -1,4 +1,6 @@
 """Configs are data: YAML → dataclasses, paper values by default, typos are errors."""
+import pathlib
+
 import pytest
 
 from merlib.config import Config, ConfigError, load_config
@@ -32,3 +34,12 @@ def test_base_and_overrides(tmp_path):
     (tmp_path / "small.yaml").write_text("base: paper.yaml\nname: small\nfeatures:\n  n_mels: 64\n")
     config = load_config(tmp_path / "small.yaml", overrides={"data": {"folds": [3]}})
     assert (config.name, config.features.n_mels, config.features.hop_ms, config.data.folds) == ("small", 64, 10.0, [3])
+
+
+def test_make_demo_refuses_an_extra_config_with_another_run_folder(tmp_path, capsys):
+    from merlib.cli import main
+
+    (tmp_path / "other.yaml").write_text(f"base: {pathlib.Path('configs/demo_ge2e.yaml').resolve()}\nname: other\n")
+    assert main(["demo", "--also", str(tmp_path / "other.yaml"), "--runs", str(tmp_path / "runs")]) == 2
+    assert "set name: demo in it" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
