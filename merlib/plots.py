@@ -74,10 +74,9 @@ def fusion_curves(run_dir: str | pathlib.Path):
 
     Only the hold-out curve chooses w1; the test curve is shown to see how well that transfers.
     """
-    from merlib.results import fold_directories
+    from merlib.results import fusion_info
 
-    folds = {f: json.loads((d / "fusion.json").read_text()) for f, d in fold_directories(run_dir).items()
-             if (d / "fusion.json").is_file()}
+    folds = fusion_info(run_dir)
     figure, ax = plt.subplots(figsize=(7, 4))
     for index, (fold, info) in enumerate(sorted(folds.items())):
         color = f"C{index}"

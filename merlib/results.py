@@ -39,6 +39,12 @@ def fold_directories(run_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
     return {int(p.name[4:]): p for p in sorted(run_dir.glob("fold[0-9]*")) if p.is_dir()}
 
 
+def fusion_info(run_dir) -> dict[int, dict]:
+    """{fold: its fusion.json} for every fold that has been fused."""
+    return {fold: json.loads((folder / "fusion.json").read_text())
+            for fold, folder in fold_directories(run_dir).items() if (folder / "fusion.json").is_file()}
+
+
 def fuse_fold(fold_dir: pathlib.Path, step: float = 0.01, per_class: bool = True) -> dict:
     """Fit the fusions on the fold's hold-out, write their scores, return weights and curves.
 
@@ -90,8 +96,7 @@ def collect_predictions(run_dir, systems=None) -> dict[str, dict[int, tuple]]:
 def summary_table(run_dir, corpus: str = "demo", n_resamples: int = 1000) -> pd.DataFrame:
     """One row per system: ua, wa, ua_std, wa_std, ua_ci_low, ua_ci_high (percent), folds, w1."""
     rows = []
-    weights = {fold: json.loads((folder / "fusion.json").read_text())["w1"]
-               for fold, folder in fold_directories(run_dir).items() if (folder / "fusion.json").is_file()}
+    weights = {fold: info["w1"] for fold, info in fusion_info(run_dir).items()}
     for system, predictions in collect_predictions(run_dir).items():
         summary = summarize_folds(predictions, n_resamples=n_resamples)
         row = {"system": system, "ua": 100 * summary.ua, "wa": 100 * summary.wa,
@@ -127,15 +132,13 @@ def fusion_comparison(run_dir, summary: pd.DataFrame) -> pd.DataFrame:
     """The weighted fusions side by side: which systems each fuses, UA/WA (mean over folds, from
     the run's `summary` table) and the mean weight each input got on the hold-outs. Does a second
     speech system add to the pair?"""
-    folds = fold_directories(run_dir)
+    infos = fusion_info(run_dir).values()
     table = summary.set_index("system")
     rows = []
     for system, inputs in WEIGHTED_FUSIONS.items():
         if system not in table.index:
             continue
-        weights = [json.loads((d / "fusion.json").read_text()).get("weights", {}).get(system)
-                   for d in folds.values() if (d / "fusion.json").is_file()]
-        weights = [w for w in weights if w]
+        weights = [info["weights"][system] for info in infos if system in info.get("weights", {})]
         rows.append({"system": system, "fuses": " + ".join(inputs), "ua": table.at[system, "ua"],
                      "wa": table.at[system, "wa"], "ua_std": table.at[system, "ua_std"],
                      "mean weights": ", ".join(f"{name} {np.mean([w[name] for w in weights]):.2f}" for name in inputs)})
@@ -160,8 +163,7 @@ def per_fold_table(run_dir) -> pd.DataFrame:
     table = pd.DataFrame(rows).pivot(index="fold", columns="system", values="ua").round(2)
     order = [s for s in SINGLE_SYSTEMS + FUSED_SYSTEMS if s in table.columns]
     table = table[order].add_suffix(" UA")
-    weights = {f: json.loads((d / "fusion.json").read_text())["w1"] for f, d in fold_directories(run_dir).items()
-               if (d / "fusion.json").is_file()}
+    weights = {fold: info["w1"] for fold, info in fusion_info(run_dir).items()}
     table["w1"] = [weights.get(f) for f in table.index]
     return table
 

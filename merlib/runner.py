@@ -59,34 +59,37 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
+def _system_suffix(config: Config) -> str:
+    """'' for the main (ResNet34) speech system; '.<speech.name>' for another one run into the same
+    folder, so its executed notebooks and saved config sit beside the first system's."""
+    return "" if config.speech.name == "speech" else f".{config.speech.name}"
+
+
 def notebook_outputs(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """{fold notebook: (its executed copy's name, the score files it writes)}. A second speech
-    system (speech.name other than `speech`) keeps its own executed copy next to the first."""
+    """{fold notebook: (its executed copy's name, the score files it writes)}."""
     name = config.speech.name
-    executed = "20_speech_fold.ipynb" if name == "speech" else f"20_speech_fold.{name}.ipynb"
-    return {"20_speech_fold.ipynb": (executed, (f"{name}_lp_scores.csv", f"{name}_ft_scores.csv")),
+    return {"20_speech_fold.ipynb": (f"20_speech_fold{_system_suffix(config)}.ipynb",
+                                     (f"{name}_lp_scores.csv", f"{name}_ft_scores.csv")),
             "30_text_fold.ipynb": ("30_text_fold.ipynb", ("text_scores.csv",))}
 
 
-def fold_outputs(config: Config) -> tuple[str, ...]:
-    return tuple(name for _, names in notebook_outputs(config).values() for name in names)
+def _all_exist(run_dir: pathlib.Path, fold: int, names) -> bool:
+    return all((run_dir / f"fold{fold}" / name).is_file() for name in names)
 
 
 def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
-    return all((run_dir / f"fold{fold}" / name).is_file() for name in fold_outputs(config))
+    return all(_all_exist(run_dir, fold, names) for _, names in notebook_outputs(config).values())
 
 
 def config_file(run_dir: pathlib.Path, config: Config) -> pathlib.Path:
-    """Where a run keeps the config it ran with: config.yaml for the main (ResNet34) speech
-    system, config.<speech.name>.yaml for another one run into the same folder."""
-    return run_dir / ("config.yaml" if config.speech.name == "speech" else f"config.{config.speech.name}.yaml")
+    """Where a run keeps the config it ran with: config.yaml, or config.<speech.name>.yaml."""
+    return run_dir / f"config{_system_suffix(config)}.yaml"
 
 
-def _run_fold(config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
+def _run_fold(config: Config, config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
     """Returns (fold, None) or (fold, the executed notebook that failed)."""
-    config = load_config(config_path)
     for notebook, (executed, outputs) in notebook_outputs(config).items():
-        if all((run_dir / f"fold{fold}" / name).is_file() for name in outputs):
+        if _all_exist(run_dir, fold, outputs):
             continue      # its scores exist (e.g. the text scores, when a second speech config runs)
         output = run_dir / f"fold{fold}" / executed
         try:
@@ -120,7 +123,7 @@ def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: s
         print(f"  folds already finished, skipped: {skipped}")
     failures = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_run_fold, config_path, runs, run_dir, fold) for fold in todo]
+        futures = [pool.submit(_run_fold, config, config_path, runs, run_dir, fold) for fold in todo]
         for future in concurrent.futures.as_completed(futures):
             fold, failed = future.result()
             if failed:

@@ -7,7 +7,7 @@ import torch
 from merlib.config import Config, FeatureConfig, ModelConfig, SpeechConfig
 from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
 from merlib.models.resnet import Classifier, ResNet34
-from merlib.train.common import optimizer_for
+from merlib.train.common import frame_and_segment_parameters, optimizer_for
 from merlib.train.loop import Schedule, Trainer, TrainingDivergedError
 from merlib.train.speech import _frozen_frame_layers, build_transfer_model
 
@@ -103,8 +103,7 @@ def test_the_starting_point_competes_with_the_epochs(tmp_path):
 
 def test_adam_is_a_config_choice_and_a_typo_is_an_error():
     model = tiny_model()
-    frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
-    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    frame, segment = frame_and_segment_parameters(model)
     stage = Config().speech.fine_tune
     stage.optimizer = "adam"
     optimizer = optimizer_for(frame, segment, stage)
@@ -120,7 +119,7 @@ def test_linear_probing_leaves_the_convolutions_untouched():
     frozen = {k: v.clone() for k, v in model.backbone.state_dict().items() if not k.startswith("embedding.")}
     for p in model.backbone.parameters():
         p.requires_grad_(False)
-    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    _, segment = frame_and_segment_parameters(model)
     for p in segment:
         p.requires_grad_(True)
     fc_before = [p.clone() for p in segment]
@@ -135,8 +134,7 @@ def test_linear_probing_leaves_the_convolutions_untouched():
 def test_fine_tuning_changes_both_parameter_groups():
     x, y = tiny_data()
     model = tiny_model()
-    frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
-    segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+    frame, segment = frame_and_segment_parameters(model)
     optimizer = optimizer_for(frame, segment, Config().speech.fine_tune)
     assert [g["lr"] for g in optimizer.param_groups] == [0.001, 0.1]
     before = [p.clone() for p in frame], [p.clone() for p in segment]

@@ -57,10 +57,15 @@ def normalize_volume(waveform: np.ndarray, target_dbfs: float = -30.0) -> np.nda
     return waveform if change < 0 else waveform * 10 ** (change / 20)
 
 
+def partial_step(rate: float = 1.3) -> int:
+    """Frames between the starts of two partial utterances: `rate` partials per second."""
+    return int(np.round((SAMPLE_RATE / rate) / HOP))
+
+
 def partial_slices(n_samples: int, rate: float = 1.3, min_coverage: float = 0.75) -> list[slice]:
     """Frame slices of the 160-frame partial utterances (resemblyzer's rule)."""
     n_frames = int(np.ceil((n_samples + 1) / HOP))
-    step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    step = partial_step(rate)
     starts = range(0, max(1, n_frames - PARTIAL_FRAMES + step + 1), step)
     slices = [slice(start, start + PARTIAL_FRAMES) for start in starts]
     last = slices[-1]
@@ -122,7 +127,7 @@ def partial_windows(n_frames: int, rate: float = 1.3) -> list[slice]:
     A segment of 160 frames or fewer is one window."""
     if n_frames <= PARTIAL_FRAMES:
         return [slice(0, n_frames)]
-    step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    step = partial_step(rate)
     starts = list(range(0, n_frames - PARTIAL_FRAMES + 1, step))
     if starts[-1] != n_frames - PARTIAL_FRAMES:
         starts.append(n_frames - PARTIAL_FRAMES)

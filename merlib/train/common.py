@@ -36,6 +36,15 @@ def build_augmenters(config: Config) -> list[SpecAugment]:
     return [SpecAugment(config.augment.policies[name]) for name in config.augment.copy_policies]
 
 
+def frame_and_segment_parameters(model) -> tuple[list, list]:
+    """A Classifier's parameters in the two groups every stage uses: the frame-level layers
+    (convolutions or LSTM: what probing freezes) and the segment-level ones (embedding + head)."""
+    backbone = model.backbone
+    frame = [p for layer in backbone.frame_layers() for p in layer.parameters()]
+    segment = [p for layer in backbone.segment_layers() for p in layer.parameters()] + list(model.head.parameters())
+    return frame, segment
+
+
 def optimizer_for(frame_parameters: list, segment_parameters: list, stage: StageConfig) -> torch.optim.Optimizer:
     """Two parameter groups: frame-level layers at backbone_lr (left out when 0: frozen), FC at lr."""
     groups = [{"params": segment_parameters, "lr": stage.lr, "name": "fc"}]

@@ -15,7 +15,8 @@ from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
 from merlib.models.checkpoints import save_atomic
 from merlib.models.resnet import Classifier
-from merlib.train.common import build_augmenters, build_backbone, schedule_for, optimizer_for, write_json
+from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
+                                 schedule_for, write_json)
 from merlib.train.loop import Trainer
 
 BACKBONE_FILE = "speaker_backbone.pt"
@@ -46,8 +47,7 @@ def pretrain_speakers(config: Config, records: list[SpeakerUtterance], corpus_ro
     torch.manual_seed(config.seed)
     model = Classifier(build_backbone(config), len(speakers))
     backbone = model.backbone
-    frame = [p for layer in backbone.frame_layers() for p in layer.parameters()]
-    segment = [p for layer in backbone.segment_layers() for p in layer.parameters()] + list(model.head.parameters())
+    frame, segment = frame_and_segment_parameters(model)
     optimizer = optimizer_for(frame, segment, dataclasses.replace(stage, backbone_lr=stage.backbone_lr or stage.lr))
     items = training_items(len(train), config.pretrain.augment_copies)
     augmenters = build_augmenters(config)

@@ -33,7 +33,8 @@ from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, 
 from merlib.models.resnet import Classifier
 from merlib.metrics import unweighted_accuracy, weighted_accuracy
 from merlib.scores import write_scores
-from merlib.train.common import build_augmenters, build_backbone, schedule_for, optimizer_for, write_json
+from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
+                                 schedule_for, write_json)
 from merlib.train.loop import Trainer
 
 STAGES = ("lp", "ft")
@@ -203,7 +204,7 @@ class SpeechFold:
         self._save_pooled_cache()
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
-        segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
+        _, segment = frame_and_segment_parameters(model)
         for parameter in segment:
             parameter.requires_grad_(True)
         optimizer = optimizer_for([], segment, stage)
@@ -233,9 +234,7 @@ class SpeechFold:
     # -- stage 2 ----------------------------------------------------------------------------
     def fine_tune(self, model: Classifier) -> dict:
         stage = self.config.speech.fine_tune
-        frame = [p for layer in model.backbone.frame_layers() for p in layer.parameters()]
-        segment = list(model.backbone.embedding.parameters()) + list(model.head.parameters())
-        optimizer = optimizer_for(frame, segment, stage)
+        optimizer = optimizer_for(*frame_and_segment_parameters(model), stage)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
         train_labels = self.labels["train"].tolist()
