@@ -40,6 +40,13 @@ def unweighted_accuracy(y_true, y_pred) -> float:
     return float(balanced_accuracy_score(_as_indices(y_true), _as_indices(y_pred)))
 
 
+def split_metrics(y_true, scores, split: str) -> dict[str, float]:
+    """{`<split>_ua`, `<split>_wa`} of the argmax of (n, 4) scores: what the training stages
+    report per epoch and per split."""
+    predicted = np.asarray(scores).argmax(axis=1)
+    return {f"{split}_ua": unweighted_accuracy(y_true, predicted), f"{split}_wa": weighted_accuracy(y_true, predicted)}
+
+
 def confusion(y_true, y_pred, normalize: bool = False) -> np.ndarray:
     """4×4 confusion matrix, rows = true class, columns = predicted, in EMOTIONS order.
 

@@ -46,3 +46,11 @@ def test_fold_summary_mean_spread_pooled_and_interval():
     assert 0 <= low <= summary.pooled_ua <= high <= 1
     assert metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3) == \
         metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3)
+
+
+def test_split_metrics_name_ua_and_wa_by_split():
+    from merlib.metrics import split_metrics
+
+    scores = np.array([[0.9, 0, 0, 0], [0.9, 0, 0, 0], [0, 0.9, 0, 0], [0, 0, 0, 0.9]])
+    assert split_metrics([0, 1, 1, 3], scores, "test") == {"test_ua": pytest.approx((1 + 0.5 + 1) / 3),
+                                                           "test_wa": pytest.approx(0.75)}

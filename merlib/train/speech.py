@@ -31,7 +31,7 @@ from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, load_state_dict_checked, save_atomic
 from merlib.models.resnet import Classifier
-from merlib.metrics import unweighted_accuracy, weighted_accuracy
+from merlib.metrics import split_metrics
 from merlib.scores import write_scores
 from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
                                  schedule_for, write_json)
@@ -133,9 +133,7 @@ class SpeechFold:
                        for split in ("train", "holdout", "test")}
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
-        predicted = scores.argmax(dim=1).numpy()
-        return {f"{split}_ua": unweighted_accuracy(self.labels[split], predicted),
-                f"{split}_wa": weighted_accuracy(self.labels[split], predicted)}
+        return split_metrics(self.labels[split], scores.numpy(), split)
 
     def _write(self, stage: str, model: Classifier, score_fn, history: list, best_epoch, start: dict | None = None) -> dict:
         holdout, test = score_fn("holdout"), score_fn("test")

@@ -25,7 +25,7 @@ from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
-from merlib.metrics import unweighted_accuracy, weighted_accuracy
+from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.scores import write_scores
 from merlib.train.common import write_json
@@ -106,13 +106,8 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
             index = order[start:start + text.batch_size]
             yield corpus.batch([train_ids[i] for i in index]), train_labels[index]
 
-    def holdout_metrics(scores: torch.Tensor) -> dict:
-        predicted = scores.argmax(1).numpy()
-        return {"holdout_ua": unweighted_accuracy(holdout_labels, predicted),
-                "holdout_wa": weighted_accuracy(holdout_labels, predicted)}
-
     def evaluate(epoch):
-        return holdout_metrics(score_texts(model, corpus, holdout_ids))
+        return split_metrics(holdout_labels, score_texts(model, corpus, holdout_ids).numpy(), "holdout")
 
     checkpoint = fold_dir / "text.ckpt"
     trainer = Trainer(model, optimizer, checkpoint=checkpoint, seed=config.seed, select="holdout_ua",
@@ -128,14 +123,15 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
                  torch.cat([holdout_scores, test_scores]).numpy())
     test_labels = np.array([EMOTIONS.index(u.label) for u in fold.test])
     test_predicted = test_scores.argmax(1).numpy()
+    test_metrics = split_metrics(test_labels, test_scores.numpy(), "test")
     summary = {
         "model": text.model, "best_epoch": trainer.best_epoch, "epochs_run": len(history),
         "max_length": corpus.max_length, "truncated_share": corpus.truncated_share,
         "empty_transcripts": {split: sum(not u.transcript.strip() for u in getattr(fold, split))
                               for split in ("train", "holdout", "test")},
-        "holdout_ua": holdout_metrics(holdout_scores)["holdout_ua"],
-        "test_ua": unweighted_accuracy(test_labels, test_predicted),
-        "test_wa": weighted_accuracy(test_labels, test_predicted),
+        "holdout_ua": split_metrics(holdout_labels, holdout_scores.numpy(), "holdout")["holdout_ua"],
+        "test_ua": test_metrics["test_ua"],
+        "test_wa": test_metrics["test_wa"],
         "leakage": leakage_diagnostic([u.transcript for u in fold.train + fold.holdout],
                                       [u.transcript for u in fold.test], test_labels, test_predicted),
         "history": history,
