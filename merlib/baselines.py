@@ -8,6 +8,7 @@ as a yardstick next to the deep systems:
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Sequence
 
@@ -20,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from merlib import EMOTIONS
 from merlib.audio.features import LogMel, load_audio
-from merlib.config import FeatureConfig
+from merlib.config import paper_config
 from merlib.data.manifest import Utterance
 from merlib.metrics import unweighted_accuracy, weighted_accuracy
 
@@ -30,7 +31,7 @@ def utterance_statistics(records: Sequence[Utterance], corpus_root: str | os.Pat
     import torch
 
     # No per-segment normalisation here: the statistics would be 0 and 1 by construction.
-    front_end = LogMel(FeatureConfig(n_mels=40, normalization="none"))
+    front_end = LogMel(dataclasses.replace(paper_config().features, n_mels=40, normalization="none"))
     rows = []
     with torch.no_grad():
         for record in records:

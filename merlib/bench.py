@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from merlib.config import Config, FeatureConfig, load_config
+from merlib.config import Config
 
 
 def _median_seconds(function, repeats: int) -> float:
@@ -77,18 +77,18 @@ import numpy as np
 which, utterances, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(seed)
 waves = [rng.normal(0, 0.1, int(16000 * rng.uniform(2, 8))).astype(np.float32) for _ in range(utterances)]
+from merlib.config import paper_config
+c = paper_config().features
 if which == "merlib":
     import torch
     from merlib.audio.features import LogMel
-    front_end, tensors = LogMel(), [torch.from_numpy(w) for w in waves]
+    front_end, tensors = LogMel(c), [torch.from_numpy(w) for w in waves]
     def run():
         with torch.no_grad():
             for w in tensors:
                 front_end(w)
 else:
     import librosa
-    from merlib.config import FeatureConfig
-    c = FeatureConfig()
     def run():
         for w in waves:
             mel = librosa.feature.melspectrogram(y=w, sr=16000, n_fft=c.n_fft, win_length=400, hop_length=160,
@@ -124,11 +124,11 @@ def feature_speed(utterances: int = 30, seed: int = 0) -> dict:
 # the parent through fork + exec and so would count the benchmark's own memory.
 _EVAL_60S = """
 import torch
-from merlib.config import Config
+from merlib.config import paper_config
 from merlib.models.resnet import Classifier
 from merlib.train.common import build_backbone
 torch.set_num_threads(2)
-model = Classifier(build_backbone(Config()), 4).eval()
+model = Classifier(build_backbone(paper_config()), 4).eval()
 with torch.no_grad():
     model(torch.randn(1, 6001, 128))
 print([line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0])
@@ -141,14 +141,14 @@ def eval_memory() -> dict:
 
 
 def paper_parameters() -> dict:
+    from merlib.config import paper_config
     from merlib.models.resnet import Classifier, count_parameters
     from merlib.train.common import build_backbone
 
-    return {"params_paper": count_parameters(Classifier(build_backbone(Config()), 4))}
+    return {"params_paper": count_parameters(Classifier(build_backbone(paper_config()), 4))}
 
 
-def bench_speech(config_path: str = "configs/demo.yaml") -> dict:
-    config = load_config(config_path)
+def bench_speech(config: Config) -> dict:
     result = {}
     result |= loop_overhead(config)
     result |= feature_speed()
@@ -157,31 +157,27 @@ def bench_speech(config_path: str = "configs/demo.yaml") -> dict:
     return result
 
 
-def bench_text(config_path: str = "configs/demo.yaml", steps: int = 3, rounds: int = 3, tokens: int = 48) -> dict:
+def bench_text(config: Config, steps: int = 3, rounds: int = 3, tokens: int = 48) -> dict:
     """Train-step time of merlib's loop vs a bare transformers + PyTorch loop (same model, batch
     32 × `tokens`), and inference throughput in utterances per second."""
     from merlib.models.text import load_text_classifier
 
-    config = load_config(config_path)
+    text = config.system_config(config.systems_of("text")[0].name).text if config.systems_of("text") else config.text
     torch.manual_seed(0)
-    tokenizer, model = load_text_classifier(config.text.model, 4)
+    _, model = load_text_classifier(text.model, 4)
     inputs = {"input_ids": torch.randint(1000, 20000, (32, tokens)), "attention_mask": torch.ones(32, tokens, dtype=torch.long)}
     targets = torch.randint(0, 4, (32,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.text.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=text.lr)
     result = compare_loops(model, optimizer, inputs, targets, steps, rounds)
     model.eval()
     with torch.no_grad():
         inference = _median_seconds(lambda: model(**inputs), 5)
-    return {"model": config.text.model, "parameters": sum(p.numel() for p in model.parameters()), **result,
+    return {"model": text.model, "parameters": sum(p.numel() for p in model.parameters()), **result,
             "inference_utts_per_s": round(32 / inference, 1), "batch": f"32x{tokens} tokens"}
 
 
-def main(kind: str, as_json: bool, config_path: str) -> int:
-    benchmarks = {"speech": bench_speech, "text": bench_text}
-    if kind not in benchmarks:
-        print(f"merlib bench: unknown benchmark {kind!r} (available: {', '.join(benchmarks)})", file=sys.stderr)
-        return 2
-    result = benchmarks[kind](config_path)
+def main(kind: str, as_json: bool, config: Config) -> int:
+    result = {"speech": bench_speech, "text": bench_text}[kind](config)
     if as_json:
         print(json.dumps(result))
     else:

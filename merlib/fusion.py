@@ -20,12 +20,14 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from merlib import EMOTIONS
-from merlib.metrics import _as_indices
+from merlib.errors import MerlibError
+from merlib.metrics import label_indices
 
 
-class FusionError(ValueError):
+class FusionError(MerlibError, ValueError):
     """Scores that cannot be fused: mismatched utterances, shapes, or non-finite values."""
 
 
@@ -71,7 +73,9 @@ def grid_unweighted_accuracy(grid: np.ndarray, stacked: np.ndarray, y: np.ndarra
 class _LateFusion(ClassifierMixin, BaseEstimator):
     """What both fusions share: scores checked against the fitted modality count; argmax predicts."""
 
-    def _fitted_scores(self, scores, fitted: int) -> list[np.ndarray]:
+    def _fitted_scores(self, scores, fitted_attribute: str) -> list[np.ndarray]:
+        check_is_fitted(self, fitted_attribute)
+        fitted = len(getattr(self, fitted_attribute))
         arrays = _check_scores(scores)
         if len(arrays) != fitted:
             raise FusionError(f"fitted on {fitted} modalities, got {len(arrays)}")
@@ -87,7 +91,7 @@ class WeightedFusion(_LateFusion):
 
     def fit(self, scores, y):
         arrays = _check_scores(scores)
-        y = _as_indices(y)
+        y = label_indices(y)
         grid = simplex_grid(len(arrays), self.step)
         objective = grid_unweighted_accuracy(grid, np.stack(arrays), y)
         best = objective.max()
@@ -101,7 +105,7 @@ class WeightedFusion(_LateFusion):
         return self
 
     def decision_function(self, scores) -> np.ndarray:
-        arrays = self._fitted_scores(scores, len(self.weights_))
+        arrays = self._fitted_scores(scores, "weights_")
         return sum(w * s for w, s in zip(self.weights_, arrays))
 
 
@@ -119,7 +123,7 @@ class ZNormFusion(_LateFusion):
         return self
 
     def decision_function(self, scores) -> np.ndarray:
-        arrays = self._fitted_scores(scores, len(self.mean_))
+        arrays = self._fitted_scores(scores, "mean_")
         return np.mean([(a - m) / s for a, m, s in zip(arrays, self.mean_, self.std_)], axis=0)
 
 

@@ -18,8 +18,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_m
 from merlib import EMOTIONS
 
 
-def _as_indices(labels) -> np.ndarray:
-    """Accept class names ("ang", ...) or indices 0..3."""
+def label_indices(labels) -> np.ndarray:
+    """Class indices 0..3 of class names ("ang", ...) or of indices."""
     labels = np.asarray(labels)
     if labels.dtype.kind in "US" or labels.dtype == object:
         lookup = {name: i for i, name in enumerate(EMOTIONS)}
@@ -30,14 +30,19 @@ def _as_indices(labels) -> np.ndarray:
     return labels.astype(int)
 
 
+def predicted_labels(scores) -> np.ndarray:
+    """The class name of each row's highest score, for (n, 4) scores in EMOTIONS order."""
+    return np.array(EMOTIONS)[np.asarray(scores).argmax(axis=1)] if len(scores) else np.array([], dtype="<U3")
+
+
 def weighted_accuracy(y_true, y_pred) -> float:
     """WA: the share of utterances classified correctly."""
-    return float(accuracy_score(_as_indices(y_true), _as_indices(y_pred)))
+    return float(accuracy_score(label_indices(y_true), label_indices(y_pred)))
 
 
 def unweighted_accuracy(y_true, y_pred) -> float:
     """UA: the mean over classes present in `y_true` of the per-class recall."""
-    return float(balanced_accuracy_score(_as_indices(y_true), _as_indices(y_pred)))
+    return float(balanced_accuracy_score(label_indices(y_true), label_indices(y_pred)))
 
 
 def split_metrics(y_true, scores, split: str) -> dict[str, float]:
@@ -52,7 +57,7 @@ def confusion(y_true, y_pred, normalize: bool = False) -> np.ndarray:
 
     normalize=True gives row-normalised recalls (rows of absent classes stay 0).
     """
-    matrix = confusion_matrix(_as_indices(y_true), _as_indices(y_pred), labels=range(len(EMOTIONS)))
+    matrix = confusion_matrix(label_indices(y_true), label_indices(y_pred), labels=range(len(EMOTIONS)))
     if not normalize:
         return matrix
     totals = matrix.sum(axis=1, keepdims=True)
@@ -62,7 +67,7 @@ def confusion(y_true, y_pred, normalize: bool = False) -> np.ndarray:
 def bootstrap_interval(y_true, y_pred, metric=unweighted_accuracy, n_resamples: int = 1000,
                        confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over utterances (resampled with replacement)."""
-    y_true, y_pred = _as_indices(y_true), _as_indices(y_pred)
+    y_true, y_pred = label_indices(y_true), label_indices(y_pred)
     rng = np.random.default_rng(seed)
     values = np.empty(n_resamples)
     with warnings.catch_warnings():
@@ -98,8 +103,8 @@ def summarize_folds(predictions: Mapping[int, tuple[Sequence, Sequence]], n_resa
     for fold, (y_true, y_pred) in sorted(predictions.items()):
         per_fold[fold] = {"ua": unweighted_accuracy(y_true, y_pred),
                           "wa": weighted_accuracy(y_true, y_pred), "n": len(y_true)}
-    all_true = np.concatenate([_as_indices(t) for t, _ in predictions.values()])
-    all_pred = np.concatenate([_as_indices(p) for _, p in predictions.values()])
+    all_true = np.concatenate([label_indices(t) for t, _ in predictions.values()])
+    all_pred = np.concatenate([label_indices(p) for _, p in predictions.values()])
     ua_values = np.array([v["ua"] for v in per_fold.values()])
     wa_values = np.array([v["wa"] for v in per_fold.values()])
     spread = (lambda values: float(values.std(ddof=1)) if len(values) > 1 else 0.0)

@@ -3,20 +3,18 @@
 `data.root: demo` / `pretrain.corpus_root: demo` name the embedded demo corpora, generated on
 first use under ~/.cache/merlib/data (or $MERLIB_DATA); anything else is a path the user set.
 Features are cached per corpus (keyed by its resolved root) and per front-end config.
+A step names the system of the plan it trains; without one, the plan's first of its modality.
 """
 from __future__ import annotations
 
 import hashlib
 import pathlib
-import typing
 
 from merlib.config import Config
 from merlib.data import iemocap
 from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
 from merlib.data.manifest import Utterance, read_manifest
-
-if typing.TYPE_CHECKING:
-    import pandas as pd
+from merlib.errors import DataNotFoundError, MerlibError
 
 
 def corpus_root(config: Config) -> pathlib.Path:
@@ -26,7 +24,7 @@ def corpus_root(config: Config) -> pathlib.Path:
         return root
     root = pathlib.Path(config.data.root).expanduser()
     if not (root / "Session1").is_dir():
-        raise FileNotFoundError(f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
+        raise DataNotFoundError(f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
                                 "(no Session1/ in it); set data.root in your config to the folder that contains Session1/")
     return root
 
@@ -72,11 +70,11 @@ def fold_of(config: Config, utterances: list[Utterance], fold: int):
 
 
 def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pathlib.Path | None:
-    """Speaker pretraining of this run (skipped when done, or when speech.pretrained is not `pretrain`)."""
+    """Speaker pretraining of this run (skipped when done, or when no system of the plan transfers it)."""
     from merlib.data.speakers import read_speaker_manifest, scan_voxceleb, write_speaker_manifest
     from merlib.train.speaker import pretrain_speakers
 
-    if config.speech.pretrained != "pretrain":
+    if not config.uses_pretraining():
         return None
     root = speaker_corpus_root(config)
     manifest = root / "speakers.jsonl"
@@ -86,48 +84,29 @@ def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pa
                              feature_cache_dir(root), progress=progress)
 
 
-def speech_fold(config: Config, fold: int, run_dir: pathlib.Path, stages=("lp", "ft"), progress: bool = True) -> dict:
+def default_system(config: Config, modality: str) -> str:
+    systems = config.systems_of(modality)
+    if not systems:
+        raise MerlibError(f"config {config.name!r} declares no {modality} system (systems: "
+                          + ", ".join(s.name for s in config.systems) + ")")
+    return systems[0].name
+
+
+def speech_fold(config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, stages=None,
+                progress: bool = True) -> dict:
+    """One fold of a speech system (default: the plan's first): linear probe, fine-tune."""
     from merlib.train.speech import run_speech_fold
 
     utterances, root = load_utterances(config)
-    return run_speech_fold(config, fold_of(config, utterances, fold), root, run_dir, feature_cache_dir(root),
-                           stages=stages, progress=progress)
+    return run_speech_fold(config, system or default_system(config, "speech"), fold_of(config, utterances, fold),
+                           root, run_dir, feature_cache_dir(root), stages=stages, progress=progress)
 
 
-def text_fold(config: Config, fold: int, run_dir: pathlib.Path, progress: bool = True) -> dict:
+def text_fold(config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None,
+              progress: bool = True) -> dict:
+    """One fold of a text system (default: the plan's first)."""
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    return run_text_fold(config, fold_of(config, utterances, fold), utterances, run_dir,
-                         feature_cache_dir(root), progress=progress)
-
-
-def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
-    """Hold-out and test UA/WA (%) and the kept epoch of one fold's systems, from their histories
-    (kept epoch 0: the starting point, i.e. fine-tuning did not beat the linear probe on the hold-out)."""
-    import json
-
-    import pandas as pd
-
-    rows = []
-    for system in systems:
-        saved = json.loads((run_dir / f"fold{fold}" / f"{system}_history.json").read_text())
-        rows.append({"system": system, "kept_epoch": (saved["best_epoch"] if saved["best_epoch"] is not None else 0) + 1,
-                     **{k: round(100 * saved[k], 2) for k in ("holdout_ua", "test_ua", "test_wa")}})
-    return pd.DataFrame(rows)
-
-
-def text_leakage(run_dir: pathlib.Path, fold: int) -> pd.DataFrame:
-    import json
-
-    import pandas as pd
-
-    saved = json.loads((run_dir / f"fold{fold}" / "text_history.json").read_text())
-    leakage = saved["leakage"]
-    return pd.DataFrame([{
-        "test_ua_%": round(100 * saved["test_ua"], 2),
-        "test seen verbatim in training_%": round(100 * leakage["test_seen_in_training_share"], 1),
-        "unseen test utterances": leakage["test_unseen_count"],
-        "test_ua_unseen_%": None if leakage["test_unseen_ua"] is None else round(100 * leakage["test_unseen_ua"], 2),
-        "max_length": saved["max_length"], "truncated_%": round(100 * saved["truncated_share"], 2),
-        "empty transcripts (train/holdout/test)": "/".join(str(v) for v in saved["empty_transcripts"].values())}])
+    return run_text_fold(config, system or default_system(config, "text"), fold_of(config, utterances, fold),
+                         utterances, run_dir, feature_cache_dir(root), progress=progress)

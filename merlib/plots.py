@@ -15,10 +15,6 @@ from merlib import EMOTIONS
 from merlib.data.manifest import Utterance
 
 SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}     # the paper's Figure 2 labels
-TITLES = {"speech_lp": "speech (linear probe)", "speech_ft": "speech (fine-tuned ResNet34)", "text": "text (BERT)",
-          "fusion_weighted": "fusion (weighted)", "fusion_znorm": "fusion (z-norm, equal weights)",
-          "speech_ge2e_ft": "speech (fine-tuned GE2E)", "fusion_ge2e_weighted": "fusion (GE2E + text)",
-          "fusion_3way": "fusion (ResNet34 + GE2E + text)"}
 
 
 def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
@@ -43,40 +39,46 @@ def class_balance(utterances: Sequence[Utterance]):
     return figure
 
 
-def confusion_heatmap(matrix: np.ndarray, ax=None, normalize: bool = True, title: str = ""):
-    """Rows: true class; columns: predicted. Row-normalised shows recall per class (%)."""
+def row_percent(matrix: np.ndarray) -> np.ndarray:
+    """Row-normalised confusion (recall per true class), in percent; empty rows stay 0."""
+    matrix = np.asarray(matrix, dtype=float)
+    totals = matrix.sum(axis=1, keepdims=True)
+    return 100 * np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+
+
+def confusion_heatmap(matrix: np.ndarray, ax=None, normalize: bool = True, title: str = "", percent: bool | None = None):
+    """Rows: true class; columns: predicted. Row-normalised shows recall per class (%);
+    `percent` says a given matrix is already in percent (default: when normalising here)."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3.6))
-    matrix = np.asarray(matrix, dtype=float)
-    if normalize:
-        totals = matrix.sum(axis=1, keepdims=True)
-        matrix = 100 * np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    matrix = row_percent(matrix) if normalize else np.asarray(matrix, dtype=float)
+    percent = normalize if percent is None else percent
     labels = [SHORT[e] for e in EMOTIONS]
-    sns.heatmap(matrix, annot=True, fmt=".1f" if normalize else ".0f", cmap="Blues", cbar=False, square=True,
-                xticklabels=labels, yticklabels=labels, vmin=0, vmax=100 if normalize else None, ax=ax)
+    sns.heatmap(matrix, annot=True, fmt=".1f" if percent else ".0f", cmap="Blues", cbar=False, square=True,
+                xticklabels=labels, yticklabels=labels, vmin=0, vmax=100 if percent else None, ax=ax)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
     return ax.figure
 
 
-def confusion_figure(confusions: dict[str, np.ndarray], normalize: bool = True):
+def confusion_figure(confusions: dict[str, np.ndarray], titles: dict[str, str] | None = None, normalize: bool = True):
     """Side-by-side matrices, as the paper's Figure 2 (speech, text, fusion)."""
+    titles = titles or {}
     figure, axes = plt.subplots(1, len(confusions), figsize=(4.2 * len(confusions), 4))
     for ax, (system, matrix) in zip(np.atleast_1d(axes), confusions.items()):
-        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=TITLES.get(system, system))
+        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=titles.get(system, system))
     figure.tight_layout()
     return figure
 
 
-def fusion_curves(run_dir: str | pathlib.Path):
-    """Hold-out and test UA against the speech weight w1, per fold; the chosen w1 marked.
-
-    Only the hold-out curve chooses w1; the test curve is shown to see how well that transfers.
-    """
+def fusion_curves(run_dir: str | pathlib.Path, fusion: str, first: str = "speech", second: str = "text"):
+    """Hold-out and test UA of a two-input weighted fusion against w1 (the first input's weight),
+    per fold; the chosen w1 marked. Only the hold-out curve chooses w1; the test curve is shown to
+    see how well that choice transfers."""
     from merlib.results import fusion_info
 
-    folds = fusion_info(run_dir)
+    folds = {fold: info[fusion] for fold, info in fusion_info(run_dir).items() if "grid" in info.get(fusion, {})}
     figure, ax = plt.subplots(figsize=(7, 4))
     for index, (fold, info) in enumerate(sorted(folds.items())):
         color = f"C{index}"
@@ -86,15 +88,15 @@ def fusion_curves(run_dir: str | pathlib.Path):
         ax.axvline(info["w1"], color=color, linestyle=":", alpha=0.8)
     ax.plot([], [], "k--", label="hold-out (chooses w1)")
     ax.plot([], [], "k-", label="test")
-    ax.set_xlabel("w1 (speech weight; text gets 1 − w1)")
+    ax.set_xlabel(f"w1 ({first} weight; {second} gets 1 − w1)")
     ax.set_ylabel("UA (%)")
-    ax.set_title("weighted fusion: UA against w1 (dotted: w1 chosen on the hold-out)")
+    ax.set_title(f"{fusion}: UA against w1 (dotted: w1 chosen on the hold-out)")
     ax.legend(fontsize=8, ncol=2)
     figure.tight_layout()
     return figure
 
 
-def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"):
+def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua", title: str = ""):
     """Training loss and a hold-out metric per epoch, best epoch marked; epoch 0 is the starting
     point (the linear-probed model, for fine-tuning) when it was evaluated."""
     from matplotlib.ticker import MaxNLocator
@@ -119,7 +121,7 @@ def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua"
         handles = tuple(a + b for a, b in zip(handles, twin.get_legend_handles_labels()))
     # one legend, under the axes: inside, it hid the points of short runs
     ax.legend(*handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
-    ax.set_title(pathlib.Path(history_path).stem)
+    ax.set_title(title or pathlib.Path(history_path).stem)
     figure.tight_layout()
     return figure
 

@@ -1,22 +1,20 @@
-"""`merlib run`: execute the workbook notebooks with papermill, fold by fold, into runs/<name>/.
+"""`merlib run`: execute the workbook notebooks with papermill, fold by fold and system by system
+of the config's plan, into runs/<name>/.
 
-    runs/<name>/config.yaml, versions.json       the resolved config, versions and git revision
-                                                 (config.<speech.name>.yaml for a second speech
-                                                 system run into the same folder, e.g. GE2E)
+    runs/<name>/config.yaml, versions.json       the resolved config (every notebook of the run
+                                                 reads this one), versions and git revision
     runs/<name>/00_data.ipynb, 10_speaker_pretrain.ipynb
-    runs/<name>/fold<k>/20_speech_fold.ipynb, 30_text_fold.ipynb, *_scores.csv, *_history.json
-                                                 (20_speech_fold.<speech.name>.ipynb for a second one)
+    runs/<name>/fold<k>/20_speech_fold.<system>.ipynb, 30_text_fold.<system>.ipynb,
+                        <score set>_scores.csv, <score set>_history.json
     runs/<name>/40_fusion.ipynb, summary.csv, summary.md, report.html
 
-A fold whose three score files exist is skipped, and so is a notebook whose score files
-exist (a second speech config run into the same folder reuses the text scores); an
-interrupted fold resumes from its checkpoints (the training loop's). A failed fold is
-reported with the path of its executed notebook and the other folds still run.
+A system whose score files exist in a fold is skipped there; an interrupted fold resumes from
+its checkpoints (the training loop's). A failed fold is reported with the path of its executed
+notebook and the other folds still run.
 """
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import json
 import os
 import pathlib
@@ -25,12 +23,18 @@ import subprocess
 import sys
 import time
 
-import yaml
-
-from merlib.config import Config, load_config
+from merlib.config import Config, SystemConfig, load_config, save_config
+from merlib.errors import MerlibError
+from merlib.io import write_json, write_text
+from merlib.pipeline import run_directory
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
+FOLD_NOTEBOOKS = {"speech": "20_speech_fold.ipynb", "text": "30_text_fold.ipynb"}
+
+
+class RunFolderError(MerlibError, FileNotFoundError):
+    """A folder given as a run folder is not one."""
 
 
 def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Path:
@@ -38,8 +42,10 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    # the kernel must import this checkout's merlib, whatever the (shared) venv's editable install points at
+    # the kernel must import this checkout's merlib, whatever the (shared) venv's editable install
+    # points at; and print one line per epoch, not progress bars that freeze into the notebook
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
+    os.environ["MERLIB_PROGRESS"] = "off"
     # the notebooks' printed lines (one per training epoch) stream to our stdout as progress
     papermill.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(REPO),
                                kernel_name="python3", progress_bar=False, log_output=False, stdout_file=sys.stdout)
@@ -59,71 +65,57 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
-def _system_suffix(config: Config) -> str:
-    """'' for the main (ResNet34) speech system; '.<speech.name>' for another one run into the same
-    folder, so its executed notebooks and saved config sit beside the first system's."""
-    return "" if config.speech.name == "speech" else f".{config.speech.name}"
+def executed_notebook(system: SystemConfig) -> str:
+    """The executed copy of a system's fold notebook: 20_speech_fold.<system>.ipynb, ..."""
+    return FOLD_NOTEBOOKS[system.modality].replace(".ipynb", f".{system.name}.ipynb")
 
 
-def notebook_outputs(config: Config) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """{fold notebook: (its executed copy's name, the score files it writes)}."""
-    name = config.speech.name
-    return {"20_speech_fold.ipynb": (f"20_speech_fold{_system_suffix(config)}.ipynb",
-                                     (f"{name}_lp_scores.csv", f"{name}_ft_scores.csv")),
-            "30_text_fold.ipynb": ("30_text_fold.ipynb", ("text_scores.csv",))}
-
-
-def _all_exist(run_dir: pathlib.Path, fold: int, names) -> bool:
-    return all((run_dir / f"fold{fold}" / name).is_file() for name in names)
+def _has_outputs(run_dir: pathlib.Path, fold: int, system: SystemConfig) -> bool:
+    return all((run_dir / f"fold{fold}" / f"{name}_scores.csv").is_file() for name in system.outputs())
 
 
 def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
-    return all(_all_exist(run_dir, fold, names) for _, names in notebook_outputs(config).values())
+    return all(_has_outputs(run_dir, fold, system) for system in config.systems)
 
 
-def config_file(run_dir: pathlib.Path, config: Config) -> pathlib.Path:
-    """Where a run keeps the config it ran with: config.yaml, or config.<speech.name>.yaml."""
-    return run_dir / f"config{_system_suffix(config)}.yaml"
-
-
-def _run_fold(config: Config, config_path: str, runs: str, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
-    """Returns (fold, None) or (fold, the executed notebook that failed)."""
-    for notebook, (executed, outputs) in notebook_outputs(config).items():
-        if _all_exist(run_dir, fold, outputs):
-            continue      # its scores exist (e.g. the text scores, when a second speech config runs)
-        output = run_dir / f"fold{fold}" / executed
+def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
+    """Each system of the plan in this fold; returns (fold, None) or (fold, the notebook that failed)."""
+    for system in config.systems:
+        if _has_outputs(run_dir, fold, system):
+            continue
+        output = run_dir / f"fold{fold}" / executed_notebook(system)
         try:
-            execute(notebook, output, {"fold": fold, "config": config_path, "runs": runs})
+            execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
         except Exception as error:   # papermill's execution error carries the cell's traceback
-            print(f"fold {fold}: {notebook} failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}",
-                  file=sys.stderr)
+            print(f"fold {fold}: {system.name} failed: "
+                  f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}", file=sys.stderr)
             return fold, str(output)
     return fold, None
 
 
 def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: str = "runs",
-        report: bool = True) -> int:
-    """Run every fold of one config; then (unless `report` is False) fusion and the report."""
-    config = load_config(config_path)
-    run_dir = pathlib.Path(runs) / config.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_file(run_dir, config).write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
-    (run_dir / "versions.json").write_text(json.dumps(versions(), indent=2) + "\n")
-    parameters = {"config": config_path, "runs": runs}
+        report: bool = True, overrides: dict | None = None) -> int:
+    """Run every fold of the config's plan; then (unless `report` is False) fusion and the report."""
+    config = load_config(config_path, overrides)
+    run_dir = run_directory(config, runs).resolve()
+    saved = save_config(config, run_dir / "config.yaml")
+    write_json(run_dir / "versions.json", versions())
+    parameters = {"config": str(saved), "runs": str(run_dir.parent)}
     started = time.perf_counter()
-    print(f"run {config.name}: {run_dir}")
+    print(f"run {config.name}: {run_dir} (systems: {', '.join(s.name for s in config.systems)})")
     print("  00_data ...", flush=True)
-    execute("00_data.ipynb", run_dir / "00_data.ipynb", {"config": config_path})
-    if config.speech.pretrained == "pretrain":
+    execute("00_data.ipynb", run_dir / "00_data.ipynb", parameters)
+    if config.uses_pretraining():
         print(f"  10_speaker_pretrain ... ({time.perf_counter() - started:.0f} s)", flush=True)
         execute("10_speaker_pretrain.ipynb", run_dir / "10_speaker_pretrain.ipynb", parameters)
-    todo = [f for f in (folds or config.data.folds) if not fold_finished(config, run_dir, f)]
-    skipped = sorted(set(folds or config.data.folds) - set(todo))
+    wanted = folds or config.data.folds
+    todo = [f for f in wanted if not fold_finished(config, run_dir, f)]
+    skipped = sorted(set(wanted) - set(todo))
     if skipped:
         print(f"  folds already finished, skipped: {skipped}")
     failures = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_run_fold, config, config_path, runs, run_dir, fold) for fold in todo]
+        futures = [pool.submit(_run_fold, config, parameters, run_dir, fold) for fold in todo]
         for future in concurrent.futures.as_completed(futures):
             fold, failed = future.result()
             if failed:
@@ -135,9 +127,7 @@ def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: s
         execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
         path = write_report(run_dir)
         print((run_dir / "summary.md").read_text())
-        print(f"report: {path.resolve()}  ({time.perf_counter() - started:.0f} s in all)")
-    else:
-        print(f"  folds done ({time.perf_counter() - started:.0f} s); fusion and report after the next config")
+        print(f"report: {path}  ({time.perf_counter() - started:.0f} s in all)")
     for fold, path in sorted(failures.items()):
         print(f"fold {fold} failed: open {path} to see the failing cell", file=sys.stderr)
     return 1 if failures else 0
@@ -151,18 +141,14 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     notebook = nbformat.read(run_dir / "40_fusion.ipynb", as_version=4)
     html, _ = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
                                      exclude_output_prompt=True).from_notebook_node(notebook)
-    path = run_dir / "report.html"
-    path.write_text(html)
-    return path
+    return write_text(run_dir / "report.html", html)
 
 
 def report(run_dir: str | pathlib.Path) -> pathlib.Path:
     """`merlib report runs/<name>`: (re)execute the fusion notebook on the saved scores, write the report."""
-    run_dir = pathlib.Path(run_dir)
-    saved = next((path for path in [run_dir / "config.yaml", *sorted(run_dir.glob("config.*.yaml"))]
-                  if path.is_file()), None)
-    if saved is None:
-        raise FileNotFoundError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
-    execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb",
-            {"config": str(saved), "runs": str(run_dir.parent)})
+    run_dir = pathlib.Path(run_dir).resolve()
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise RunFolderError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
+    execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", {"config": str(saved), "runs": str(run_dir.parent)})
     return write_report(run_dir)

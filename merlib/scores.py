@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from merlib import EMOTIONS
+from merlib.errors import MerlibError
+from merlib.io import atomic_path
 
 COLUMNS = ["id", "split", "label", *EMOTIONS]
 SPLITS = ("holdout", "test")
 
 
-class ScoresError(ValueError):
+class ScoresError(MerlibError, ValueError):
     """A scores file breaks the contract; the message names the file and what is wrong."""
 
 
@@ -31,10 +33,8 @@ def write_scores(path: str | os.PathLike, ids: Sequence[str], splits: Sequence[s
     frame.insert(0, "split", list(splits))
     frame.insert(0, "id", list(ids))
     validate_scores(frame, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    frame.to_csv(temporary, index=False, float_format="%.6f")
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        frame.to_csv(temporary, index=False, float_format="%.6f")
     return path
 
 

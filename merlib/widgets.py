@@ -19,38 +19,38 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from merlib import EMOTIONS
+from merlib import EMOTIONS, plots
 from merlib.fusion import WeightedFusion, align_scores
-from merlib.metrics import confusion, unweighted_accuracy, weighted_accuracy
-from merlib import plots
+from merlib.metrics import confusion, predicted_labels, unweighted_accuracy, weighted_accuracy
 
 
 class FusionExplorer:
-    """Drag w1 (speech weight) and see what weighted fusion does on hold-out and test."""
+    """Drag w1 (the first input's weight) and see what weighted fusion does on hold-out and test."""
 
-    def __init__(self, speech: pd.DataFrame, text: pd.DataFrame, step: float = 0.01):
-        keys, (self.speech, self.text) = align_scores([speech, text], ["speech", "text"])
+    def __init__(self, speech: pd.DataFrame, text: pd.DataFrame, step: float = 0.01,
+                 names: tuple[str, str] = ("speech", "text")):
+        self.names = names
+        keys, (self.speech, self.text) = align_scores([speech, text], list(names))
         self.labels = keys["label"].to_numpy()
         self.holdout = (keys["split"] == "holdout").to_numpy()
         self.test = ~self.holdout
         fitted = WeightedFusion(step=step).fit([self.speech[self.holdout], self.text[self.holdout]],
                                                self.labels[self.holdout])
         self.chosen_w1 = fitted.weights_[0]
-        self.slider = widgets.FloatSlider(value=self.chosen_w1, min=0.0, max=1.0, step=step, description="w1 (speech)",
+        self.slider = widgets.FloatSlider(value=self.chosen_w1, min=0.0, max=1.0, step=step, description="w1",
                                           continuous_update=False, readout_format=".2f",
                                           layout=widgets.Layout(width="480px"))
         self.metrics = widgets.HTML()
         self.matrix = widgets.Output()
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
         self.widget = widgets.VBox([
-            widgets.HTML(f"<b>Weighted fusion</b>: S = w1·S<sub>speech</sub> + (1 − w1)·S<sub>text</sub>; "
+            widgets.HTML(f"<b>Weighted fusion</b>: S = w1·S<sub>{names[0]}</sub> + (1 − w1)·S<sub>{names[1]}</sub>; "
                          f"w1 chosen on the hold-out = <b>{self.chosen_w1:.2f}</b>"),
             self.slider, self.metrics, self.matrix])
         self.update(self.chosen_w1)
 
     def scores_at(self, w1: float) -> dict:
-        fused = w1 * self.speech + (1 - w1) * self.text
-        predicted = np.array(EMOTIONS)[fused.argmax(1)]
+        predicted = predicted_labels(w1 * self.speech + (1 - w1) * self.text)
         result = {"w1": w1}
         for name, rows in (("holdout", self.holdout), ("test", self.test)):
             result[f"{name}_ua"] = unweighted_accuracy(self.labels[rows], predicted[rows])
@@ -78,12 +78,13 @@ class MaskExplorer:
 
     def __init__(self, utterances: Sequence, corpus_root: str | pathlib.Path, config):
         from merlib.audio.augment import SpecAugment
-        from merlib.audio.features import LogMel
+        from merlib.audio.features import build_front_end
 
         self.utterances = {u.id: u for u in utterances}
         self.corpus_root = pathlib.Path(corpus_root)
-        self.front_end = LogMel(config.features)
-        self.augmenters = {name: SpecAugment(policy) for name, policy in config.augment.policies.items()}
+        self.front_end = build_front_end(config.features)
+        self.augmenters = {name: SpecAugment(policy, n_mels=config.features.n_mels)
+                           for name, policy in config.augment.policies.items()}
         self.picker = widgets.Dropdown(options=list(self.utterances), description="utterance")
         self.policy = widgets.Dropdown(options=list(self.augmenters), description="policy")
         self.seed = widgets.IntSlider(value=0, min=0, max=50, description="seed", continuous_update=False)
@@ -119,12 +120,16 @@ class MaskExplorer:
 class ConfusionExplorer:
     """Fold and system dropdowns, counts or recall, and the utterances behind one cell."""
 
-    def __init__(self, scores: dict[tuple[int, str], pd.DataFrame], utterances: Sequence):
+    def __init__(self, scores: dict[tuple[int, str], pd.DataFrame], utterances: Sequence,
+                 titles: dict[str, str] | None = None):
+        """`titles`: {score set: title} in the order to offer them (the run's plan); without it,
+        every score set found, by name."""
         self.scores = scores
+        self.titles = titles or {system: system for system in sorted({system for _, system in scores})}
         self.transcripts = {u.id: u.transcript for u in utterances}
         folds = sorted({fold for fold, _ in scores})
-        systems = [s for s in ("speech_lp", "speech_ft", "text", "fusion_weighted", "fusion_znorm")
-                   if any(system == s for _, system in scores)]
+        systems = [(title, system) for system, title in self.titles.items()
+                   if any(found == system for _, found in scores)]
         self.fold = widgets.Dropdown(options=[("all folds", 0)] + [(f"fold {f}", f) for f in folds], description="fold")
         self.system = widgets.Dropdown(options=systems, description="system")
         self.mode = widgets.ToggleButtons(options=["row-normalised", "counts"], description="show")
@@ -143,7 +148,7 @@ class ConfusionExplorer:
                   if system == self.system.value and self.fold.value in (0, fold)]
         rows = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split", "label", *EMOTIONS])
         rows = rows[rows["split"] == "test"].copy()
-        rows["predicted"] = np.array(EMOTIONS)[rows[list(EMOTIONS)].to_numpy().argmax(1)] if len(rows) else []
+        rows["predicted"] = predicted_labels(rows[list(EMOTIONS)].to_numpy())
         return rows
 
     def cell_utterances(self) -> pd.DataFrame:
@@ -154,16 +159,18 @@ class ConfusionExplorer:
     def update(self) -> dict:
         rows = self.test_rows()
         matrix = confusion(rows["label"], rows["predicted"])
+        normalized = self.mode.value == "row-normalised"
+        shown = plots.row_percent(matrix) if normalized else matrix
         self.figure.clear_output(wait=True)
         with self.figure:
-            figure = plots.confusion_heatmap(matrix, normalize=self.mode.value == "row-normalised",
-                                             title=f"{plots.TITLES.get(self.system.value, self.system.value)}")
+            figure = plots.confusion_heatmap(shown, normalize=False, percent=normalized,
+                                             title=self.titles[self.system.value])
             display(figure)
             plt.close(figure)
         cell = self.cell_utterances()
         self.cell.value = (f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
                            f"{self.predicted_label.value}:" + cell.head(25).to_html(index=False, escape=True))
-        return {"confusion": matrix, "cell": cell}
+        return {"confusion": matrix, "shown": shown, "cell": cell}
 
 
 def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.DataFrame]:
@@ -176,3 +183,17 @@ def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.Dat
         for path in sorted(folder.glob("*_scores.csv")):
             found[(fold, path.name[:-len("_scores.csv")])] = read_scores(path)
     return found
+
+
+def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config) -> FusionExplorer:
+    """The slider on the plan's first two-input weighted fusion, for one fold of a run."""
+    from merlib.plan import two_way_weighted
+    from merlib.scores import read_scores
+
+    pairs = two_way_weighted(config)
+    if not pairs:
+        raise ValueError(f"config {config.name!r} declares no weighted fusion of two inputs to explore")
+    first, second = pairs[0].inputs
+    folder = pathlib.Path(run_dir) / f"fold{fold}"
+    return FusionExplorer(read_scores(folder / f"{first}_scores.csv"), read_scores(folder / f"{second}_scores.csv"),
+                          step=pairs[0].step, names=(first, second))

@@ -1,13 +1,13 @@
 import os
-import sys
 import pathlib
+import sys
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(pathlib.Path(__file__).parent))  # test helpers (iemocap_fixture, ...)
 
 import pytest
-
 from iemocap_fixture import make_iemocap_tree
+
+import merlib  # noqa: F401  (sets HF_HUB_OFFLINE before any test imports transformers)
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +102,12 @@ speech:
   linear_probe: {{epochs: 2, batch_size: 8}}
   fine_tune: {{epochs: 1, chunk_frames: [50, 80], batch_size: 8}}
 text: {{epochs: 1, batch_size: 16}}
+systems:
+  - {{name: speech, modality: speech}}
+  - {{name: text, modality: text}}
+fusions:
+  - {{name: fusion_weighted, method: weighted, inputs: [speech_ft, text]}}
+  - {{name: fusion_znorm, method: znorm, inputs: [speech_ft, text]}}
 """)
     runs = base / "runs"
     status = runner.run(str(config), folds=[2], runs=str(runs))

@@ -1,12 +1,20 @@
 """Log-mel front end, SpecAugment and bad-audio errors."""
+import dataclasses
+
 import numpy as np
 import pytest
 import soundfile
 import torch
 
 from merlib.audio import features as F
-from merlib.audio.augment import DEFAULT_POLICIES, SpecAugment, mask_features
-from merlib.config import FeatureConfig, MaskPolicy
+from merlib.audio.augment import SpecAugment, mask_features, scaled_freq_width
+from merlib.config import MaskPolicy, paper_config
+
+PAPER = paper_config()
+
+
+def features_config(**changes):
+    return dataclasses.replace(PAPER.features, **changes)
 
 
 def write_wav(path, seconds=1.0, rate=16000, channels=1, seed=0, subtype="PCM_16"):
@@ -20,14 +28,14 @@ def write_wav(path, seconds=1.0, rate=16000, channels=1, seed=0, subtype="PCM_16
 
 def test_shapes_and_per_bin_normalisation(tmp_path):
     waveform = F.load_audio(write_wav(tmp_path / "a.wav", seconds=2.0))
-    log_mel = F.LogMel(FeatureConfig())(waveform)
+    log_mel = F.LogMel(PAPER.features)(waveform)
     assert log_mel.shape == (201, 128)            # 10 ms hop, centred frames
     assert torch.allclose(log_mel.mean(0), torch.zeros(128), atol=1e-4)
     assert torch.allclose(log_mel.std(0, unbiased=False), torch.ones(128), atol=1e-3)
 
 
 def test_empty_mel_filters_give_no_nan_or_inf():
-    config = FeatureConfig(n_fft=512)   # 128 filters over 257 bins: some low filters are empty
+    config = features_config(n_fft=512)   # 128 filters over 257 bins: some low filters are empty
     with pytest.warns(UserWarning, match="empty filters"):
         front_end = F.LogMel(config)
     for waveform in (torch.zeros(16000), torch.randn(16000) * 1e-3, torch.randn(400)):
@@ -37,7 +45,7 @@ def test_empty_mel_filters_give_no_nan_or_inf():
 
 def test_global_normalisation_keeps_spectral_shape(tmp_path):
     waveform = F.load_audio(write_wav(tmp_path / "a.wav"))
-    out = F.LogMel(FeatureConfig(normalization="global", n_mels=64))(waveform)
+    out = F.LogMel(features_config(normalization="global", n_mels=64))(waveform)
     assert abs(out.mean().item()) < 1e-4 and abs(out.std(unbiased=False).item() - 1) < 1e-3
     assert out.mean(0).std() > 0.1        # per-bin means differ: tilt is kept
 
@@ -71,18 +79,18 @@ def test_bad_audio_errors_name_the_file(tmp_path):
 
 def test_feature_cache_is_computed_once_and_keyed_by_config(tmp_path):
     write_wav(tmp_path / "a.wav")
-    cache = F.FeatureCache(tmp_path / "cache", tmp_path, FeatureConfig(n_mels=40))
+    cache = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=40))
     first = cache.get("utt", "a.wav")
     assert cache.path("utt").is_file()
     (tmp_path / "a.wav").unlink()                 # a second read must not need the audio
     assert torch.equal(cache.get("utt", "a.wav"), first)
-    other = F.FeatureCache(tmp_path / "cache", tmp_path, FeatureConfig(n_mels=64))
+    other = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=64))
     assert other.folder != cache.folder
 
 
 @pytest.mark.parametrize("name", ["conservative", "aggressive"])
 def test_masks_stay_within_policy_limits_and_are_reproducible(name):
-    policy = DEFAULT_POLICIES[name]
+    policy = PAPER.augment.policies[name]
     augment = SpecAugment(policy)
     features = torch.randn(300, 128)
     for seed in range(20):
@@ -97,6 +105,40 @@ def test_masks_stay_within_policy_limits_and_are_reproducible(name):
 
 
 def test_no_masks_policy_changes_nothing():
-    augment = SpecAugment(MaskPolicy(freq_masks=0, time_masks=0))
+    augment = SpecAugment(MaskPolicy(freq_masks=0, freq_width=10, time_masks=0, time_width=10, max_time_fraction=1.0))
     features = torch.randn(50, 64)
     assert torch.equal(augment(features), features)
+
+
+def test_frequency_mask_widths_scale_with_the_number_of_bins():
+    aggressive = PAPER.augment.policies["aggressive"]
+    assert scaled_freq_width(aggressive, 128) == 27 and scaled_freq_width(aggressive, 64) == 14
+    assert scaled_freq_width(aggressive, 40) == 8
+    augment = SpecAugment(aggressive, n_mels=64)
+    features = torch.randn(300, 64)
+    shares = []
+    for seed in range(30):
+        _, mask = mask_features(features, augment, generator_seed=seed)
+        assert mask.all(dim=0).sum() <= aggressive.freq_masks * 14
+        shares.append(mask.all(dim=0).float().mean())
+    # the same share of the spectrum as at 128 bins (at most 2 × 27 / 128 = 42%), not twice it
+    assert max(shares) <= 2 * 14 / 64
+
+
+def test_each_front_end_is_a_class_of_its_own():
+    assert set(F.FRONT_ENDS) == {"logmel", "kaldi_fbank", "ge2e_mel"}
+    waveform = torch.randn(16000) * 0.1
+    kaldi = F.build_front_end(features_config(kind="kaldi_fbank", n_mels=80, normalization="mean"))
+    ge2e = F.build_front_end(features_config(kind="ge2e_mel", n_mels=40, normalization="none"))
+    assert isinstance(kaldi, F.KaldiFbank) and kaldi(waveform).shape == (98, 80)
+    assert isinstance(ge2e, F.GE2EMel) and ge2e(waveform).shape == (101, 40) and (ge2e(waveform) >= 0).all()
+    with pytest.raises(Exception, match="n_mels: 40"):
+        F.build_front_end(features_config(kind="ge2e_mel", n_mels=64))
+
+
+def test_the_audio_package_imports_nothing_from_models():
+    import pathlib
+    import re
+
+    for path in pathlib.Path("merlib/audio").glob("*.py"):
+        assert not re.search(r"^\s*(from|import) merlib\.models", path.read_text(), re.M), path

@@ -91,26 +91,33 @@ def test_fuse_command_on_contract_files(tmp_path, capsys):
     assert "non-finite scores" in capsys.readouterr().err
 
 
-def test_three_way_fusion_is_written_when_a_second_speech_system_exists(tmp_path):
+def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
+    from merlib.config import load_config
     from merlib.results import fuse_fold, fusion_comparison, summary_table
 
+    config = load_config("configs/demo.yaml", {"fusions": [
+        {"name": "pair", "method": "weighted", "inputs": ["speech_ft", "text"], "step": 0.25},
+        {"name": "pair_z", "method": "znorm", "inputs": ["speech_ft", "text"]},
+        {"name": "three", "method": "weighted", "inputs": ["speech_ft", "speech_ge2e_ft", "text"], "step": 0.25}]})
     fold = tmp_path / "fold1"
     ids = [f"u{i}" for i in range(8)]
     splits = ["holdout"] * 4 + ["test"] * 4
     labels = list(EMOTIONS) * 2
     for name, values in (("speech_ft", SPEECH), ("speech_ge2e_ft", TEXT[::-1]), ("text", TEXT)):
         write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
-    info = fuse_fold(fold, step=0.25)
-    assert set(info["weights"]["fusion_3way"]) == {"speech_ft", "speech_ge2e_ft", "text"}
-    assert abs(sum(info["weights"]["fusion_3way"].values()) - 1) < 1e-9
-    assert info["weights"]["fusion_weighted"]["speech_ft"] == info["w1"]
-    table = summary_table(tmp_path, n_resamples=50)
-    assert {"fusion_weighted", "fusion_znorm", "fusion_ge2e_weighted", "fusion_3way",
-            "speech_ge2e_ft"} <= set(table["system"])
-    side_by_side = fusion_comparison(tmp_path, table)
-    assert side_by_side["system"].tolist() == ["fusion_weighted", "fusion_ge2e_weighted", "fusion_3way"]
-    assert side_by_side.loc[2, "fuses"] == "speech_ft + speech_ge2e_ft + text"
-    assert side_by_side.loc[0, "mean weights"] == f"speech_ft {info['w1']:.2f}, text {1 - info['w1']:.2f}"
+    info = fuse_fold(fold, config)
+    assert set(info) == {"pair", "pair_z", "three"}
+    assert set(info["three"]["weights"]) == {"speech_ft", "speech_ge2e_ft", "text"}
+    assert abs(sum(info["three"]["weights"].values()) - 1) < 1e-9
+    assert info["pair"]["weights"]["speech_ft"] == info["pair"]["w1"] == 0.5     # the hand-computed tie above
+    assert len(info["pair"]["grid"]) == 5 and "grid" not in info["three"] and "weights" not in info["pair_z"]
+    table = summary_table(tmp_path, config, n_resamples=50)
+    assert table["system"].tolist() == ["speech_ft", "speech_ge2e_ft", "text", "pair", "pair_z", "three"]
+    assert table.set_index("system").at["pair", "w1"] == "0.50"
+    side_by_side = fusion_comparison(tmp_path, table, config)
+    assert side_by_side["system"].tolist() == ["pair", "three"]
+    assert side_by_side.loc[1, "fuses"] == "speech_ft + speech_ge2e_ft + text"
+    assert side_by_side.loc[0, "mean weights"] == "speech_ft 0.50, text 0.50"
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")

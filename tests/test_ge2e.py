@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from ge2e_fixture import ge2e_test_signal
-from merlib.models.checkpoints import CheckpointMismatchError, save_atomic
+from merlib.io import save_torch
+from merlib.models.checkpoints import CheckpointMismatchError
 from merlib.models.ge2e import GE2EBackbone, GE2EEncoder, partial_slices, partial_windows, resemblyzer_weights
 
 REFERENCE = "tests/data/ge2e_reference.npy"   # made by tools/ge2e_reference.py with resemblyzer's own code
@@ -55,22 +56,24 @@ def test_segments_are_pooled_over_partial_windows():
 def test_a_checkpoint_of_another_shape_is_named(tmp_path):
     state = dict(torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"])
     state["linear.weight"] = torch.zeros(128, 256)
-    save_atomic({"model_state": state}, tmp_path / "other.pt")
+    save_torch({"model_state": state}, tmp_path / "other.pt")
     with pytest.raises(CheckpointMismatchError, match=r"linear.weight: checkpoint \[128, 256\] vs model \[256, 256\]"):
         GE2EEncoder.from_resemblyzer(tmp_path / "other.pt")
 
 
-def test_ge2e_is_a_backbone_for_the_same_transfer_protocol():
-    from merlib.config import load_config
-    from merlib.train.common import build_backbone
+def test_ge2e_is_a_backbone_for_the_same_transfer_protocol(tmp_path):
+    from merlib.config import ConfigError, load_config
     from merlib.train.speech import build_transfer_model
 
-    config = load_config("configs/demo_ge2e.yaml")
-    model = build_transfer_model(config, "resemblyzer")
+    config = load_config("configs/demo.yaml").system_config("speech_ge2e")
+    model = build_transfer_model(config, tmp_path)
     saved = torch.load(resemblyzer_weights(), map_location="cpu", weights_only=True)["model_state"]
     assert torch.equal(model.backbone.encoder.lstm.weight_ih_l0, saved["lstm.weight_ih_l0"])
     assert model(torch.rand(3, 120, 40)).shape == (3, 4)
     assert [type(m).__name__ for m in model.backbone.frame_layers()] == ["LSTM", "Linear"]
-    config.features.kind = "logmel"
-    with pytest.raises(ValueError, match="ge2e needs its own front end"):
-        build_backbone(config)
+    from merlib.models.backbone import Backbone
+
+    assert isinstance(model.backbone, Backbone)
+    with pytest.raises(ConfigError, match="system speech_ge2e: speech.model.backbone: ge2e needs its own front end"):
+        load_config("configs/demo.yaml", {"systems": [{"name": "speech_ge2e", "modality": "speech", "overrides": {
+            "speech": {"model": {"backbone": "ge2e"}, "pretrained": {"source": "resemblyzer"}}}}], "fusions": []})

@@ -75,6 +75,20 @@ def test_cli_writes_manifest_and_warns_on_partial_copy(iemocap_tree, tmp_path, c
     assert "counts differ" in capsys.readouterr().err
 
 
+# The paper's own statements (section 4.1 and its LOSO test sizes), typed here from the text, so the
+# expected-counts file that `prepare --strict` compares with is checked against the paper, not itself.
+PAPER_CLASS_TOTALS = {"ang": 1103, "hap": 1636, "neu": 1708, "sad": 1084}
+PAPER_SESSION_SIZES = {"1": 1085, "2": 1023, "3": 1151, "4": 1031, "5": 1241}
+
+
+def test_expected_counts_agree_with_the_papers_totals():
+    expected = iemocap.load_expected_counts()
+    assert expected["total"] == PAPER_CLASS_TOTALS and sum(PAPER_CLASS_TOTALS.values()) == 5531
+    assert {s: sum(expected[s].values()) for s in PAPER_SESSION_SIZES} == PAPER_SESSION_SIZES
+    for label in PAPER_CLASS_TOTALS:
+        assert sum(expected[s][label] for s in PAPER_SESSION_SIZES) == expected["total"][label]
+
+
 @pytest.mark.slow
 def test_full_size_tree_gives_the_paper_counts(tmp_path, capsys):
     info = make_iemocap_tree(tmp_path, counts=PAPER_COUNTS, wav_seconds=0.02)
@@ -87,5 +101,6 @@ def test_full_size_tree_gives_the_paper_counts(tmp_path, capsys):
     speakers = json.loads((tmp_path / "m" / "prepare_summary.json").read_text())["speakers"]
     assert len(speakers) == 10 and sum(speakers.values()) == 5531
     for session in range(1, 6):
-        assert speakers[f"Ses0{session}F"] + speakers[f"Ses0{session}M"] == sum(expected[str(session)].values())
+        assert speakers[f"Ses0{session}F"] + speakers[f"Ses0{session}M"] == PAPER_SESSION_SIZES[str(session)]
+    assert {label: sum(r.label == label for r in records) for label in PAPER_CLASS_TOTALS} == PAPER_CLASS_TOTALS
     assert "(exp" not in capsys.readouterr().out

@@ -8,6 +8,7 @@ import nbformat
 import pytest
 
 from merlib import runner
+from merlib.config import load_config
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 
@@ -36,60 +37,80 @@ def test_committed_notebooks_are_clean_thin_and_parameterised(path):
 def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
     run_dir = tiny_run["run_dir"]
     assert tiny_run["status"] == 0
-    for name in ("00_data.ipynb", "10_speaker_pretrain.ipynb", "fold2/20_speech_fold.ipynb",
-                 "fold2/30_text_fold.ipynb", "40_fusion.ipynb", "report.html", "summary.csv", "summary.md",
+    for name in ("00_data.ipynb", "10_speaker_pretrain.ipynb", "fold2/20_speech_fold.speech.ipynb",
+                 "fold2/30_text_fold.text.ipynb", "40_fusion.ipynb", "report.html", "summary.csv", "summary.md",
                  "config.yaml", "versions.json", "fold2/fusion_weighted_scores.csv"):
         assert (run_dir / name).is_file(), name
-    executed = nbformat.read(run_dir / "fold2" / "20_speech_fold.ipynb", as_version=4)
-    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    executed = nbformat.read(run_dir / "fold2" / "20_speech_fold.speech.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and str(run_dir / "config.yaml") in injected[0].source   # the run's saved config
     summary = (run_dir / "summary.csv").read_text().splitlines()
-    assert summary[0] == "system,ua,wa,ua_std,wa_std,ua_ci_low,ua_ci_high,folds,w1"
+    assert summary[0] == "system,title,ua,wa,ua_std,wa_std,ua_ci_low,ua_ci_high,folds,w1"
     assert [line.split(",")[0] for line in summary[1:]] == ["speech_lp", "speech_ft", "text", "fusion_weighted",
                                                              "fusion_znorm"]
     report = (run_dir / "report.html").read_text()
     assert "SYNTHETIC" in report and "fusion_weighted" in report and "def " not in report
     assert json.loads((run_dir / "versions.json").read_text())["torch"].startswith("2.9")
+    saved = load_config(run_dir / "config.yaml")      # resolved: no base, and loads to the same config
+    assert "base" not in (run_dir / "config.yaml").read_text() and saved == load_config(tiny_run["config"])
 
 
 @pytest.mark.slow
 def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, capsys):
-    fold_notebook = tiny_run["run_dir"] / "fold2" / "20_speech_fold.ipynb"
+    fold_notebook = tiny_run["run_dir"] / "fold2" / "20_speech_fold.speech.ipynb"
     before = fold_notebook.stat().st_mtime
     # fold 2 is finished: skipped; fold 7 does not exist in the corpus: it fails, named with its notebook
     status = runner.run(str(tiny_run["config"]), folds=[2, 7], runs=str(tiny_run["runs"]))
     captured = capsys.readouterr()
     assert status == 1
     assert "folds already finished, skipped: [2]" in captured.out
-    assert re.search(r"fold 7 failed: open .*fold7/20_speech_fold\.ipynb", captured.err)
+    assert re.search(r"fold 7 failed: open .*fold7/20_speech_fold\.speech\.ipynb", captured.err)
     assert fold_notebook.stat().st_mtime == before
     assert (tiny_run["run_dir"] / "report.html").is_file()
 
 
 @pytest.mark.slow
-def test_a_second_speech_system_joins_the_run_and_both_fusions_are_reported(tiny_run, tmp_path, capsys):
-    """What make demo does after the main config: GE2E into the same run folder, text reused."""
+def test_adding_systems_to_the_plan_is_a_config_change_only(tiny_run, tmp_path):
+    """A real speaker encoder (GE2E) and a made-up third system (a second text system) join the
+    tiny run through its config alone: trained, fused as declared, tabled and reported; the
+    systems already done are not run again."""
     import shutil
 
     runs = tmp_path / "runs"
     shutil.copytree(tiny_run["runs"], runs)     # copy2 keeps mtimes: a re-executed notebook shows
-    text_notebook = runs / "tiny" / "fold2" / "30_text_fold.ipynb"
-    before = text_notebook.stat().st_mtime
-    ge2e = tmp_path / "tiny_ge2e.yaml"
-    ge2e.write_text(f"""base: {tiny_run['config']}
-features: {{kind: ge2e_mel, n_mels: 40, normalization: none}}
-speech:
-  name: speech_ge2e
-  model: {{backbone: ge2e}}
-  pretrained: resemblyzer
-  fine_tune: {{epochs: 1, optimizer: adam, lr: 0.001, backbone_lr: 0.0001, chunk_frames: [160]}}
+    done = [runs / "tiny" / "fold2" / name for name in ("30_text_fold.text.ipynb", "20_speech_fold.speech.ipynb")]
+    before = [path.stat().st_mtime for path in done]
+    bigger = tmp_path / "tiny_plus.yaml"
+    bigger.write_text(f"""base: {tiny_run['config']}
+systems:
+  - {{name: speech, modality: speech}}
+  - name: speech_ge2e
+    modality: speech
+    overrides:
+      features: {{kind: ge2e_mel, n_mels: 40, normalization: none}}
+      speech:
+        model: {{backbone: ge2e}}
+        pretrained: {{source: resemblyzer}}
+        fine_tune: {{epochs: 1, optimizer: adam, lr: 0.001, backbone_lr: 0.0001, chunk_frames: [160]}}
+  - {{name: text, modality: text}}
+  - {{name: text_again, modality: text, title: "a second text system", overrides: {{text: {{lr: 5.0e-5}}}}}}
+fusions:
+  - {{name: fusion_weighted, method: weighted, inputs: [speech_ft, text]}}
+  - {{name: fusion_znorm, method: znorm, inputs: [speech_ft, text]}}
+  - {{name: fusion_texts, method: weighted, inputs: [speech_ft, text_again]}}
+  - {{name: fusion_3way, method: weighted, inputs: [speech_ft, speech_ge2e_ft, text]}}
 """)
-    assert runner.run(str(ge2e), folds=[2], runs=str(runs)) == 0
+    assert runner.run(str(bigger), folds=[2], runs=str(runs)) == 0
     run_dir = runs / "tiny"
-    assert text_notebook.stat().st_mtime == before
-    assert (run_dir / "config.yaml").is_file() and (run_dir / "config.speech_ge2e.yaml").is_file()
-    assert (run_dir / "fold2" / "20_speech_fold.ipynb").is_file()          # the ResNet34's, not overwritten
-    assert (run_dir / "fold2" / "20_speech_fold.speech_ge2e.ipynb").is_file()
+    assert [path.stat().st_mtime for path in done] == before
+    for name in ("20_speech_fold.speech_ge2e.ipynb", "30_text_fold.text_again.ipynb", "text_again_scores.csv",
+                 "fusion_texts_scores.csv", "fusion_3way_scores.csv"):
+        assert (run_dir / "fold2" / name).is_file(), name
+    info = json.loads((run_dir / "fold2" / "fusion.json").read_text())
+    assert info["fusion_texts"]["inputs"] == ["speech_ft", "text_again"]
     systems = [line.split(",")[0] for line in (run_dir / "summary.csv").read_text().splitlines()[1:]]
-    assert {"speech_ge2e_lp", "speech_ge2e_ft", "fusion_ge2e_weighted", "fusion_3way"} <= set(systems)
+    assert systems == ["speech_lp", "speech_ft", "speech_ge2e_lp", "speech_ge2e_ft", "text", "text_again",
+                       "fusion_weighted", "fusion_znorm", "fusion_texts", "fusion_3way"]
     report = (run_dir / "report.html").read_text()
-    assert "Two-way and three-way fusion" in report and "speech_ft + speech_ge2e_ft + text" in report
+    assert "a second text system" in report and "fusion_texts" in report
+    assert "speech_ft + speech_ge2e_ft + text" in report

@@ -17,10 +17,17 @@ def test_layer_counts_and_widths():
     assert count_parameters(net) == 9_521_984
 
 
-@pytest.mark.parametrize("frames", [1, 37, 200])
-def test_any_length_gives_one_embedding(frames):
+@pytest.mark.parametrize("frames", [9, 37, 200])
+def test_any_length_from_the_minimum_gives_one_embedding(frames):
     net = ResNet34(feat_dim=64, embed_dim=128, m_channels=4).eval()
     assert net(torch.randn(3, frames, 64)).shape == (3, 128)
+
+
+def test_a_segment_below_the_minimum_is_a_clear_error():
+    net = ResNet34(feat_dim=64, embed_dim=128, m_channels=4).eval()
+    assert net.min_frames == 9     # three stride-2 stages leave ceil(9 / 8) = 2 frames to pool
+    with pytest.raises(ValueError, match="at least 9 frames, got 8"):
+        net(torch.randn(1, 8, 64))
 
 
 def test_wrong_feature_size_is_a_clear_error():

@@ -37,7 +37,7 @@ def test_tiny_speech_fold_end_to_end(tmp_path, tiny_demo_corpus):
 
     corpus, utterances = tiny_demo_corpus
     fold = make_fold(utterances, 2)
-    results = run_speech_fold(config, fold, corpus, run, tmp_path / "cache", progress=False)
+    results = run_speech_fold(config, "speech", fold, corpus, run, tmp_path / "cache", progress=False)
     assert set(results) == {"lp", "ft"}
     for stage in ("lp", "ft"):
         scores = read_scores(run / "fold2" / f"speech_{stage}_scores.csv")
@@ -47,4 +47,4 @@ def test_tiny_speech_fold_end_to_end(tmp_path, tiny_demo_corpus):
         assert 0 <= summary["test_ua"] <= 1 and summary["best_epoch"] is not None
     assert len(results["lp"]["history"]) == 2
     # a rerun finds both stages done and trains nothing
-    assert run_speech_fold(config, fold, corpus, run, tmp_path / "cache", progress=False) == {}
+    assert run_speech_fold(config, "speech", fold, corpus, run, tmp_path / "cache", progress=False) == {}

@@ -14,13 +14,17 @@ SENTENCES = ["I am furious with you!", "This is wonderful news.", "The train lea
 LABELS = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3] * 2)
 
 
-@pytest.fixture(scope="module")
-def offline_model():
-    return load_text_classifier("minilm-offline", 4)
+def test_offline_model_loads_without_network_and_gives_four_logits(monkeypatch):
+    import socket
 
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a network connection was attempted: {args}")
 
-def test_offline_model_loads_without_network_and_gives_four_logits(offline_model, monkeypatch):
-    tokenizer, model = offline_model
+    # every way out is closed: a download attempt would fail this test, not fall back silently
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    tokenizer, model = load_text_classifier("minilm-offline", 4)
     assert model.config.model_type == "bert" and model.config.num_labels == 4
     with torch.no_grad():
         logits = model(**tokenizer(["Hello there."], return_tensors="pt")).logits
@@ -99,11 +103,11 @@ def test_tiny_text_fold_writes_scores_and_the_leakage_report(tmp_path, tiny_demo
     corpus, utterances = tiny_demo_corpus
     config = load_config("configs/demo.yaml", overrides={"text": {"epochs": 1, "batch_size": 16}})
     fold = make_fold(utterances, 4)
-    summary = run_text_fold(config, fold, utterances, tmp_path, tmp_path / "cache", progress=False)
+    summary = run_text_fold(config, "text", fold, utterances, tmp_path, tmp_path / "cache", progress=False)
     scores = read_scores(tmp_path / "fold4" / "text_scores.csv")
     assert set(scores["id"]) == {u.id for u in fold.holdout + fold.test}
     saved = json.loads((tmp_path / "fold4" / "text_history.json").read_text())
     assert saved["best_epoch"] == 0 and 0 <= saved["leakage"]["test_seen_in_training_share"] <= 1
     assert summary["max_length"] > 2 and 0 <= summary["truncated_share"] < 0.05
     assert not (tmp_path / "fold4" / "text.ckpt").exists()
-    assert run_text_fold(config, fold, utterances, tmp_path, tmp_path / "cache", progress=False) == {}
+    assert run_text_fold(config, "text", fold, utterances, tmp_path, tmp_path / "cache", progress=False) == {}

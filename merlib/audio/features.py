@@ -1,8 +1,13 @@
-"""Log-mel front end (paper 4.2.1): 16 kHz, 25 ms / 10 ms, 128 mel bins, log with a floor,
-per-segment mean and variance normalisation, no VAD.
+"""Front ends: audio file → (frames, bins) features, one class per front end.
 
-Audio is read with soundfile (torchaudio 2.9's load needs torchcodec); features are computed
-with torchaudio and cached on disk per corpus, keyed by the front-end config.
+- `LogMel` (the paper, 4.2.1): 16 kHz, 25 ms Hamming / 10 ms, 128 mel bins, log with a floor;
+- `KaldiFbank` (wespeaker's checkpoints): 80-bin Kaldi fbank, int16-scaled input, no dither;
+- `GE2EMel` (resemblyzer's GE2E encoder): 40-bin *power* mel, Slaney, at −30 dBFS.
+
+Each is followed by the per-segment normalisation of `features.normalization`; `FRONT_ENDS` maps
+the config's `features.kind` to the class. Audio is read with soundfile (torchaudio 2.9's load
+needs torchcodec). `FeatureCache` keeps features on disk, keyed by the front-end config and by
+each source file's size and modification time, so an edited or repaired wav is recomputed.
 """
 from __future__ import annotations
 
@@ -19,12 +24,13 @@ import soundfile
 import torch
 import torchaudio
 
-from merlib.config import FeatureConfig
+from merlib.config import ConfigError, FeatureConfig
+from merlib.errors import MerlibError
 
 _RESAMPLE_WARNED: set[int] = set()
 
 
-class AudioError(ValueError):
+class AudioError(MerlibError, ValueError):
     """An audio file cannot be used; the message names the file and the remedy."""
 
 
@@ -51,27 +57,45 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
     return waveform
 
 
-class LogMel(torch.nn.Module):
-    """waveform (samples,) or (batch, samples) → normalised log-mel (…, frames, n_mels)."""
+def normalize(features: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Per-segment normalisation over time: per bin (paper), one scalar pair (`global`), the mean
+    only (`mean`, wespeaker's CMN) or `none`."""
+    if config.normalization == "none":
+        return features
+    if config.normalization == "mean":
+        return features - features.mean(dim=-2, keepdim=True)
+    dims = -2 if config.normalization == "per_bin" else (-2, -1)
+    std, mean = torch.std_mean(features, dim=dims, keepdim=True, unbiased=False)
+    return (features - mean) / std.clamp_min(config.std_floor)
 
-    def __init__(self, config: FeatureConfig = FeatureConfig()):
+
+class FrontEnd(torch.nn.Module):
+    """waveform (samples,) at `config.sample_rate` → normalised features (frames, n_mels)."""
+
+    def __init__(self, config: FeatureConfig):
         super().__init__()
-        if config.kind not in ("logmel", "kaldi_fbank", "ge2e_mel"):
-            raise ValueError(f"features.kind={config.kind!r}: use logmel, kaldi_fbank or ge2e_mel")
-        if config.kind == "ge2e_mel":
-            from merlib.models.ge2e import GE2EFrontEnd
-
-            self.ge2e = GE2EFrontEnd()
         self.config = config
+
+    def raw(self, waveform: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return normalize(self.raw(waveform), self.config)
+
+
+class LogMel(FrontEnd):
+    """The paper's front end; frames = 1 + samples // hop (centred windows)."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__(config)
         win_length = int(round(config.sample_rate * config.win_ms / 1000))
         if config.n_fft < win_length:
-            raise ValueError(f"features.n_fft={config.n_fft} is shorter than the {win_length}-sample window")
+            raise ConfigError(f"features.n_fft={config.n_fft} is shorter than the {win_length}-sample window")
         # MelSpectrogram's two halves, used directly: the power spectrum as (z·z̄).real rather than
         # |z|² through a square root, and the filterbank applied in (frames, freq) order, cut
         # the front end's time by a third (merlib bench speech).
-        self.hop_length = int(round(config.sample_rate * config.hop_ms / 1000))
         self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=config.n_fft, win_length=win_length, hop_length=self.hop_length,
+            n_fft=config.n_fft, win_length=win_length, hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
             window_fn=torch.hamming_window, center=True, power=None)
         self.mel_scale = torchaudio.transforms.MelScale(n_mels=config.n_mels, sample_rate=config.sample_rate,
                                                         n_stft=config.n_fft // 2 + 1)
@@ -80,39 +104,58 @@ class LogMel(torch.nn.Module):
             warnings.warn(f"{config.n_mels} mel bins over n_fft={config.n_fft} leave empty filters; "
                           "their normalised values are 0 (std floor). Raise features.n_fft.", stacklevel=2)
 
-    def _log_mel(self, spectrum: torch.Tensor) -> torch.Tensor:
-        power = (spectrum * spectrum.conj()).real.transpose(-1, -2)       # (..., frames, freq)
+    def raw(self, waveform: torch.Tensor) -> torch.Tensor:
+        spectrum = self.spectrogram(waveform)
+        power = (spectrum * spectrum.conj()).real.transpose(-1, -2)       # (freq, frames) => (frames, freq)
         return torch.matmul(power, self.mel_scale.fb).clamp_min_(self.config.log_floor).log_()
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        """One waveform (samples,) → (frames, n_mels); frames = 1 + samples // hop for log-mel."""
-        if self.config.kind == "ge2e_mel":      # resemblyzer's: power mel of the -30 dBFS waveform
-            from merlib.models.ge2e import normalize_volume
 
-            loud = torch.from_numpy(normalize_volume(waveform.numpy()).astype(np.float32))
-            return normalize(self.ge2e(loud), self.config)
-        if self.config.kind == "kaldi_fbank":   # wespeaker's front end: int16-scaled wav, no dither
-            fbank = torchaudio.compliance.kaldi.fbank(
-                waveform.unsqueeze(0) * 32768, num_mel_bins=self.config.n_mels, frame_length=self.config.win_ms,
-                frame_shift=self.config.hop_ms, dither=0.0, window_type="hamming",
-                sample_frequency=self.config.sample_rate)
-            return normalize(fbank, self.config)
-        return normalize(self._log_mel(self.spectrogram(waveform)), self.config)
+class KaldiFbank(FrontEnd):
+    """wespeaker's front end: Kaldi fbank of the int16-scaled waveform, Hamming, no dither."""
+
+    def raw(self, waveform: torch.Tensor) -> torch.Tensor:
+        return torchaudio.compliance.kaldi.fbank(
+            waveform.unsqueeze(0) * 32768, num_mel_bins=self.config.n_mels, frame_length=self.config.win_ms,
+            frame_shift=self.config.hop_ms, dither=0.0, window_type="hamming",
+            sample_frequency=self.config.sample_rate)
 
 
-def normalize(log_mel: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """Per-segment normalisation over time: per mel bin (paper) or one scalar pair (`global`)."""
-    if config.normalization == "per_bin":
-        std, mean = torch.std_mean(log_mel, dim=-2, keepdim=True, unbiased=False)
-    elif config.normalization == "global":
-        std, mean = torch.std_mean(log_mel, dim=(-2, -1), keepdim=True, unbiased=False)
-    elif config.normalization == "mean":        # cepstral mean normalisation only (wespeaker)
-        return log_mel - log_mel.mean(dim=-2, keepdim=True)
-    elif config.normalization == "none":
-        return log_mel
-    else:
-        raise ValueError(f"features.normalization={config.normalization!r}: use per_bin, global, mean or none")
-    return (log_mel - mean) / std.clamp_min(config.std_floor)
+GE2E_SAMPLE_RATE = 16000
+GE2E_HOP = 160                # 10 ms
+
+
+def normalize_volume(waveform: torch.Tensor, target_dbfs: float = -30.0) -> torch.Tensor:
+    """Raise (never lower) the level to `target_dbfs` RMS, as resemblyzer does."""
+    change = target_dbfs - 10 * torch.log10(waveform.double().pow(2).mean() + 1e-20)
+    return waveform if change < 0 else waveform * float(10 ** (change / 20))
+
+
+class GE2EMel(FrontEnd):
+    """resemblyzer's front end: 16 kHz, 40-bin power (not log) mel, 25 ms Hann / 10 ms, Slaney scale
+    and norm, after raising the level to −30 dBFS."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__(config)
+        if (config.n_mels, config.sample_rate) != (40, GE2E_SAMPLE_RATE):
+            raise ConfigError("features.kind: ge2e_mel is resemblyzer's fixed front end: "
+                              "features.n_mels: 40 and features.sample_rate: 16000")
+        self.mel = ge2e_power_mel_transform()
+
+    def raw(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.mel(normalize_volume(waveform)).transpose(-1, -2)
+
+
+def ge2e_power_mel_transform() -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=GE2E_SAMPLE_RATE, n_fft=400, hop_length=GE2E_HOP, n_mels=40, window_fn=torch.hann_window,
+        center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney")
+
+
+FRONT_ENDS: dict[str, type[FrontEnd]] = {"logmel": LogMel, "kaldi_fbank": KaldiFbank, "ge2e_mel": GE2EMel}
+
+
+def build_front_end(config: FeatureConfig) -> FrontEnd:
+    return FRONT_ENDS[config.kind](config)
 
 
 def feature_key(config: FeatureConfig) -> str:
@@ -120,44 +163,67 @@ def feature_key(config: FeatureConfig) -> str:
 
 
 class FeatureCache:
-    """Log-mel of every utterance of a corpus, computed once and stored as one .pt per utterance.
+    """Features of every utterance of a corpus, computed once and stored as one .pt per utterance.
 
-    The folder is keyed by the front-end config (`<cache>/<key>/`), so a changed config never
-    reuses stale features; a file is written atomically and trusted only if complete.
+    The folder is keyed by the front-end config (`<cache>/<key>/`); each entry records its source
+    file's size and modification time and is recomputed when they change (a repaired or replaced
+    wav). An entry whose source is gone is still used (its features are what that file gave).
+    A cache in a read-only location is used as it is: what is missing is computed, not stored.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike, corpus_root: str | os.PathLike,
-                 config: FeatureConfig = FeatureConfig()):
+    def __init__(self, cache_dir: str | os.PathLike, corpus_root: str | os.PathLike, config: FeatureConfig):
         self.config = config
         self.corpus_root = pathlib.Path(corpus_root)
         self.folder = pathlib.Path(cache_dir) / feature_key(config)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "features.json").write_text(json.dumps(dataclasses.asdict(config), indent=2) + "\n")
-        self.front_end = LogMel(config)
+        self.front_end = build_front_end(config)
+        self.writable = self._prepare_folder()
+
+    def _prepare_folder(self) -> bool:
+        description = json.dumps(dataclasses.asdict(self.config), indent=2) + "\n"
+        marker = self.folder / "features.json"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            if not marker.is_file() or marker.read_text() != description:
+                marker.write_text(description)
+            return os.access(self.folder, os.W_OK)
+        except OSError:
+            return False
 
     def path(self, utterance_id: str) -> pathlib.Path:
         return self.folder / f"{utterance_id.replace('/', '__')}.pt"   # speaker-corpus ids hold slashes
 
+    @staticmethod
+    def _source_stamp(source: pathlib.Path) -> list[int] | None:
+        try:
+            stat = source.stat()
+        except OSError:
+            return None
+        return [stat.st_size, stat.st_mtime_ns]
+
     @torch.no_grad()
     def get(self, utterance_id: str, wav: str) -> torch.Tensor:
-        """(frames, n_mels) float32; computed and stored on first use."""
+        """(frames, bins) float32: from the cache when its source is unchanged, else computed."""
+        source = self.corpus_root / wav
+        stamp = self._source_stamp(source)
         path = self.path(utterance_id)
         if path.is_file():
-            return torch.load(path, weights_only=True)
-        return self._store(utterance_id, wav, self.front_end(load_audio(self.corpus_root / wav, self.config.sample_rate)))
-
-    def _store(self, utterance_id: str, wav: str, features: torch.Tensor) -> torch.Tensor:
+            try:
+                entry = torch.load(path, weights_only=True)
+            except Exception:   # a truncated or foreign file: recompute it
+                entry = None
+            if isinstance(entry, dict) and (stamp is None or entry.get("source") == stamp):
+                return entry["features"]
+        features = self.front_end(load_audio(source, self.config.sample_rate))
         if not torch.isfinite(features).all():
-            raise AudioError(f"{self.corpus_root / wav}: features are not finite; the file is corrupt")
-        path = self.path(utterance_id)
-        temporary = path.with_suffix(".tmp")
-        torch.save(features.contiguous().clone(), temporary)
-        os.replace(temporary, path)
+            raise AudioError(f"{source}: features are not finite; the file is corrupt")
+        if self.writable:
+            from merlib.io import save_torch
+
+            save_torch({"features": features.contiguous().clone(), "source": stamp}, path)
         return features
 
-    def compute_all(self, items: Sequence[tuple[str, str]], description: str = "log-mel") -> list[torch.Tensor]:
-        """Features of every (id, wav), in order, with a progress bar; missing ones are computed."""
-        from tqdm.auto import tqdm
+    def compute_all(self, items: Sequence[tuple[str, str]], description: str = "features") -> list[torch.Tensor]:
+        """Features of every (id, wav), in order, with a progress bar; missing or stale ones are computed."""
+        from merlib.progress import progress_bar
 
-        return [self.get(utterance_id, wav)
-                for utterance_id, wav in tqdm(items, desc=description, unit="utt", mininterval=2)]
+        return [self.get(utterance_id, wav) for utterance_id, wav in progress_bar(items, desc=description, unit="utt")]

@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from merlib import EMOTIONS
 from merlib.data import demo_text
 from merlib.data.espeak import Rendering, check_voices_distinct, espeak_version, render_to_file
+from merlib.progress import progress_bar
 
 GENERATOR_VERSION = 1
 SYNTHETIC_NOTICE = ("SYNTHETIC demo corpus (espeak-ng speech): these numbers show the pipeline works; "
@@ -205,8 +205,8 @@ def render_all(jobs: list[tuple[Rendering, str]], description: str, workers: int
     """Synthesise in parallel (espeak-ng runs as subprocesses; threads are enough)."""
     workers = workers or max(2, (os.cpu_count() or 2) * 2)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(tqdm(pool.map(lambda job: render_to_file(*job), jobs), total=len(jobs),
-                         desc=description, unit="utt", mininterval=2))
+        return list(progress_bar(pool.map(lambda job: render_to_file(*job), jobs), total=len(jobs),
+                                 desc=description, unit="utt"))
 
 
 def is_current(out: pathlib.Path, config_hash: str) -> bool:

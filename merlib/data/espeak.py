@@ -15,6 +15,8 @@ import torch
 import torchaudio
 from scipy.signal import lfilter
 
+from merlib.errors import MerlibError
+
 SAMPLE_RATE = 16000
 INSTALL_HINT = ("espeak-ng is needed to synthesise the demo corpora. Install it with\n"
                 "  sudo apt-get install espeak-ng        (Debian/Ubuntu)\n"
@@ -22,8 +24,12 @@ INSTALL_HINT = ("espeak-ng is needed to synthesise the demo corpora. Install it 
                 "(`make demo` and `make test` install it themselves when run as root).")
 
 
-class EspeakMissingError(RuntimeError):
-    pass
+class EspeakError(MerlibError, RuntimeError):
+    """espeak-ng failed to synthesise a demo utterance."""
+
+
+class EspeakMissingError(EspeakError):
+    """espeak-ng is not installed."""
 
 
 def espeak_binary() -> str:
@@ -63,7 +69,7 @@ def synthesize_raw(rendering: Rendering) -> tuple[np.ndarray, int]:
                    "-s", str(rendering.rate), "-g", str(rendering.word_gap), "-w", path, ssml]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not os.path.getsize(path):
-            raise RuntimeError(f"espeak-ng failed for voice {rendering.voice!r}: {result.stderr.strip()}")
+            raise EspeakError(f"espeak-ng failed for voice {rendering.voice!r}: {result.stderr.strip()}")
         audio, rate = soundfile.read(path, dtype="float32")
     return audio, rate
 
@@ -108,6 +114,6 @@ def check_voices_distinct(voices: dict[str, tuple[str, int]], probe: str = "Prob
         audio, _ = synthesize_raw(rendering)
         digest = hashlib.sha1(audio.tobytes()).hexdigest()
         if digest in digests:
-            raise RuntimeError(f"speakers {digests[digest]} and {speaker} render identically "
+            raise EspeakError(f"speakers {digests[digest]} and {speaker} render identically "
                                f"(voice {voice!r}); espeak-ng ignored a variant. Use 'en+f2'-style voices.")
         digests[digest] = speaker

@@ -18,13 +18,19 @@ from typing import Sequence
 import numpy as np
 from sklearn.model_selection import LeaveOneGroupOut, train_test_split
 
+from merlib import EMOTIONS
 from merlib.data.manifest import Utterance
+from merlib.errors import MerlibError
 
 HOLDOUT_STRATEGIES = ("stratified", "session")
 
 
-class LeakageError(ValueError):
+class LeakageError(MerlibError, ValueError):
     """Utterances or speakers are shared between splits that must be disjoint."""
+
+
+class FoldError(MerlibError, ValueError):
+    """A fold that the manifest cannot give (no such session, too few sessions)."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,6 @@ class Fold:
     holdout: tuple[Utterance, ...]
     test: tuple[Utterance, ...]
     holdout_strategy: str
-
-    def split_of(self) -> dict[str, str]:
-        """{utterance id: "train" | "holdout" | "test"}."""
-        return {u.id: name for name in ("train", "holdout", "test") for u in getattr(self, name)}
-
-    def sizes(self) -> dict[str, int]:
-        return {"train": len(self.train), "holdout": len(self.holdout), "test": len(self.test)}
 
 
 def check_no_leakage(train: Sequence[Utterance], holdout: Sequence[Utterance],
@@ -83,11 +82,11 @@ def make_fold(utterances: Sequence[Utterance], fold: int, holdout: str = "strati
               holdout_fraction: float = 0.1, seed: int = 0) -> Fold:
     """Fold `fold` of LOSO: a pure function of the manifest, the strategy and the seed."""
     if holdout not in HOLDOUT_STRATEGIES:
-        raise ValueError(f"hold-out strategy {holdout!r}: choose one of {', '.join(HOLDOUT_STRATEGIES)}")
+        raise FoldError(f"hold-out strategy {holdout!r}: choose one of {', '.join(HOLDOUT_STRATEGIES)}")
     utterances = sorted(utterances, key=lambda u: u.id)
     sessions = np.array([u.session for u in utterances])
     if fold not in set(sessions.tolist()):
-        raise ValueError(f"fold {fold}: no utterances of session {fold} in the manifest "
+        raise FoldError(f"fold {fold}: no utterances of session {fold} in the manifest "
                          f"(sessions present: {sorted(set(sessions.tolist()))})")
     splits = {int(sessions[test_index][0]): (train_index, test_index)
               for train_index, test_index in LeaveOneGroupOut().split(utterances, groups=sessions)}
@@ -119,7 +118,7 @@ def fold_table(folds: Sequence[Fold]) -> list[dict]:
             records = getattr(fold, split)
             row = {"fold": fold.fold, "split": split, "n": len(records),
                    "speakers": ",".join(sorted({u.speaker for u in records}))}
-            for label in ("ang", "hap", "neu", "sad"):
+            for label in EMOTIONS:
                 row[label] = sum(u.label == label for u in records)
             rows.append(row)
     return rows

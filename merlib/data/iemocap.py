@@ -22,6 +22,8 @@ import soundfile
 
 from merlib import EMOTIONS
 from merlib.data.manifest import Utterance, write_manifest
+from merlib.errors import DataNotFoundError, MerlibError
+from merlib.io import write_text
 
 # exc is merged into hap (the paper, and most IEMOCAP work since 2015).
 LABEL_MAP = {"ang": "ang", "hap": "hap", "exc": "hap", "neu": "neu", "sad": "sad"}
@@ -35,7 +37,7 @@ _TRANSCRIPT_LINE = re.compile(
 EXPECTED_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "data_manifests" / "iemocap" / "expected_counts.json"
 
 
-class IemocapFormatError(ValueError):
+class IemocapFormatError(MerlibError, ValueError):
     """A corpus file does not have the IEMOCAP format; the message names the file and line."""
 
 
@@ -149,7 +151,7 @@ def _wav_duration(path: pathlib.Path) -> float | None:
 def _find_sessions(root: pathlib.Path) -> list[pathlib.Path]:
     sessions = [root / f"Session{n}" for n in range(1, 6) if (root / f"Session{n}").is_dir()]
     if not sessions:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{root}: no Session1..Session5 folders. Point `merlib prepare iemocap` at the "
             "IEMOCAP_full_release folder (the one that contains Session1/).")
     return sessions
@@ -163,7 +165,7 @@ def prepare_iemocap(root: str | pathlib.Path, corpus: str = "iemocap") -> Prepar
         evaluation_dir = session_dir / "dialog" / "EmoEvaluation"
         transcription_dir = session_dir / "dialog" / "transcriptions"
         if not evaluation_dir.is_dir():
-            raise FileNotFoundError(f"{evaluation_dir}: missing; is {root} a complete IEMOCAP_full_release copy?")
+            raise DataNotFoundError(f"{evaluation_dir}: missing; is {root} a complete IEMOCAP_full_release copy?")
         report.ignored_files += [str(p) for p in sorted(evaluation_dir.iterdir())
                                  if p.name.startswith("._") or p.is_dir()]
         for label_file in _visible_txt_files(evaluation_dir):
@@ -232,7 +234,7 @@ def write_prepared(report: PrepareReport, out_dir: str | pathlib.Path, root: str
     out_dir = pathlib.Path(out_dir)
     manifest = write_manifest(report.utterances, out_dir / "utterances.jsonl")
     summary = report.summary() | {"corpus_root": str(pathlib.Path(root).resolve())}
-    (out_dir / "prepare_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    write_text(out_dir / "prepare_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
 

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from merlib import EMOTIONS
+from merlib.errors import MerlibError
+from merlib.io import write_text
 
 KINDS = ("impro", "script")
 GENDERS = ("F", "M")
 
 
-class ManifestError(ValueError):
+class ManifestError(MerlibError, ValueError):
     """A manifest file (or a record in it) does not follow the manifest contract."""
 
 
@@ -134,15 +136,5 @@ def write_manifest(records: Iterable[Utterance], path: str | os.PathLike) -> pat
         problems = record.validate()
         if problems:
             raise ManifestError(f"record {index + 1} ({record.id}): {'; '.join(problems)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n")
-    os.replace(temporary, path)
-    return path
-
-
-def resolve_wav(record: Utterance, corpus_root: str | os.PathLike) -> pathlib.Path:
-    """The audio path of a record under the corpus root given at load time."""
-    return pathlib.Path(corpus_root) / record.wav
+    return write_text(path, "".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n"
+                                    for record in records))

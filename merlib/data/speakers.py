@@ -15,6 +15,8 @@ from typing import Iterable
 import soundfile
 
 from merlib.data.manifest import ManifestError
+from merlib.errors import DataNotFoundError
+from merlib.io import write_text
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ def scan_voxceleb(root: str | os.PathLike) -> list[SpeakerUtterance]:
     root = pathlib.Path(root)
     speakers = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if not speakers:
-        raise FileNotFoundError(f"{root}: no speaker folders; expected the VoxCeleb layout idNNNNN/<video>/<utt>.wav")
+        raise DataNotFoundError(f"{root}: no speaker folders; expected the VoxCeleb layout idNNNNN/<video>/<utt>.wav")
     records = []
     for speaker in speakers:
         for wav in sorted(speaker.glob("*/*.wav")):
@@ -45,13 +47,7 @@ def scan_voxceleb(root: str | os.PathLike) -> list[SpeakerUtterance]:
 
 
 def write_speaker_manifest(records: Iterable[SpeakerUtterance], path: str | os.PathLike) -> pathlib.Path:
-    path = pathlib.Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    with temporary.open("w") as handle:
-        for record in records:
-            handle.write(json.dumps(dataclasses.asdict(record)) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_text(path, "".join(json.dumps(dataclasses.asdict(record)) + "\n" for record in records))
 
 
 def read_speaker_manifest(path: str | os.PathLike) -> list[SpeakerUtterance]:

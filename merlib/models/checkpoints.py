@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from merlib.errors import DataNotFoundError, MerlibError
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(MerlibError, ValueError):
     """A checkpoint does not fit the model built from the config."""
 
 
@@ -30,25 +32,19 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def save_atomic(obj, path: str | os.PathLike) -> pathlib.Path:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
-    return path
-
-
 def load_checkpoint(path: str | os.PathLike):
     path = pathlib.Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
+        raise DataNotFoundError(f"{path}: no such checkpoint; check the path in your config")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:   # pickle errors, truncated zip files, ...
-        raise CheckpointMismatchError(f"{path}: not a loadable state-dict checkpoint ({error}); "
-                                      "merlib loads state dicts only (weights_only=True)") from None
+        text = str(error).strip()
+        reason = ("it is not a PyTorch file of tensors (a pickle with other objects, or not PyTorch at all)"
+                  if text.startswith("Weights only load failed") else text.splitlines()[0][:200] if text else type(error).__name__)
+        raise CheckpointMismatchError(f"{path}: not a loadable state-dict checkpoint: {reason}. If merlib wrote it, "
+                                      "it is damaged (an interrupted copy?): delete it and rerun the stage that "
+                                      "writes it; merlib loads state dicts only (weights_only=True)") from None
 
 
 def compare_state_dict(module: torch.nn.Module, state: dict, ignore_prefixes: tuple[str, ...] = ()) -> LoadReport:

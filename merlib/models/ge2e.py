@@ -15,13 +15,13 @@ import pathlib
 
 import numpy as np
 import torch
-import torchaudio
 from torch import nn
 
+from merlib.audio.features import GE2E_HOP as HOP
+from merlib.audio.features import GE2E_SAMPLE_RATE as SAMPLE_RATE
+from merlib.errors import DataNotFoundError
 from merlib.models.checkpoints import load_checkpoint, load_state_dict_checked
 
-SAMPLE_RATE = 16000
-HOP = 160                 # 10 ms
 PARTIAL_FRAMES = 160      # 1.6 s partial utterances
 GE2E_LOSS_KEYS = ("similarity_weight", "similarity_bias")   # parameters of the GE2E loss, not of the encoder
 
@@ -31,30 +31,11 @@ def resemblyzer_weights() -> pathlib.Path:
     try:
         path = pathlib.Path(importlib.metadata.distribution("resemblyzer").locate_file("resemblyzer/pretrained.pt"))
     except importlib.metadata.PackageNotFoundError:
-        raise FileNotFoundError("the GE2E weights come with the PyPI wheel resemblyzer==0.1.4: "
+        raise DataNotFoundError("the GE2E weights come with the PyPI wheel resemblyzer==0.1.4: "
                                 "pip install --no-deps resemblyzer==0.1.4 (make test / make demo install it)") from None
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the resemblyzer installation; reinstall it with --no-deps")
+        raise DataNotFoundError(f"{path}: missing from the resemblyzer installation; reinstall it with --no-deps")
     return path
-
-
-class GE2EFrontEnd(nn.Module):
-    """waveform (samples,) at 16 kHz → power mel (frames, 40), as resemblyzer computes it."""
-
-    def __init__(self):
-        super().__init__()
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=400, hop_length=HOP, n_mels=40, window_fn=torch.hann_window,
-            center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney")
-
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        return self.mel(waveform).transpose(-1, -2)
-
-
-def normalize_volume(waveform: np.ndarray, target_dbfs: float = -30.0) -> np.ndarray:
-    """Raise (never lower) the level to `target_dbfs` RMS."""
-    change = target_dbfs - 10 * np.log10(np.mean(waveform.astype(np.float64) ** 2) + 1e-20)
-    return waveform if change < 0 else waveform * 10 ** (change / 20)
 
 
 def partial_step(rate: float = 1.3) -> int:
@@ -88,7 +69,6 @@ class GE2EEncoder(nn.Module):
         self.lstm = nn.LSTM(40, 256, num_layers=3, batch_first=True)
         self.linear = nn.Linear(256, 256)
         self.relu = nn.ReLU()
-        self.front_end = GE2EFrontEnd()
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
         _, (hidden, _) = self.lstm(mels)
@@ -103,19 +83,21 @@ class GE2EEncoder(nn.Module):
         state = dict(checkpoint.get("model_state", checkpoint))
         dropped = [key for key in GE2E_LOSS_KEYS if state.pop(key, None) is not None]
         encoder = cls()
-        load_state_dict_checked(encoder, state, str(path), ignore_prefixes=("front_end.",))
+        load_state_dict_checked(encoder, state, str(path))
         encoder.dropped_keys_ = dropped
         return encoder.eval()
 
     @torch.no_grad()
     def embed_utterance(self, waveform, rate: float = 1.3, min_coverage: float = 0.75) -> np.ndarray:
         """A 16 kHz float waveform → (256,) L2-normalised mean of partial embeddings."""
-        waveform = normalize_volume(np.asarray(waveform, dtype=np.float32))
+        from merlib.audio.features import ge2e_power_mel_transform, normalize_volume
+
+        waveform = normalize_volume(torch.as_tensor(np.asarray(waveform, dtype=np.float32)))
         slices = partial_slices(len(waveform), rate, min_coverage)
         needed = slices[-1].stop * HOP
         if needed >= len(waveform):
-            waveform = np.pad(waveform, (0, needed - len(waveform)))
-        mel = self.front_end(torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)))
+            waveform = torch.nn.functional.pad(waveform, (0, needed - len(waveform)))
+        mel = ge2e_power_mel_transform()(waveform).transpose(-1, -2)
         partials = torch.stack([mel[s] for s in slices])
         mean = self(partials).mean(dim=0)
         return (mean / mean.norm()).numpy()
@@ -144,6 +126,8 @@ class GE2EBackbone(nn.Module):
     160-frame partial windows (`partial_windows`), and fine-tuning trains on 160-frame chunks
     (one partial each). Linear probing, fine-tuning and evaluation thus see one kind of vector.
     """
+
+    min_frames = 1
 
     def __init__(self, embed_dim: int = 512):
         super().__init__()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from merlib.models.backbone import Backbone
+
 
 def make_activation(name: str, channels: int) -> nn.Module:
     """PReLU (the paper) or ReLU (wespeaker's published models, which have no activation weights)."""
@@ -44,7 +46,11 @@ class BasicBlock(nn.Module):
 
 
 class StatisticsPooling(nn.Module):
-    """(batch, channels, frames) → (batch, 2·channels): mean and standard deviation over time."""
+    """(batch, channels, frames) → (batch, 2·channels): mean and standard deviation over time.
+
+    wespeaker's TSTP exactly: the standard deviation is sqrt(unbiased variance + 1e-7), so
+    checkpoints trained there give the same embeddings here. It needs two frames at least.
+    """
 
     def __init__(self, in_dim: int):
         super().__init__()
@@ -54,14 +60,21 @@ class StatisticsPooling(nn.Module):
         return 2 * self.in_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] < 2:
+            raise ValueError(f"statistics pooling needs at least 2 frames, got {x.shape[-1]}")
         mean = x.mean(dim=-1)
-        # unbiased=False: defined for a single frame; the floor keeps the sqrt's gradient finite
-        std = torch.sqrt(x.var(dim=-1, unbiased=False).clamp_min(1e-7))
+        std = torch.sqrt(x.var(dim=-1, unbiased=True) + 1e-7)
         return torch.cat([mean, std], dim=-1)
 
 
 class ResNet(nn.Module):
-    """Input (batch, frames, feat_dim) → embedding (batch, embed_dim)."""
+    """Input (batch, frames, feat_dim) → embedding (batch, embed_dim).
+
+    Three stride-2 stages leave ceil(frames / 8) frames to pool; pooling needs two, so a segment
+    needs `min_frames` = 9 frames (90 ms at a 10 ms hop).
+    """
+
+    min_frames = 9
 
     def __init__(self, block, num_blocks: list[int], feat_dim: int = 128, embed_dim: int = 512,
                  m_channels: int = 32, activation: str = "prelu", two_embedding_layers: bool = False):
@@ -78,8 +91,8 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, m_channels * 8, num_blocks[3], stride=2)
         # three stride-2 stages: the frequency axis shrinks by 8 (rounded up)
         self.pooling = StatisticsPooling(m_channels * 8 * block.expansion * ((feat_dim + 7) // 8))
-        if two_embedding_layers:   # wespeaker's two_emb_layer variant: Linear, BatchNorm (no affine), Linear
-            self.embedding = nn.Sequential(nn.Linear(self.pooling.get_out_dim(), embed_dim),
+        if two_embedding_layers:   # wespeaker's two_emb_layer: seg_1, ReLU, seg_bn_1 (no affine), seg_2
+            self.embedding = nn.Sequential(nn.Linear(self.pooling.get_out_dim(), embed_dim), nn.ReLU(),
                                            nn.BatchNorm1d(embed_dim, affine=False), nn.Linear(embed_dim, embed_dim))
         else:
             self.embedding = nn.Linear(self.pooling.get_out_dim(), embed_dim)
@@ -103,6 +116,8 @@ class ResNet(nn.Module):
         """(batch, frames, feat_dim) → pooled statistics (batch, pooling.get_out_dim())."""
         if x.dim() != 3 or x.shape[-1] != self.feat_dim:
             raise ValueError(f"ResNet expects (batch, frames, {self.feat_dim}) features, got {tuple(x.shape)}")
+        if x.shape[1] < self.min_frames:
+            raise ValueError(f"ResNet needs segments of at least {self.min_frames} frames, got {x.shape[1]}")
         x = x.transpose(1, 2).unsqueeze(1)        # (B,T,F) => (B,1,F,T)
         x = self.act1(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B,8m,F/8,T/8)
@@ -136,7 +151,7 @@ class ClassificationHead(nn.Module):
 class Classifier(nn.Module):
     """A backbone with a classification head: features → logits."""
 
-    def __init__(self, backbone: ResNet, num_classes: int):
+    def __init__(self, backbone: Backbone, num_classes: int):
         super().__init__()
         self.backbone = backbone
         self.head = ClassificationHead(backbone.embed_dim, num_classes)

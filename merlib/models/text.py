@@ -9,16 +9,15 @@ hidden×4; softmax comes with the loss and the log-softmax scores.
 from __future__ import annotations
 
 import importlib.resources
-import os
 import pathlib
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from merlib.errors import MerlibError
 
 OFFLINE_DEFAULT = "minilm-offline"
 
 
-class TextModelNotFoundError(FileNotFoundError):
-    pass
+class TextModelNotFoundError(MerlibError, FileNotFoundError):
+    """The configured text model is not a local model directory."""
 
 
 def resolve_text_model(name: str) -> pathlib.Path:
@@ -36,7 +35,7 @@ def resolve_text_model(name: str) -> pathlib.Path:
         raise TextModelNotFoundError(
             f"text.model: {name!r} is not a local model directory (no config.json in it), and merlib never "
             "downloads weights. Put the model files (config.json, tokenizer files, model.safetensors or "
-            "pytorch_model.bin) in a folder, e.g. with `huggingface-cli download bert-base-uncased "
+            "pytorch_model.bin) in a folder, e.g. with `hf download google-bert/bert-base-uncased "
             "--local-dir /data/models/bert-base-uncased` on a machine with internet, then set in your config:\n"
             "  text:\n    model: /data/models/bert-base-uncased\n"
             f"or use the offline default:\n  text:\n    model: {OFFLINE_DEFAULT}")

@@ -22,7 +22,8 @@ from merlib.models.checkpoints import LoadReport, load_checkpoint, load_state_di
 from merlib.models.resnet import ResNet, ResNet34
 
 _ONE_LAYER = {"seg_1.": "embedding."}
-_TWO_LAYERS = {"seg_1.": "embedding.0.", "seg_bn_1.": "embedding.1.", "seg_2.": "embedding.2."}
+# embedding.1 is the ReLU between seg_1 and seg_bn_1 (no parameters)
+_TWO_LAYERS = {"seg_1.": "embedding.0.", "seg_bn_1.": "embedding.2.", "seg_2.": "embedding.3."}
 
 
 def wespeaker_to_merlib(state: dict) -> tuple[dict, list[str]]:
@@ -46,7 +47,7 @@ def wespeaker_to_merlib(state: dict) -> tuple[dict, list[str]]:
 
 def merlib_to_wespeaker(state: dict) -> dict:
     """merlib's ResNet state dict with wespeaker's names (the inverse of `wespeaker_to_merlib`)."""
-    renames = _TWO_LAYERS if any(key.startswith("embedding.2.") for key in state) else _ONE_LAYER
+    renames = _TWO_LAYERS if any(key.startswith("embedding.3.") for key in state) else _ONE_LAYER
     inverse = {new: old for old, new in renames.items()}
     converted = {}
     for key, value in state.items():
@@ -65,7 +66,7 @@ def variant_of(state: dict) -> dict:
     embed_dim, pooled = first.shape
     feat_dim = pooled // (2 * 8 * m_channels) * 8     # pooled = 2 · 8m · ceil(F / 8)
     return {"feat_dim": feat_dim, "embed_dim": embed_dim, "m_channels": m_channels, "activation": "relu",
-            "two_embedding_layers": "embedding.2.weight" in state}
+            "two_embedding_layers": "embedding.3.weight" in state}
 
 
 def load_wespeaker_resnet(path: str | pathlib.Path) -> tuple[ResNet, LoadReport, list[str]]:

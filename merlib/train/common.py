@@ -1,39 +1,42 @@
-"""Pieces shared by the speech stages: building models, optimisers and augmenters from config."""
+"""Pieces shared by the speech stages: building backbones, optimisers and augmenters from config."""
 from __future__ import annotations
 
-import json
-import pathlib
+from typing import Callable
 
 import torch
 
 from merlib.audio.augment import SpecAugment
 from merlib.config import Config, StageConfig
-from merlib.models.resnet import ResNet, ResNet34
+from merlib.models.backbone import Backbone
+from merlib.models.ge2e import GE2EBackbone
+from merlib.models.resnet import ResNet34
 from merlib.train.loop import Schedule
 
 
-def build_backbone(config: Config):
-    if config.speech.model.backbone == "ge2e":
-        from merlib.models.ge2e import GE2EBackbone
+def _resnet34(config: Config) -> Backbone:
+    model = config.speech.model
+    return ResNet34(feat_dim=config.features.n_mels, embed_dim=model.embed_dim, m_channels=model.m_channels,
+                    activation=model.activation)
 
-        if config.features.kind != "ge2e_mel" or config.features.n_mels != 40:
-            raise ValueError("speech.model.backbone: ge2e needs its own front end: features.kind: ge2e_mel, "
-                             "features.n_mels: 40, features.normalization: none (see configs/demo_ge2e.yaml)")
-        return GE2EBackbone(embed_dim=config.speech.model.embed_dim)
-    if config.speech.model.backbone != "resnet34":
-        raise ValueError(f"speech.model.backbone={config.speech.model.backbone!r}: use resnet34 or ge2e")
-    return ResNet34(feat_dim=config.features.n_mels, embed_dim=config.speech.model.embed_dim,
-                    m_channels=config.speech.model.m_channels, activation=config.speech.model.activation)
+
+def _ge2e(config: Config) -> Backbone:
+    return GE2EBackbone(embed_dim=config.speech.model.embed_dim)
+
+
+# speech.model.backbone → factory (merlib.config.BackboneName lists the same names)
+BACKBONES: dict[str, Callable[[Config], Backbone]] = {"resnet34": _resnet34, "ge2e": _ge2e}
+
+
+def build_backbone(config: Config) -> Backbone:
+    return BACKBONES[config.speech.model.backbone](config)
 
 
 def build_augmenters(config: Config) -> list[SpecAugment]:
+    """One augmenter per name in augment.copy_policies (copy k uses the (k-1) % len-th one)."""
     if config.augment.copies == 0:
         return []
-    unknown = [name for name in config.augment.copy_policies if name not in config.augment.policies]
-    if unknown:
-        raise ValueError(f"augment.copy_policies names unknown policies {unknown}; "
-                         f"defined: {sorted(config.augment.policies)}")
-    return [SpecAugment(config.augment.policies[name]) for name in config.augment.copy_policies]
+    return [SpecAugment(config.augment.policies[name], n_mels=config.features.n_mels)
+            for name in config.augment.copy_policies]
 
 
 def frame_and_segment_parameters(model) -> tuple[list, list]:
@@ -50,20 +53,11 @@ def optimizer_for(frame_parameters: list, segment_parameters: list, stage: Stage
     groups = [{"params": segment_parameters, "lr": stage.lr, "name": "fc"}]
     if stage.backbone_lr > 0:
         groups.insert(0, {"params": frame_parameters, "lr": stage.backbone_lr, "name": "conv"})
-    if stage.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
     if stage.optimizer == "adam":
         return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay)
-    raise ValueError(f"optimizer={stage.optimizer!r} in a speech or pretraining stage of the config: use sgd or adam")
+    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
 
 
 def schedule_for(stage: StageConfig) -> Schedule:
     return Schedule(constant_epochs=stage.constant_epochs, halve_every=stage.halve_every,
                     warmup_epochs=stage.warmup_epochs)
-
-
-def write_json(path: pathlib.Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    temporary.replace(path)

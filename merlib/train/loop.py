@@ -16,12 +16,14 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from merlib.models.checkpoints import load_checkpoint, save_atomic
+from merlib.errors import MerlibError
+from merlib.io import save_torch
+from merlib.models.checkpoints import load_checkpoint
+from merlib.progress import progress_bar
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(MerlibError, RuntimeError):
     """The loss became NaN or infinite; the last finished epoch's checkpoint is kept."""
 
 
@@ -81,7 +83,7 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         if self.checkpoint is None:
             return
-        save_atomic({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "epoch": epoch, "history": self.history, "start": self.start,
                      "best_epoch": self.best_epoch, "best_state": self.best_state}, self.checkpoint)
 
@@ -138,9 +140,8 @@ class Trainer:
     def run_epoch(self, epoch: int, batches: Iterable) -> tuple[float, int]:
         self.set_train_mode(self.model)
         loss_sum, count = 0.0, 0
-        bar = tqdm(batches, desc=f"{self.description} epoch {epoch + 1}", unit="batch",
-                   disable=not self.progress, leave=False, mininterval=5)
-        for step, (inputs, targets) in enumerate(bar):
+        for step, (inputs, targets) in enumerate(progress_bar(batches, self.progress, unit="batch",
+                                                              desc=f"{self.description} epoch {epoch + 1}")):
             logits = self.forward(self.model, inputs)
             loss = torch.nn.functional.cross_entropy(logits, targets)
             if not math.isfinite(loss.item()):
@@ -157,7 +158,6 @@ class Trainer:
             self.optimizer.step()
             loss_sum += loss.item() * len(targets)
             count += len(targets)
-            bar.set_postfix(loss=f"{loss_sum / count:.3f}", refresh=False)
         return loss_sum, count
 
     def restore_best(self) -> None:

@@ -13,13 +13,11 @@ from merlib.audio.dataset import chunk_batches, evaluate_full_length, training_i
 from merlib.audio.features import FeatureCache
 from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
-from merlib.models.checkpoints import save_atomic
+from merlib.io import save_torch, write_json
 from merlib.models.resnet import Classifier
-from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
-                                 schedule_for, write_json)
+from merlib.train.common import build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for, schedule_for
 from merlib.train.loop import Trainer
-
-BACKBONE_FILE = "speaker_backbone.pt"
+from merlib.train.pretrained import BACKBONE_FILE
 
 
 def pretrain_speakers(config: Config, records: list[SpeakerUtterance], corpus_root: str | pathlib.Path,
@@ -38,7 +36,7 @@ def pretrain_speakers(config: Config, records: list[SpeakerUtterance], corpus_ro
     train = [r for r in records if r.id not in held]
     holdout = [r for r in records if r.id in held]
     cache = FeatureCache(cache_dir, corpus_root, config.features)
-    features = dict(zip((r.id for r in records), cache.compute_all([(r.id, r.wav) for r in records], "speaker log-mel")))
+    features = dict(zip((r.id for r in records), cache.compute_all([(r.id, r.wav) for r in records], "speaker features")))
     train_features = [features[r.id] for r in train]
     holdout_features = [features[r.id] for r in holdout]
     train_labels = [index[r.speaker] for r in train]
@@ -68,4 +66,4 @@ def pretrain_speakers(config: Config, records: list[SpeakerUtterance], corpus_ro
         "speakers": len(speakers), "train_utterances": len(train), "holdout_utterances": len(holdout),
         "chance": 1 / len(speakers), "best_epoch": trainer.best_epoch, "history": history,
         "features": dataclasses.asdict(config.features), "model": dataclasses.asdict(config.speech.model)})
-    return save_atomic(backbone.state_dict(), final)
+    return save_torch(backbone.state_dict(), final)

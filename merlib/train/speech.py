@@ -27,85 +27,27 @@ from merlib import EMOTIONS
 from merlib.audio.augment import mask_features
 from merlib.audio.dataset import chunk_batches, evaluate_full_length, training_items
 from merlib.audio.features import FeatureCache
-from merlib.config import Config
+from merlib.config import Config, SystemConfig
 from merlib.data.folds import Fold
-from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, load_state_dict_checked, save_atomic
-from merlib.models.resnet import Classifier
+from merlib.io import save_torch, write_json
 from merlib.metrics import split_metrics
+from merlib.models.checkpoints import load_checkpoint
+from merlib.models.resnet import Classifier
 from merlib.scores import write_scores
 from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
-                                 schedule_for, write_json)
+                                 schedule_for)
 from merlib.train.loop import Trainer
+from merlib.train.pretrained import load_pretrained
 
-STAGES = ("lp", "ft")
-POOLED_VERSION = 2   # bump when a backbone's `pooled` changes (2: GE2E averages 160-frame partials)
-
-
-def resolve_pretrained(config: Config, run_dir: pathlib.Path) -> pathlib.Path | str | None:
-    """`pretrain` → this run's speaker backbone; `none` → from scratch; `wespeaker:PATH` as is;
-    else a merlib checkpoint path."""
-    from merlib.train.speaker import BACKBONE_FILE
-
-    if config.speech.pretrained in ("none", "resemblyzer"):
-        return config.speech.pretrained if config.speech.pretrained == "resemblyzer" else None
-    if config.speech.pretrained == "pretrain":
-        path = run_dir / "pretrain" / BACKBONE_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no speaker backbone yet; run speaker pretraining first "
-                                    f"(merlib pretrain --config ... or notebooks/10_speaker_pretrain.ipynb), "
-                                    "or set speech.pretrained: none to train from scratch")
-        return path
-    if config.speech.pretrained.startswith("wespeaker:"):
-        return config.speech.pretrained
-    return pathlib.Path(config.speech.pretrained)
+POOLED_VERSION = 3   # bump when a backbone's `pooled` changes (2: GE2E partials; 3: wespeaker's TSTP std)
 
 
-def _wespeaker_state(config: Config, spec: str) -> dict:
-    """wespeaker's checkpoint in merlib's names, after checking the config builds its variant."""
-    from merlib.models.wespeaker import variant_of, wespeaker_to_merlib
-
-    path = spec[len("wespeaker:"):]
-    state, _ = wespeaker_to_merlib(load_checkpoint(path))
-    variant = variant_of(state)
-    wanted = {"features.kind": ("kaldi_fbank", config.features.kind),
-              "features.n_mels": (variant["feat_dim"], config.features.n_mels),
-              "features.normalization": ("mean", config.features.normalization),
-              "speech.model.m_channels": (variant["m_channels"], config.speech.model.m_channels),
-              "speech.model.activation": ("relu", config.speech.model.activation)}
-    wrong = {key: need for key, (need, have) in wanted.items() if need != have}
-    if wrong:
-        raise CheckpointMismatchError(
-            f"{path} is a wespeaker ResNet34 ({variant['m_channels']} channels, {variant['feat_dim']}-bin Kaldi fbank, "
-            "ReLU); set in your config (configs/wespeaker.yaml has them): "
-            + ", ".join(f"{key}: {need}" for key, need in wrong.items()))
-    return state
-
-
-def build_transfer_model(config: Config, pretrained: pathlib.Path | str | None) -> Classifier:
-    """Pretrained convolutions, new random FC layers (embedding + head) for the 4 emotions."""
+def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classifier:
+    """The configured backbone with its pretrained weights (merlib.train.pretrained), and new
+    random FC layers (embedding + head) for the 4 emotions."""
     torch.manual_seed(config.seed)
     model = Classifier(build_backbone(config), len(EMOTIONS))
-    if pretrained == "resemblyzer":
-        if config.speech.model.backbone != "ge2e":
-            raise ValueError("speech.pretrained: resemblyzer goes with speech.model.backbone: ge2e")
-        model.backbone.load_resemblyzer()
-    elif pretrained is not None:
-        state = (_wespeaker_state(config, pretrained) if isinstance(pretrained, str)
-                 else load_checkpoint(pretrained))
-        # The convolutions must match exactly; the pretrained embedding layer is not loaded: the
-        # new model's randomly initialised one replaces it (the paper's new FC layers).
-        load_state_dict_checked(model.backbone, state, str(pretrained),
-                                hint="Set features.n_mels and speech.model.* to the values the speaker "
-                                     "network was pretrained with (see pretrain_history.json next to it).",
-                                ignore_prefixes=("embedding.",))
-        # Convolutions take any number of mel bins, so only the old embedding shows other features.
-        old = state.get("embedding.weight", state.get("embedding.0.weight"))
-        if old is not None and old.shape[1] != model.backbone.pooling.get_out_dim():
-            raise CheckpointMismatchError(
-                f"{pretrained} was pretrained on other features: its pooled statistics have "
-                f"{old.shape[1]} dimensions, this config gives "
-                f"{model.backbone.pooling.get_out_dim()}. Set features.n_mels to the pretraining value "
-                "(see pretrain_history.json next to the checkpoint).")
+    load_pretrained(config, run_dir, model.backbone)
     return model
 
 
@@ -118,15 +60,16 @@ def _frozen_frame_layers(model: Classifier) -> None:
 class SpeechFold:
     """Everything one fold needs: features of its three splits, the model, the output folder."""
 
-    def __init__(self, config: Config, fold: Fold, corpus_root, run_dir, cache_dir, progress: bool = True):
+    def __init__(self, config: Config, system: SystemConfig, fold: Fold, corpus_root, run_dir, cache_dir,
+                 progress: bool = True):
         self.config, self.fold, self.progress = config, fold, progress
-        self.name = config.speech.name
+        self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
         self.fold_dir = self.run_dir / f"fold{fold.fold}"
         cache = FeatureCache(cache_dir, corpus_root, config.features)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
         features = dict(zip((u.id for u in every), cache.compute_all([(u.id, u.wav) for u in every],
-                                                                     f"fold {fold.fold} log-mel")))
+                                                                     f"fold {fold.fold} {config.features.kind}")))
         self.features = {split: [features[u.id] for u in getattr(fold, split)]
                          for split in ("train", "holdout", "test")}
         self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
@@ -191,7 +134,7 @@ class SpeechFold:
 
     def _save_pooled_cache(self) -> None:
         if self._pooled_dirty:
-            save_atomic(self.pooled_cache, self.pooled_path)
+            save_torch(self.pooled_cache, self.pooled_path)
 
     def linear_probe(self, model: Classifier) -> dict:
         stage = self.config.speech.linear_probe
@@ -255,19 +198,23 @@ class SpeechFold:
         return self._write("ft", model, score, history, trainer.best_epoch, start=trainer.start)
 
 
-def run_speech_fold(config: Config, fold: Fold, corpus_root, run_dir, cache_dir, stages=STAGES,
-                    progress: bool = True) -> dict:
-    """Linear probe then fine-tune (each skipped when its scores exist); returns their summaries."""
+def run_speech_fold(config: Config, system: str, fold: Fold, corpus_root, run_dir, cache_dir,
+                    stages=None, progress: bool = True) -> dict:
+    """Linear probe then fine-tune system `system` of `config` (each stage skipped when its scores
+    exist); returns the summaries of the stages run."""
+    plan = config.system(system)
+    config = config.system_config(system)
+    stages = [stage for stage in plan.stages if stages is None or stage in stages]
     run_dir = pathlib.Path(run_dir)
-    job = SpeechFold(config, fold, corpus_root, run_dir, cache_dir, progress)
-    model = build_transfer_model(config, resolve_pretrained(config, run_dir))
+    job = SpeechFold(config, plan, fold, corpus_root, run_dir, cache_dir, progress)
+    model = build_transfer_model(config, run_dir)
     results = {}
     lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
     if (job.fold_dir / f"{job.name}_lp_scores.csv").is_file() and lp_state.is_file():
         model.load_state_dict(load_checkpoint(lp_state))    # fine-tuning starts from the probed model
     elif "lp" in stages:
         results["lp"] = job.linear_probe(model)
-        save_atomic(model.state_dict(), lp_state)
+        save_torch(model.state_dict(), lp_state)
     if "ft" in stages and not (job.fold_dir / f"{job.name}_ft_scores.csv").is_file():
         results["ft"] = job.fine_tune(model)
     return results

@@ -24,11 +24,11 @@ import torch
 from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.data.folds import Fold
+from merlib.io import write_json
 from merlib.data.manifest import Utterance
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.scores import write_scores
-from merlib.train.common import write_json
 from merlib.train.loop import Trainer
 
 
@@ -63,9 +63,7 @@ class TokenizedCorpus:
             encoded = tokenizer(list(texts.values()), truncation=True, max_length=limit)["input_ids"]
             cached = {"max_length": limit, "truncated_share": float(np.mean([n > limit for n in lengths])),
                       "ids": dict(zip(texts, encoded))}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.with_suffix(".tmp").write_text(json.dumps(cached))
-            path.with_suffix(".tmp").replace(path)
+            write_json(path, cached, indent=None)
         self.max_length, self.truncated_share, self.ids = cached["max_length"], cached["truncated_share"], cached["ids"]
         self.tokenizer = tokenizer
 
@@ -84,11 +82,14 @@ def score_texts(model, corpus: TokenizedCorpus, utterance_ids: Sequence[str], ba
     return torch.cat(scores) if scores else torch.zeros(0, len(EMOTIONS))
 
 
-def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir,
+def run_text_fold(config: Config, system: str, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir,
                   progress: bool = True) -> dict:
-    """Fine-tune, keep the best hold-out epoch, write text_scores.csv; skipped when it exists."""
+    """Fine-tune text system `system` of `config`, keep the best hold-out epoch, write
+    <system>_scores.csv; skipped when it exists."""
+    name = config.system(system).name
+    config = config.system_config(system)
     fold_dir = pathlib.Path(run_dir) / f"fold{fold.fold}"
-    if (fold_dir / "text_scores.csv").is_file():
+    if (fold_dir / f"{name}_scores.csv").is_file():
         return {}
     text = config.text
     torch.manual_seed(config.seed)
@@ -109,15 +110,15 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
     def evaluate(epoch):
         return split_metrics(holdout_labels, score_texts(model, corpus, holdout_ids).numpy(), "holdout")
 
-    checkpoint = fold_dir / "text.ckpt"
+    checkpoint = fold_dir / f"{name}.ckpt"
     trainer = Trainer(model, optimizer, checkpoint=checkpoint, seed=config.seed, select="holdout_ua",
-                      description=f"fold {fold.fold} text", progress=progress)
+                      description=f"fold {fold.fold} {name}", progress=progress)
     history = trainer.fit(text.epochs, make_batches, evaluate)
     trainer.restore_best()
 
     test_ids = [u.id for u in fold.test]
     holdout_scores, test_scores = score_texts(model, corpus, holdout_ids), score_texts(model, corpus, test_ids)
-    write_scores(fold_dir / "text_scores.csv", holdout_ids + test_ids,
+    write_scores(fold_dir / f"{name}_scores.csv", holdout_ids + test_ids,
                  ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
                  [u.label for u in fold.holdout] + [u.label for u in fold.test],
                  torch.cat([holdout_scores, test_scores]).numpy())
@@ -136,6 +137,6 @@ def run_text_fold(config: Config, fold: Fold, utterances: Sequence[Utterance], r
                                       [u.transcript for u in fold.test], test_labels, test_predicted),
         "history": history,
     }
-    write_json(fold_dir / "text_history.json", summary)
+    write_json(fold_dir / f"{name}_history.json", summary)
     checkpoint.unlink(missing_ok=True)   # hundreds of MB per fold; the scores and history are the result
     return summary
