@@ -16,6 +16,8 @@ setup:
 	@bash tools/setup_env.sh
 
 test: setup
+	$(VENV)/bin/ruff check merlib tests tools
+	$(VENV)/bin/ruff format --check merlib tests tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup

@@ -6,6 +6,7 @@ as a yardstick next to the deep systems:
 - text: TF-IDF + logistic regression;
 - fusion: the mean of the two log-probabilities.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,9 @@ def utterance_statistics(records: Sequence[Utterance], corpus_root: str | os.Pat
         for record in records:
             log_mel = front_end(load_audio(os.path.join(corpus_root, record.wav)))
             delta = log_mel[1:] - log_mel[:-1]
-            rows.append(torch.cat([log_mel.mean(0), log_mel.std(0), delta.std(0),
-                                   torch.tensor([record.duration])]).numpy())
+            rows.append(
+                torch.cat([log_mel.mean(0), log_mel.std(0), delta.std(0), torch.tensor([record.duration])]).numpy()
+            )
     return np.stack(rows)
 
 
@@ -60,11 +62,19 @@ def run_baselines(records: Sequence[Utterance], corpus_root: str | os.PathLike) 
     sessions = np.array([r.session for r in records])
     speech = _loso_log_probabilities(
         lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")),
-        utterance_statistics(records, corpus_root), labels, sessions)
+        utterance_statistics(records, corpus_root),
+        labels,
+        sessions,
+    )
     text = _loso_log_probabilities(
-        lambda: make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                              LogisticRegression(C=10, max_iter=2000, class_weight="balanced")),
-        [r.transcript for r in records], labels, sessions)
+        lambda: make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            LogisticRegression(C=10, max_iter=2000, class_weight="balanced"),
+        ),
+        [r.transcript for r in records],
+        labels,
+        sessions,
+    )
     fused = (speech + text) / 2
     result = {}
     for name, scores in (("speech", speech), ("text", text), ("fusion", fused)):

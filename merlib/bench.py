@@ -8,6 +8,7 @@
     utterance with the paper-config ResNet34;
 (d) params_paper: parameters of the paper-config ResNet34 with a 4-class head.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,7 +17,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
 from merlib.config import Config
@@ -48,14 +48,17 @@ def compare_loops(model: torch.nn.Module, optimizer, inputs, targets, steps: int
     def merlib_loop():
         trainer.run_epoch(0, [(inputs, targets)] * steps)
 
-    bare()   # warm-up (allocator, kernels)
+    bare()  # warm-up (allocator, kernels)
     bare_times, merlib_times = [], []
-    for _ in range(rounds):   # interleaved, so drifts in machine load hit both
+    for _ in range(rounds):  # interleaved, so drifts in machine load hit both
         bare_times.append(_median_seconds(bare, 1) / steps)
         merlib_times.append(_median_seconds(merlib_loop, 1) / steps)
     bare_step, merlib_step = statistics.median(bare_times), statistics.median(merlib_times)
-    return {"bare_step_s": round(bare_step, 4), "merlib_step_s": round(merlib_step, 4),
-            "loop_overhead_ratio": round(merlib_step / bare_step, 3)}
+    return {
+        "bare_step_s": round(bare_step, 4),
+        "merlib_step_s": round(merlib_step, 4),
+        "loop_overhead_ratio": round(merlib_step / bare_step, 3),
+    }
 
 
 def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
@@ -65,10 +68,12 @@ def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int =
     torch.manual_seed(0)
     model = Classifier(build_backbone(config), 4)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    result = compare_loops(model, optimizer, torch.randn(32, frames, config.features.n_mels),
-                           torch.randint(0, 4, (32,)), steps, rounds)
-    return result | {"loop_config": f"m_channels={config.speech.model.m_channels}, "
-                                    f"n_mels={config.features.n_mels}, 32x{frames}"}
+    result = compare_loops(
+        model, optimizer, torch.randn(32, frames, config.features.n_mels), torch.randint(0, 4, (32,)), steps, rounds
+    )
+    return result | {
+        "loop_config": f"m_channels={config.speech.model.m_channels}, n_mels={config.features.n_mels}, 32x{frames}"
+    }
 
 
 _FEATURE_TIMING = """
@@ -111,13 +116,19 @@ def feature_speed(utterances: int = 30, seed: int = 0) -> dict:
     best = {}
     for _ in range(2):
         for which in ("merlib", "librosa"):
-            output = subprocess.run([sys.executable, "-c", _FEATURE_TIMING, which, str(utterances), str(seed)],
-                                    capture_output=True, text=True, check=True).stdout.split()
+            output = subprocess.run(
+                [sys.executable, "-c", _FEATURE_TIMING, which, str(utterances), str(seed)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
             seconds, audio_seconds = float(output[0]), float(output[1])
             best[which] = min(best.get(which, seconds), seconds)
-    return {"feature_rtf_merlib": round(audio_seconds / best["merlib"], 1),
-            "feature_rtf_librosa": round(audio_seconds / best["librosa"], 1),
-            "feature_speedup_vs_librosa": round(best["librosa"] / best["merlib"], 2)}
+    return {
+        "feature_rtf_merlib": round(audio_seconds / best["merlib"], 1),
+        "feature_rtf_librosa": round(audio_seconds / best["librosa"], 1),
+        "feature_speedup_vs_librosa": round(best["librosa"] / best["merlib"], 2),
+    }
 
 
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which Linux carries over from
@@ -165,15 +176,23 @@ def bench_text(config: Config, steps: int = 3, rounds: int = 3, tokens: int = 48
     text = config.system_config(config.systems_of("text")[0].name).text if config.systems_of("text") else config.text
     torch.manual_seed(0)
     _, model = load_text_classifier(text.model, 4)
-    inputs = {"input_ids": torch.randint(1000, 20000, (32, tokens)), "attention_mask": torch.ones(32, tokens, dtype=torch.long)}
+    inputs = {
+        "input_ids": torch.randint(1000, 20000, (32, tokens)),
+        "attention_mask": torch.ones(32, tokens, dtype=torch.long),
+    }
     targets = torch.randint(0, 4, (32,))
     optimizer = torch.optim.Adam(model.parameters(), lr=text.lr)
     result = compare_loops(model, optimizer, inputs, targets, steps, rounds)
     model.eval()
     with torch.no_grad():
         inference = _median_seconds(lambda: model(**inputs), 5)
-    return {"model": text.model, "parameters": sum(p.numel() for p in model.parameters()), **result,
-            "inference_utts_per_s": round(32 / inference, 1), "batch": f"32x{tokens} tokens"}
+    return {
+        "model": text.model,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **result,
+        "inference_utts_per_s": round(32 / inference, 1),
+        "batch": f"32x{tokens} tokens",
+    }
 
 
 def main(kind: str, as_json: bool, config: Config) -> int:

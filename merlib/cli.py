@@ -3,6 +3,7 @@
 Each sub-command is a thin wrapper over a library function; errors a user can cause are
 printed as one clear message (no traceback) and exit with status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,9 +29,11 @@ def _prepare(args) -> int:
     for name, items in (("missing wav", report.missing_wavs), ("unreadable wav", report.unreadable_wavs)):
         if items:
             print(f"skipped, {name}: {len(items)}: " + ", ".join(items[:5]) + (" ..." if len(items) > 5 else ""))
-    print(f"kept with empty transcript: {len(report.missing_transcripts)}; "
-          f"ignored transcription lines: {report.ignored_transcription_lines}; "
-          f"files read as latin-1: {len(report.latin1_files)}")
+    print(
+        f"kept with empty transcript: {len(report.missing_transcripts)}; "
+        f"ignored transcription lines: {report.ignored_transcription_lines}; "
+        f"files read as latin-1: {len(report.latin1_files)}"
+    )
     print(f"wrote {manifest} in {elapsed:.1f} s")
     iemocap.check_counts(report, strict=args.strict, expected_path=expected_path)
     return 0
@@ -43,14 +46,17 @@ def _folds(args) -> int:
     path = pathlib.Path(args.manifest)
     if path.is_dir():
         path = path / "utterances.jsonl"
-    folds = make_folds(read_manifest(path), holdout=args.holdout,
-                       holdout_fraction=args.holdout_fraction, seed=args.seed)
+    folds = make_folds(
+        read_manifest(path), holdout=args.holdout, holdout_fraction=args.holdout_fraction, seed=args.seed
+    )
     rows = fold_table(folds)
     print(f"LOSO folds of {path} (hold-out: {args.holdout})")
     print(f"{'fold':>4} {'split':>8} {'n':>6} {'ang':>5} {'hap':>5} {'neu':>5} {'sad':>5}  speakers")
     for row in rows:
-        print(f"{row['fold']:>4} {row['split']:>8} {row['n']:>6} {row['ang']:>5} {row['hap']:>5} "
-              f"{row['neu']:>5} {row['sad']:>5}  {row['speakers']}")
+        print(
+            f"{row['fold']:>4} {row['split']:>8} {row['n']:>6} {row['ang']:>5} {row['hap']:>5} "
+            f"{row['neu']:>5} {row['sad']:>5}  {row['speakers']}"
+        )
     return 0
 
 
@@ -65,8 +71,11 @@ def _demo_corpus(args) -> int:
 
     summary = generate_demo_corpus(args.out, DemoCorpusConfig(seed=args.seed), force=args.force)
     print(summary["notice"])
-    print(f"{args.out}: {summary['utterances_four_class']} four-class utterances "
-          f"({summary['utterances_all']} turns), {summary['hours']} h, {summary['megabytes']} MB; {_generation_state(summary)}")
+    print(
+        f"{args.out}: {summary['utterances_four_class']} four-class utterances "
+        f"({summary['utterances_all']} turns), {summary['hours']} h, {summary['megabytes']} MB; "
+        f"{_generation_state(summary)}"
+    )
     print("per speaker: " + json.dumps(summary["speakers"]))
     print(f"next: merlib prepare iemocap {args.out} --name demo --expected {args.out}/expected_counts.json --strict")
     return 0
@@ -77,8 +86,10 @@ def _demo_speakers(args) -> int:
 
     summary = generate_demo_speakers(args.out, DemoSpeakersConfig(seed=args.seed), force=args.force)
     print(summary["notice"])
-    print(f"{args.out}: {summary['speakers']} speakers, {summary['utterances']} utterances, "
-          f"{summary['hours']} h, {summary['megabytes']} MB; manifest speakers.jsonl; {_generation_state(summary)}")
+    print(
+        f"{args.out}: {summary['speakers']} speakers, {summary['utterances']} utterances, "
+        f"{summary['hours']} h, {summary['megabytes']} MB; manifest speakers.jsonl; {_generation_state(summary)}"
+    )
     return 0
 
 
@@ -102,20 +113,24 @@ def _demo(args) -> int:
     from merlib import baselines, pipeline, runner
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
-    config = _config(args)      # the config first: a mistake in it costs no corpus generation
+    config = _config(args)  # the config first: a mistake in it costs no corpus generation
     started = time.perf_counter()
     data = default_data_dir()
     print(SYNTHETIC_NOTICE)
     corpus = generate_demo_corpus(data / "demo-corpus")
     speakers = generate_demo_speakers(data / "demo-speakers")
-    print(f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
-          f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
-          f"{time.perf_counter() - started:.0f} s)")
+    print(
+        f"demo corpus: {corpus['utterances_four_class']} utterances, {corpus['hours']} h; speaker corpus: "
+        f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
     status = runner.run(args.config, jobs=1, runs=args.runs, overrides=_overrides(args))
     utterances, root = pipeline.load_utterances(config)
     result = baselines.run_baselines(utterances, root)
-    print("yardstick, logistic-regression baselines (LOSO, pooled): "
-          + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items()))
+    print(
+        "yardstick, logistic-regression baselines (LOSO, pooled): "
+        + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items())
+    )
     print(f"make demo: {time.perf_counter() - started:.0f} s in all")
     return status
 
@@ -137,8 +152,11 @@ def _pretrain(args) -> int:
 
     config = _config(args)
     path = pipeline.pretrain(config, pipeline.run_directory(config, args.runs))
-    print(f"speaker backbone: {path}" if path else "no system of the plan transfers speaker pretraining "
-          "(speech.pretrained.source: pretrain): nothing to do")
+    print(
+        f"speaker backbone: {path}"
+        if path
+        else "no system of the plan transfers speaker pretraining (speech.pretrained.source: pretrain): nothing to do"
+    )
     return 0
 
 
@@ -155,8 +173,12 @@ def _speech(args) -> int:
     results = pipeline.speech_fold(config, args.fold, run_dir, system, stages)
     for summary in results.values():
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
-    print("scores: " + ", ".join(str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv")
-                                 for name in config.system(system).outputs()))
+    print(
+        "scores: "
+        + ", ".join(
+            str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv") for name in config.system(system).outputs()
+        )
+    )
     return 0
 
 
@@ -187,11 +209,16 @@ def _fuse(args) -> int:
     for name, frame in list(zip(names, frames)) + [("fused", fused)]:
         test = frame[frame["split"] == "test"]
         predicted = predicted_labels(test[list(EMOTIONS)].to_numpy())
-        print(f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
-              f"{100 * weighted_accuracy(test['label'], predicted):9.2f}")
+        print(
+            f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
+            f"{100 * weighted_accuracy(test['label'], predicted):9.2f}"
+        )
     if args.method == "weighted":
-        print("weights chosen on the hold-out: " + ", ".join(f"{n}: {w:.2f}" for n, w in zip(names, fusion.weights_))
-              + (f"  (w1 = {fusion.weights_[0]:.2f})" if len(names) == 2 else ""))
+        print(
+            "weights chosen on the hold-out: "
+            + ", ".join(f"{n}: {w:.2f}" for n, w in zip(names, fusion.weights_))
+            + (f"  (w1 = {fusion.weights_[0]:.2f})" if len(names) == 2 else "")
+        )
     if args.out:
         write_scores(args.out, fused["id"], fused["split"], fused["label"], fused[list(EMOTIONS)].to_numpy())
         print(f"wrote {args.out}")
@@ -213,12 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     iemocap = corpora.add_parser("iemocap", help="IEMOCAP_full_release → 4-class manifest")
     iemocap.add_argument("root", help="the IEMOCAP_full_release folder (contains Session1/ ...)")
     iemocap.add_argument("--out", default="manifests/iemocap", help="output folder (default: %(default)s)")
-    iemocap.add_argument("--strict", action="store_true",
-                         help="counts that differ from the paper's 5531 are an error, not a warning")
-    iemocap.add_argument("--name", default="iemocap",
-                         help="corpus name written into the manifest (the demo corpus uses 'demo')")
-    iemocap.add_argument("--expected", help="expected-counts JSON to compare with "
-                         "(default: data_manifests/iemocap/expected_counts.json, the paper's 5531)")
+    iemocap.add_argument(
+        "--strict", action="store_true", help="counts that differ from the paper's 5531 are an error, not a warning"
+    )
+    iemocap.add_argument(
+        "--name", default="iemocap", help="corpus name written into the manifest (the demo corpus uses 'demo')"
+    )
+    iemocap.add_argument(
+        "--expected",
+        help="expected-counts JSON to compare with "
+        "(default: data_manifests/iemocap/expected_counts.json, the paper's 5531)",
+    )
     iemocap.set_defaults(handler=_prepare)
 
     folds = commands.add_parser("folds", help="print LOSO fold and split sizes of a manifest")
@@ -228,8 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     folds.add_argument("--seed", type=int, default=0)
     folds.set_defaults(handler=_folds)
 
-    for name, handler, what in (("demo-corpus", _demo_corpus, "synthetic emotional speech, IEMOCAP layout"),
-                                ("demo-speakers", _demo_speakers, "synthetic speaker corpus, VoxCeleb layout")):
+    for name, handler, what in (
+        ("demo-corpus", _demo_corpus, "synthetic emotional speech, IEMOCAP layout"),
+        ("demo-speakers", _demo_speakers, "synthetic speaker corpus, VoxCeleb layout"),
+    ):
         sub = commands.add_parser(name, help=f"generate the {what} (espeak-ng; cached by config hash)")
         sub.add_argument("out", help="output folder")
         sub.add_argument("--seed", type=int, default=0)
@@ -254,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     text.set_defaults(handler=_text)
 
     fuse = commands.add_parser("fuse", help="fuse scores CSVs of any systems (hold-out rows fit, test rows scored)")
-    fuse.add_argument("--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first")
+    fuse.add_argument(
+        "--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first"
+    )
     fuse.add_argument("--method", choices=("weighted", "znorm"), default="weighted")
     fuse.add_argument("--step", type=float, default=0.01, help="grid step of the weight search")
     fuse.add_argument("--out", help="write the fused scores here")
@@ -284,9 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> None:
     parser.add_argument("--config", default="configs/demo.yaml", help="the run's config (default: %(default)s)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
-                        help="override a config value, e.g. --set speech.fine_tune.epochs=3 (repeatable; "
-                             "values are read as YAML)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=[],
+        help="override a config value, e.g. --set speech.fine_tune.epochs=3 (repeatable; values are read as YAML)",
+    )
     if runs:
         parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
 

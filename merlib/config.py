@@ -12,6 +12,7 @@
 - **Overrides.** `load_config(path, overrides)` merges a nested dict over the file; on the
   command line `--set speech.fine_tune.epochs=3` (repeatable) builds that dict.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,9 +62,9 @@ Stage = Literal["lp", "ft"]
 @dataclass
 class DataConfig:
     corpus: Literal["iemocap", "demo"]
-    root: str                         # the IEMOCAP_full_release folder (the one path a user must set), or demo
-    manifest: str                     # utterances.jsonl written by `merlib prepare`, or demo
-    holdout: Literal["stratified", "session"]   # merlib.data.folds
+    root: str  # the IEMOCAP_full_release folder (the one path a user must set), or demo
+    manifest: str  # utterances.jsonl written by `merlib prepare`, or demo
+    holdout: Literal["stratified", "session"]  # merlib.data.folds
     holdout_fraction: float = field(metadata=between(0, 1))
     folds: list[int] = field(metadata=NONEMPTY)
 
@@ -84,17 +85,18 @@ class FeatureConfig:
 @dataclass
 class MaskPolicy:
     """One SpecAugment policy (Park et al. 2019): masks per axis and their maximum widths."""
+
     freq_masks: int = field(metadata=at_least(0))
-    freq_width: int = field(metadata=at_least(0))     # in mel bins at 128 bins (see merlib.audio.augment)
+    freq_width: int = field(metadata=at_least(0))  # in mel bins at 128 bins (see merlib.audio.augment)
     time_masks: int = field(metadata=at_least(0))
-    time_width: int = field(metadata=at_least(0))     # in frames
+    time_width: int = field(metadata=at_least(0))  # in frames
     max_time_fraction: float = field(metadata=between(0, 1.000001))
 
 
 @dataclass
 class AugmentConfig:
-    copies: int = field(metadata=at_least(0))          # augmented copies per training segment
-    copy_policies: list[str] = field(metadata=NONEMPTY)   # copy k uses copy_policies[(k - 1) % len]
+    copies: int = field(metadata=at_least(0))  # augmented copies per training segment
+    copy_policies: list[str] = field(metadata=NONEMPTY)  # copy k uses copy_policies[(k - 1) % len]
     policies: dict[str, MaskPolicy]
 
 
@@ -109,17 +111,19 @@ class ModelConfig:
 @dataclass
 class PretrainedConfig:
     """Where the speech backbone's weights come from (merlib.train.pretrained)."""
+
     source: PretrainedSource
-    path: str = ""                    # the file, for the wespeaker and checkpoint sources
+    path: str = ""  # the file, for the wespeaker and checkpoint sources
 
 
 @dataclass
 class StageConfig:
     """One stage of speaker pretraining, linear probing or fine-tuning."""
+
     epochs: int = field(metadata=at_least(1))
     optimizer: Literal["sgd", "adam"]
     lr: float = field(metadata=above(0))
-    backbone_lr: float = field(metadata=at_least(0))   # 0 freezes the frame-level layers
+    backbone_lr: float = field(metadata=at_least(0))  # 0 freezes the frame-level layers
     momentum: float = field(metadata=at_least(0))
     weight_decay: float = field(metadata=at_least(0))
     batch_size: int = field(metadata=at_least(1))
@@ -128,12 +132,13 @@ class StageConfig:
     halve_every: int = field(metadata=at_least(1))
     warmup_epochs: int = field(metadata=at_least(0))
     max_grad_norm: float = field(metadata=at_least(0))  # 0: no clipping
-    keep_start_if_best: bool                        # fine-tuning: may the probed model win?
+    keep_start_if_best: bool  # fine-tuning: may the probed model win?
 
 
 @dataclass
 class PretrainConfig:
     """Speaker classification on a VoxCeleb-layout corpus (idNNNNN/<video>/<utt>.wav)."""
+
     corpus_root: str
     stage: StageConfig
     holdout_per_speaker: int = field(metadata=at_least(1))
@@ -150,7 +155,7 @@ class SpeechConfig:
 
 @dataclass
 class TextConfig:
-    model: str                        # a local model directory, or minilm-offline
+    model: str  # a local model directory, or minilm-offline
     lr: float = field(metadata=above(0))
     batch_size: int = field(metadata=at_least(1))
     epochs: int = field(metadata=at_least(1))
@@ -161,7 +166,8 @@ class TextConfig:
 @dataclass
 class RuntimeConfig:
     """Where the work runs (merlib.runtime); the CLI's --device / --precision override it."""
-    device: str                       # auto | cpu | cuda | cuda:N | mps
+
+    device: str  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     num_workers: int = field(metadata=at_least(0))
 
@@ -175,11 +181,12 @@ class SystemConfig:
     """One system of the plan: what it is called, which modality, and how it differs from the
     run's sections (`overrides`, merged over `features` / `augment` / `speech` for a speech system,
     over `text` for a text one)."""
+
     name: str
     modality: Literal["speech", "text"]
-    title: str = ""                   # shown in tables and figures; empty: merlib.plan derives one
-    stages: list[Stage] = field(default_factory=lambda: ["lp", "ft"], metadata=NONEMPTY)   # speech only
-    paper_row: str = ""               # row prefix of data_manifests/iemocap/paper_results.json to compare with
+    title: str = ""  # shown in tables and figures; empty: merlib.plan derives one
+    stages: list[Stage] = field(default_factory=lambda: ["lp", "ft"], metadata=NONEMPTY)  # speech only
+    paper_row: str = ""  # row prefix of data_manifests/iemocap/paper_results.json to compare with
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def outputs(self) -> list[str]:
@@ -198,13 +205,14 @@ class SystemConfig:
 @dataclass
 class FusionConfig:
     """One late fusion of the plan: `method` over the score sets named in `inputs` (speech first)."""
+
     name: str
     method: Literal["weighted", "znorm"]
     inputs: list[str] = field(metadata=NONEMPTY)
     title: str = ""
     paper_row: str = ""
-    step: float = field(default=0.01, metadata=between(0, 1.000001))   # weighted: grid step on the simplex
-    per_class: bool = True            # znorm: statistics per class column (merlib.fusion.ZNormFusion)
+    step: float = field(default=0.01, metadata=between(0, 1.000001))  # weighted: grid step on the simplex
+    per_class: bool = True  # znorm: statistics per class column (merlib.fusion.ZNormFusion)
 
 
 @dataclass
@@ -226,8 +234,9 @@ class Config:
         for system in self.systems:
             if system.name == name:
                 return system
-        raise ConfigError(f"no system {name!r} in config {self.name!r}; its systems: "
-                          + ", ".join(s.name for s in self.systems))
+        raise ConfigError(
+            f"no system {name!r} in config {self.name!r}; its systems: " + ", ".join(s.name for s in self.systems)
+        )
 
     def systems_of(self, modality: str) -> list[SystemConfig]:
         return [s for s in self.systems if s.modality == modality]
@@ -244,8 +253,7 @@ class Config:
         return [output for system in self.systems for output in system.outputs()] + [f.name for f in self.fusions]
 
     def uses_pretraining(self) -> bool:
-        return any(self.system_config(s.name).speech.pretrained.source == "pretrain"
-                   for s in self.systems_of("speech"))
+        return any(self.system_config(s.name).speech.pretrained.source == "pretrain" for s in self.systems_of("speech"))
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -270,12 +278,17 @@ def _build(cls, values: dict, where: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
-    required = [name for name, f in fields.items()
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [name for name in required if name not in values]
     if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}; a config starts from the paper's "
-                          f"recipe with `base: paper.yaml`, which sets every key")
+        raise ConfigError(
+            f"{where}: missing key(s) {', '.join(missing)}; a config starts from the paper's "
+            f"recipe with `base: paper.yaml`, which sets every key"
+        )
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
@@ -321,7 +334,9 @@ def _coerce(hint, value, where: str):
 def _merge(base: dict, override: dict) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -336,8 +351,10 @@ def _find_base(path: pathlib.Path, base: str) -> pathlib.Path:
 
 def _read_yaml(path: pathlib.Path, chain: tuple = ()) -> dict:
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file (the shipped ones are in {CONFIGS}: "
-                          f"{', '.join(sorted(p.name for p in CONFIGS.glob('*.yaml')))})")
+        raise ConfigError(
+            f"{path}: no such config file (the shipped ones are in {CONFIGS}: "
+            f"{', '.join(sorted(p.name for p in CONFIGS.glob('*.yaml')))})"
+        )
     if path.resolve() in chain:
         raise ConfigError(f"{path}: `base:` chain loops back to itself")
     try:
@@ -400,19 +417,26 @@ _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 def _check_speech(config: Config, where: str) -> None:
     undefined = [name for name in config.augment.copy_policies if name not in config.augment.policies]
     if undefined:
-        raise ConfigError(f"{where}: augment.copy_policies names undefined policies {undefined}; "
-                          f"defined in augment.policies: {', '.join(sorted(config.augment.policies))}")
+        raise ConfigError(
+            f"{where}: augment.copy_policies names undefined policies {undefined}; "
+            f"defined in augment.policies: {', '.join(sorted(config.augment.policies))}"
+        )
     pretrained = config.speech.pretrained
     if pretrained.source in ("wespeaker", "checkpoint") and not pretrained.path:
-        raise ConfigError(f"{where}: speech.pretrained.source: {pretrained.source} needs speech.pretrained.path "
-                          "(the checkpoint file)")
+        raise ConfigError(
+            f"{where}: speech.pretrained.source: {pretrained.source} needs speech.pretrained.path (the checkpoint file)"
+        )
     if config.speech.model.backbone == "ge2e":
         if (config.features.kind, config.features.n_mels) != ("ge2e_mel", 40):
-            raise ConfigError(f"{where}: speech.model.backbone: ge2e needs its own front end: features.kind: "
-                              "ge2e_mel, features.n_mels: 40 (see the speech_ge2e system of configs/demo.yaml)")
+            raise ConfigError(
+                f"{where}: speech.model.backbone: ge2e needs its own front end: features.kind: "
+                "ge2e_mel, features.n_mels: 40 (see the speech_ge2e system of configs/demo.yaml)"
+            )
         if pretrained.source not in ("resemblyzer", "none", "checkpoint"):
-            raise ConfigError(f"{where}: speech.model.backbone: ge2e takes speech.pretrained.source resemblyzer, "
-                              f"none or checkpoint, not {pretrained.source}")
+            raise ConfigError(
+                f"{where}: speech.model.backbone: ge2e takes speech.pretrained.source resemblyzer, "
+                f"none or checkpoint, not {pretrained.source}"
+            )
     elif pretrained.source == "resemblyzer":
         raise ConfigError(f"{where}: speech.pretrained.source: resemblyzer goes with speech.model.backbone: ge2e")
 
@@ -420,11 +444,16 @@ def _check_speech(config: Config, where: str) -> None:
 def check_config(config: Config, where: str) -> None:
     """What a field's own type cannot say: the plan's names, and settings that must agree."""
     if not _DEVICE.fullmatch(config.runtime.device):
-        raise ConfigError(f"{where}.runtime.device: {config.runtime.device!r} is not allowed; "
-                          "choose one of: auto, cpu, cuda, cuda:N, mps")
+        raise ConfigError(
+            f"{where}.runtime.device: {config.runtime.device!r} is not allowed; "
+            "choose one of: auto, cpu, cuda, cuda:N, mps"
+        )
     names = [s.name for s in config.systems]
     outputs = [output for s in config.systems for output in s.outputs()]
-    for what, items in (("system names", names), ("score sets and fusion names", outputs + [f.name for f in config.fusions])):
+    for what, items in (
+        ("system names", names),
+        ("score sets and fusion names", outputs + [f.name for f in config.fusions]),
+    ):
         repeated = sorted({n for n in items if items.count(n) > 1})
         if repeated:
             raise ConfigError(f"{where}: {what} must differ; {', '.join(repeated)} stands more than once")
@@ -434,20 +463,27 @@ def check_config(config: Config, where: str) -> None:
         allowed = OVERRIDABLE[system.modality]
         stray = sorted(set(system.overrides) - set(allowed))
         if stray:
-            raise ConfigError(f"{where}: system {system.name} ({system.modality}) overrides {', '.join(stray)}; "
-                              f"a {system.modality} system may override: {', '.join(allowed)}")
+            raise ConfigError(
+                f"{where}: system {system.name} ({system.modality}) overrides {', '.join(stray)}; "
+                f"a {system.modality} system may override: {', '.join(allowed)}"
+            )
         resolved = config.system_config(system.name)
         if system.modality == "speech":
             _check_speech(resolved, f"{where}: system {system.name}")
             if resolved.speech.pretrained.source == "pretrain" and (
-                    resolved.features != config.features or resolved.speech.model != config.speech.model):
-                raise ConfigError(f"{where}: system {system.name} transfers this run's speaker pretraining "
-                                  "(speech.pretrained.source: pretrain), which uses the run's features and "
-                                  "speech.model; it must not override them")
+                resolved.features != config.features or resolved.speech.model != config.speech.model
+            ):
+                raise ConfigError(
+                    f"{where}: system {system.name} transfers this run's speaker pretraining "
+                    "(speech.pretrained.source: pretrain), which uses the run's features and "
+                    "speech.model; it must not override them"
+                )
     for fusion in config.fusions:
         unknown = [name for name in fusion.inputs if name not in outputs]
         if unknown:
-            raise ConfigError(f"{where}: fusion {fusion.name} fuses {', '.join(unknown)}, which no system writes; "
-                              f"the systems write: {', '.join(outputs)}")
+            raise ConfigError(
+                f"{where}: fusion {fusion.name} fuses {', '.join(unknown)}, which no system writes; "
+                f"the systems write: {', '.join(outputs)}"
+            )
         if len(set(fusion.inputs)) < 2:
             raise ConfigError(f"{where}: fusion {fusion.name} needs at least two different inputs")

@@ -5,6 +5,7 @@ config key at fault and says what to do, so it is printed as one line (exit stat
 traceback. Subclasses also derive from the built-in type they used to be (`ValueError`,
 `FileNotFoundError`, ...), so code that caught those keeps working.
 """
+
 from __future__ import annotations
 
 

@@ -12,6 +12,7 @@ ang, hap, neu, sad. `fit` learns on the hold-out, `decision_function` / `predict
   (`per_class=True`, our default) it also removes each modality's per-class offset and spread on
   the hold-out, so an under- or over-confident class of one modality cannot dominate the average.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -42,7 +43,9 @@ def _check_scores(scores: Sequence) -> list[np.ndarray]:
             raise FusionError(f"modality {index} has {array.shape[0]} rows, modality 0 has {arrays[0].shape[0]}")
         if not np.isfinite(array).all():
             rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
-            raise FusionError(f"modality {index}: non-finite scores in {len(rows)} row(s), e.g. rows {rows[:5].tolist()}")
+            raise FusionError(
+                f"modality {index}: non-finite scores in {len(rows)} row(s), e.g. rows {rows[:5].tolist()}"
+            )
     return arrays
 
 
@@ -64,9 +67,10 @@ def grid_unweighted_accuracy(grid: np.ndarray, stacked: np.ndarray, y: np.ndarra
     masks = [(y == c) for c in present]
     result = np.empty(len(grid))
     for start in range(0, len(grid), block):
-        predicted = np.einsum("gm,mnc->gnc", grid[start:start + block], stacked).argmax(2)   # (block, n)
-        result[start:start + block] = np.mean([(predicted[:, mask] == c).mean(1) for c, mask in zip(present, masks)],
-                                              axis=0)
+        predicted = np.einsum("gm,mnc->gnc", grid[start : start + block], stacked).argmax(2)  # (block, n)
+        result[start : start + block] = np.mean(
+            [(predicted[:, mask] == c).mean(1) for c, mask in zip(present, masks)], axis=0
+        )
     return result
 
 
@@ -97,10 +101,10 @@ class WeightedFusion(_LateFusion):
         best = objective.max()
         candidates = np.flatnonzero(np.isclose(objective, best))
         equal = np.full(len(arrays), 1 / len(arrays))
-        chosen = candidates[np.argmin(np.abs(grid[candidates] - equal).sum(1))]   # ties: towards equal weights
+        chosen = candidates[np.argmin(np.abs(grid[candidates] - equal).sum(1))]  # ties: towards equal weights
         self.weights_ = tuple(float(w) for w in grid[chosen])
         self.grid_ = grid
-        self.curve_ = objective                                      # hold-out UA of every grid point
+        self.curve_ = objective  # hold-out UA of every grid point
         self.classes_ = np.arange(len(EMOTIONS))
         return self
 
@@ -141,7 +145,8 @@ def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[
             raise FusionError(
                 f"{names[0]} and {name} cover different utterances: {len(missing_here)} missing from {name} "
                 f"(e.g. {', '.join(missing_here[:5])}), {len(missing_there)} missing from {names[0]} "
-                f"(e.g. {', '.join(missing_there[:5])}); both modalities must score the same utterance set")
+                f"(e.g. {', '.join(missing_there[:5])}); both modalities must score the same utterance set"
+            )
         labels = frame.set_index("id").loc[reference.index, "label"]
         if not (labels == reference["label"]).all():
             bad = reference.index[labels != reference["label"]].tolist()
@@ -156,8 +161,13 @@ def log_softmax(values: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def fuse_frames(frames: Sequence[pd.DataFrame], names: Sequence[str], method: str = "weighted",
-                step: float = 0.01, per_class: bool = True):
+def fuse_frames(
+    frames: Sequence[pd.DataFrame],
+    names: Sequence[str],
+    method: str = "weighted",
+    step: float = 0.01,
+    per_class: bool = True,
+):
     """Fit on the hold-out rows, score all rows; returns (fitted fusion, fused scores frame)."""
     keys, arrays = align_scores(frames, names)
     holdout = (keys["split"] == "holdout").to_numpy()
@@ -170,7 +180,7 @@ def fuse_frames(frames: Sequence[pd.DataFrame], names: Sequence[str], method: st
     else:
         raise FusionError(f"fusion method {method!r}: use weighted or znorm")
     fusion.fit([a[holdout] for a in arrays], keys.loc[holdout, "label"])
-    fused = log_softmax(fusion.decision_function(arrays))   # keeps the contract: log-softmax columns
+    fused = log_softmax(fusion.decision_function(arrays))  # keeps the contract: log-softmax columns
     frame = keys.copy()
     frame[list(EMOTIONS)] = fused
     return fusion, frame

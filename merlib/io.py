@@ -3,6 +3,7 @@
 A crash (or kill -9) while writing never leaves half a file under the real name, so a reader
 finds either the old complete file or the new complete one.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@
 The paper reports each as the mean over the five LOSO folds; we also give the spread over
 folds, the pooled value over all test utterances, and a bootstrap 95% interval.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -64,8 +65,9 @@ def confusion(y_true, y_pred, normalize: bool = False) -> np.ndarray:
     return np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
 
 
-def bootstrap_interval(y_true, y_pred, metric=unweighted_accuracy, n_resamples: int = 1000,
-                       confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    y_true, y_pred, metric=unweighted_accuracy, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of `metric` over utterances (resampled with replacement)."""
     y_true, y_pred = label_indices(y_true), label_indices(y_pred)
     rng = np.random.default_rng(seed)
@@ -83,34 +85,47 @@ def bootstrap_interval(y_true, y_pred, metric=unweighted_accuracy, n_resamples: 
 @dataclass(frozen=True)
 class FoldSummary:
     """Per-fold values and their aggregate, as fractions (multiply by 100 for %)."""
-    per_fold: dict              # {fold: {"ua": .., "wa": .., "n": ..}}
-    ua: float                   # mean over folds (the paper's number)
+
+    per_fold: dict  # {fold: {"ua": .., "wa": .., "n": ..}}
+    ua: float  # mean over folds (the paper's number)
     wa: float
-    ua_std: float               # spread over folds (sample std, ddof=1)
+    ua_std: float  # spread over folds (sample std, ddof=1)
     wa_std: float
-    pooled_ua: float            # over all test utterances together
+    pooled_ua: float  # over all test utterances together
     pooled_wa: float
     ua_ci: tuple[float, float]  # bootstrap 95% interval of the pooled UA
-    confusion: np.ndarray       # pooled counts
+    confusion: np.ndarray  # pooled counts
 
 
-def summarize_folds(predictions: Mapping[int, tuple[Sequence, Sequence]], n_resamples: int = 1000,
-                    seed: int = 0) -> FoldSummary:
+def summarize_folds(
+    predictions: Mapping[int, tuple[Sequence, Sequence]], n_resamples: int = 1000, seed: int = 0
+) -> FoldSummary:
     """{fold: (y_true, y_pred)} → per-fold and aggregate UA/WA, interval and pooled confusion."""
     if not predictions:
         raise ValueError("summarize_folds: no folds given")
     per_fold = {}
     for fold, (y_true, y_pred) in sorted(predictions.items()):
-        per_fold[fold] = {"ua": unweighted_accuracy(y_true, y_pred),
-                          "wa": weighted_accuracy(y_true, y_pred), "n": len(y_true)}
+        per_fold[fold] = {
+            "ua": unweighted_accuracy(y_true, y_pred),
+            "wa": weighted_accuracy(y_true, y_pred),
+            "n": len(y_true),
+        }
     all_true = np.concatenate([label_indices(t) for t, _ in predictions.values()])
     all_pred = np.concatenate([label_indices(p) for _, p in predictions.values()])
     ua_values = np.array([v["ua"] for v in per_fold.values()])
     wa_values = np.array([v["wa"] for v in per_fold.values()])
-    spread = (lambda values: float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+
+    def spread(values):
+        return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
     return FoldSummary(
-        per_fold=per_fold, ua=float(ua_values.mean()), wa=float(wa_values.mean()),
-        ua_std=spread(ua_values), wa_std=spread(wa_values),
-        pooled_ua=unweighted_accuracy(all_true, all_pred), pooled_wa=weighted_accuracy(all_true, all_pred),
+        per_fold=per_fold,
+        ua=float(ua_values.mean()),
+        wa=float(wa_values.mean()),
+        ua_std=spread(ua_values),
+        wa_std=spread(wa_values),
+        pooled_ua=unweighted_accuracy(all_true, all_pred),
+        pooled_wa=weighted_accuracy(all_true, all_pred),
         ua_ci=bootstrap_interval(all_true, all_pred, n_resamples=n_resamples, seed=seed),
-        confusion=confusion(all_true, all_pred))
+        confusion=confusion(all_true, all_pred),
+    )

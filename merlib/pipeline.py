@@ -5,6 +5,7 @@ first use under ~/.cache/merlib/data (or $MERLIB_DATA); anything else is a path 
 Features are cached per corpus (keyed by its resolved root) and per front-end config.
 A step names the system of the plan it trains; without one, the plan's first of its modality.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,10 @@ def corpus_root(config: Config) -> pathlib.Path:
         return root
     root = pathlib.Path(config.data.root).expanduser()
     if not (root / "Session1").is_dir():
-        raise DataNotFoundError(f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
-                                "(no Session1/ in it); set data.root in your config to the folder that contains Session1/")
+        raise DataNotFoundError(
+            f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
+            "(no Session1/ in it); set data.root in your config to the folder that contains Session1/"
+        )
     return root
 
 
@@ -65,8 +68,9 @@ def run_directory(config: Config, runs: str | pathlib.Path = "runs") -> pathlib.
 def fold_of(config: Config, utterances: list[Utterance], fold: int):
     from merlib.data.folds import make_fold
 
-    return make_fold(utterances, fold, holdout=config.data.holdout,
-                     holdout_fraction=config.data.holdout_fraction, seed=config.seed)
+    return make_fold(
+        utterances, fold, holdout=config.data.holdout, holdout_fraction=config.data.holdout_fraction, seed=config.seed
+    )
 
 
 def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pathlib.Path | None:
@@ -80,33 +84,54 @@ def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pa
     manifest = root / "speakers.jsonl"
     if not manifest.is_file():
         write_speaker_manifest(scan_voxceleb(root), manifest)
-    return pretrain_speakers(config, read_speaker_manifest(manifest), root, run_dir / "pretrain",
-                             feature_cache_dir(root), progress=progress)
+    return pretrain_speakers(
+        config, read_speaker_manifest(manifest), root, run_dir / "pretrain", feature_cache_dir(root), progress=progress
+    )
 
 
 def default_system(config: Config, modality: str) -> str:
     systems = config.systems_of(modality)
     if not systems:
-        raise MerlibError(f"config {config.name!r} declares no {modality} system (systems: "
-                          + ", ".join(s.name for s in config.systems) + ")")
+        raise MerlibError(
+            f"config {config.name!r} declares no {modality} system (systems: "
+            + ", ".join(s.name for s in config.systems)
+            + ")"
+        )
     return systems[0].name
 
 
-def speech_fold(config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, stages=None,
-                progress: bool = True) -> dict:
+def speech_fold(
+    config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, stages=None, progress: bool = True
+) -> dict:
     """One fold of a speech system (default: the plan's first): linear probe, fine-tune."""
     from merlib.train.speech import run_speech_fold
 
     utterances, root = load_utterances(config)
-    return run_speech_fold(config, system or default_system(config, "speech"), fold_of(config, utterances, fold),
-                           root, run_dir, feature_cache_dir(root), stages=stages, progress=progress)
+    return run_speech_fold(
+        config,
+        system or default_system(config, "speech"),
+        fold_of(config, utterances, fold),
+        root,
+        run_dir,
+        feature_cache_dir(root),
+        stages=stages,
+        progress=progress,
+    )
 
 
-def text_fold(config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None,
-              progress: bool = True) -> dict:
+def text_fold(
+    config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, progress: bool = True
+) -> dict:
     """One fold of a text system (default: the plan's first)."""
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    return run_text_fold(config, system or default_system(config, "text"), fold_of(config, utterances, fold),
-                         utterances, run_dir, feature_cache_dir(root), progress=progress)
+    return run_text_fold(
+        config,
+        system or default_system(config, "text"),
+        fold_of(config, utterances, fold),
+        utterances,
+        run_dir,
+        feature_cache_dir(root),
+        progress=progress,
+    )

@@ -3,6 +3,7 @@
 No module names a particular system: tables, figures and widgets ask this module which score
 sets a run has and what to call them.
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -10,8 +11,13 @@ import pathlib
 from merlib.config import STAGE_TITLES, Config, FusionConfig, SystemConfig
 
 BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E"}
-SOURCE_TITLES = {"pretrain": "speaker-pretrained", "none": "random init", "resemblyzer": "resemblyzer weights",
-                 "wespeaker": "wespeaker VoxCeleb weights", "checkpoint": "pretrained checkpoint"}
+SOURCE_TITLES = {
+    "pretrain": "speaker-pretrained",
+    "none": "random init",
+    "resemblyzer": "resemblyzer weights",
+    "wespeaker": "wespeaker VoxCeleb weights",
+    "checkpoint": "pretrained checkpoint",
+}
 
 
 def text_model_title(model: str) -> str:

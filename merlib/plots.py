@@ -1,5 +1,6 @@
 """Figures the notebooks, widgets and report show. Each takes plain data and returns a
 matplotlib Figure (or draws on a given Axes); none of them trains anything."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import seaborn as sns
 from merlib import EMOTIONS
 from merlib.data.manifest import Utterance
 
-SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}     # the paper's Figure 2 labels
+SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels
 
 
 def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
@@ -46,7 +47,9 @@ def row_percent(matrix: np.ndarray) -> np.ndarray:
     return 100 * np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
 
 
-def confusion_heatmap(matrix: np.ndarray, ax=None, normalize: bool = True, title: str = "", percent: bool | None = None):
+def confusion_heatmap(
+    matrix: np.ndarray, ax=None, normalize: bool = True, title: str = "", percent: bool | None = None
+):
     """Rows: true class; columns: predicted. Row-normalised shows recall per class (%);
     `percent` says a given matrix is already in percent (default: when normalising here)."""
     if ax is None:
@@ -54,8 +57,19 @@ def confusion_heatmap(matrix: np.ndarray, ax=None, normalize: bool = True, title
     matrix = row_percent(matrix) if normalize else np.asarray(matrix, dtype=float)
     percent = normalize if percent is None else percent
     labels = [SHORT[e] for e in EMOTIONS]
-    sns.heatmap(matrix, annot=True, fmt=".1f" if percent else ".0f", cmap="Blues", cbar=False, square=True,
-                xticklabels=labels, yticklabels=labels, vmin=0, vmax=100 if percent else None, ax=ax)
+    sns.heatmap(
+        matrix,
+        annot=True,
+        fmt=".1f" if percent else ".0f",
+        cmap="Blues",
+        cbar=False,
+        square=True,
+        xticklabels=labels,
+        yticklabels=labels,
+        vmin=0,
+        vmax=100 if percent else None,
+        ax=ax,
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)

@@ -5,6 +5,7 @@ a notebook executed headless (`merlib run` sets MERLIB_PROGRESS=off for papermil
 where a bar's last frame (`0batch [00:00, ?batch/s]`) is all that would remain. Training still
 prints one line per epoch everywhere. MERLIB_PROGRESS=on|off overrides the guess.
 """
+
 from __future__ import annotations
 
 import os

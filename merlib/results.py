@@ -3,6 +3,7 @@ its plan: every fusion the config declares is fitted per fold on that fold's hol
 summary has one row per score set of the plan, with the mean over folds (the paper's number), the
 spread over folds and a bootstrap 95% interval, in percent.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,13 +16,15 @@ from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.fusion import fuse_frames, grid_unweighted_accuracy
 from merlib.io import write_json, write_text
-from merlib.metrics import label_indices, predicted_labels, summarize_folds, unweighted_accuracy, weighted_accuracy
+from merlib.metrics import label_indices, predicted_labels, summarize_folds, unweighted_accuracy
 from merlib.plan import output_titles
 from merlib.scores import read_scores, write_scores
 
 PAPER_RESULTS = pathlib.Path(__file__).resolve().parent.parent / "data_manifests" / "iemocap" / "paper_results.json"
-SYNTHETIC_NOTE = ("Demo corpus = SYNTHETIC speech (espeak-ng): these numbers show that the pipeline works; "
-                  "they say nothing about IEMOCAP.")
+SYNTHETIC_NOTE = (
+    "Demo corpus = SYNTHETIC speech (espeak-ng): these numbers show that the pipeline works; "
+    "they say nothing about IEMOCAP."
+)
 IEMOCAP_NOTE = "IEMOCAP, leave-one-session-out; paper: Padi et al. 2022, Table 2."
 
 
@@ -41,8 +44,11 @@ def fold_directories(run_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
 
 def fusion_info(run_dir) -> dict[int, dict]:
     """{fold: its fusion.json ({fusion: method, inputs, weights, curves})} for every fused fold."""
-    return {fold: json.loads((folder / "fusion.json").read_text())
-            for fold, folder in fold_directories(run_dir).items() if (folder / "fusion.json").is_file()}
+    return {
+        fold: json.loads((folder / "fusion.json").read_text())
+        for fold, folder in fold_directories(run_dir).items()
+        if (folder / "fusion.json").is_file()
+    }
 
 
 def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
@@ -56,18 +62,29 @@ def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
             continue
         frames = [read_scores(path) for path in paths]
         fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step, per_class=fusion.per_class)
-        write_scores(fold_dir / f"{fusion.name}_scores.csv", fused["id"], fused["split"], fused["label"],
-                     fused[list(EMOTIONS)].to_numpy())
+        write_scores(
+            fold_dir / f"{fusion.name}_scores.csv",
+            fused["id"],
+            fused["split"],
+            fused["label"],
+            fused[list(EMOTIONS)].to_numpy(),
+        )
         entry = {"method": fusion.method, "inputs": list(fusion.inputs)}
         if fusion.method == "weighted":
             entry["weights"] = dict(zip(fusion.inputs, fitted.weights_))
             if len(fusion.inputs) == 2:
                 test = (fused["split"] == "test").to_numpy()
-                stacked = np.stack([f.set_index("id").loc[fused["id"], list(EMOTIONS)].to_numpy()[test] for f in frames])
-                entry |= {"w1": fitted.weights_[0], "grid": fitted.grid_[:, 0].tolist(),
-                          "holdout_ua_curve": fitted.curve_.tolist(),
-                          "test_ua_curve": grid_unweighted_accuracy(fitted.grid_, stacked,
-                                                                    label_indices(fused.loc[test, "label"])).tolist()}
+                stacked = np.stack(
+                    [f.set_index("id").loc[fused["id"], list(EMOTIONS)].to_numpy()[test] for f in frames]
+                )
+                entry |= {
+                    "w1": fitted.weights_[0],
+                    "grid": fitted.grid_[:, 0].tolist(),
+                    "holdout_ua_curve": fitted.curve_.tolist(),
+                    "test_ua_curve": grid_unweighted_accuracy(
+                        fitted.grid_, stacked, label_indices(fused.loc[test, "label"])
+                    ).tolist(),
+                }
         info[fusion.name] = entry
     write_json(fold_dir / "fusion.json", info, indent=None)
     return info
@@ -86,8 +103,11 @@ def collect_predictions(run_dir, systems) -> dict[str, dict[int, tuple]]:
 
 
 def _weights_by_fold(run_dir, fusion: str) -> dict[int, list[float]]:
-    return {fold: list(info[fusion]["weights"].values()) for fold, info in fusion_info(run_dir).items()
-            if "weights" in info.get(fusion, {})}
+    return {
+        fold: list(info[fusion]["weights"].values())
+        for fold, info in fusion_info(run_dir).items()
+        if "weights" in info.get(fusion, {})
+    }
 
 
 def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFrame:
@@ -104,14 +124,22 @@ def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFr
     table = []
     for system, predictions in collect_predictions(run_dir, list(titles)).items():
         summary = summarize_folds(predictions, n_resamples=n_resamples)
-        row = {"system": system, "title": titles[system], "ua": 100 * summary.ua, "wa": 100 * summary.wa,
-               "ua_std": 100 * summary.ua_std, "wa_std": 100 * summary.wa_std,
-               "ua_ci_low": 100 * summary.ua_ci[0], "ua_ci_high": 100 * summary.ua_ci[1],
-               "folds": ",".join(map(str, sorted(predictions)))}
+        row = {
+            "system": system,
+            "title": titles[system],
+            "ua": 100 * summary.ua,
+            "wa": 100 * summary.wa,
+            "ua_std": 100 * summary.ua_std,
+            "wa_std": 100 * summary.wa_std,
+            "ua_ci_low": 100 * summary.ua_ci[0],
+            "ua_ci_high": 100 * summary.ua_ci[1],
+            "folds": ",".join(map(str, sorted(predictions))),
+        }
         weights = _weights_by_fold(run_dir, system)
         if weights:
-            row["w1"] = ", ".join("/".join(f"{w:.2f}" for w in (ws[:1] if len(ws) == 2 else ws))
-                                  for _, ws in sorted(weights.items()))
+            row["w1"] = ", ".join(
+                "/".join(f"{w:.2f}" for w in (ws[:1] if len(ws) == 2 else ws)) for _, ws in sorted(weights.items())
+            )
         if system in paper:
             row["paper_ua"], row["paper_wa"] = paper[system]["ua"], paper[system]["wa"]
         table.append(row)
@@ -125,8 +153,11 @@ def write_summary(run_dir, config: Config) -> pd.DataFrame:
         fuse_fold(folder, config)
     table = summary_table(run_dir, config)
     write_text(run_dir / "summary.csv", table.to_csv(index=False))
-    write_text(run_dir / "summary.md", f"# {run_dir.name}: UA / WA (%), mean over folds ± std, bootstrap 95% "
-                                       f"interval of UA\n\n{corpus_note(config)}\n\n{markdown_table(table)}\n")
+    write_text(
+        run_dir / "summary.md",
+        f"# {run_dir.name}: UA / WA (%), mean over folds ± std, bootstrap 95% "
+        f"interval of UA\n\n{corpus_note(config)}\n\n{markdown_table(table)}\n",
+    )
     return table
 
 
@@ -139,9 +170,16 @@ def fusion_comparison(run_dir, summary: pd.DataFrame, config: Config) -> pd.Data
         if fusion.method != "weighted" or fusion.name not in table.index:
             continue
         weights = np.array(list(_weights_by_fold(run_dir, fusion.name).values()))
-        rows.append({"system": fusion.name, "fuses": " + ".join(fusion.inputs), "ua": table.at[fusion.name, "ua"],
-                     "wa": table.at[fusion.name, "wa"], "ua_std": table.at[fusion.name, "ua_std"],
-                     "mean weights": ", ".join(f"{name} {w:.2f}" for name, w in zip(fusion.inputs, weights.mean(0)))})
+        rows.append(
+            {
+                "system": fusion.name,
+                "fuses": " + ".join(fusion.inputs),
+                "ua": table.at[fusion.name, "ua"],
+                "wa": table.at[fusion.name, "wa"],
+                "ua_std": table.at[fusion.name, "ua_std"],
+                "mean weights": ", ".join(f"{name} {w:.2f}" for name, w in zip(fusion.inputs, weights.mean(0))),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -155,9 +193,11 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 def per_fold_table(run_dir, config: Config) -> pd.DataFrame:
     """UA (%) of every score set in every fold, and w1 of each two-input weighted fusion."""
-    rows = [{"fold": fold, "system": system, "ua": 100 * unweighted_accuracy(y_true, y_pred)}
-            for system, predictions in collect_predictions(run_dir, config.outputs()).items()
-            for fold, (y_true, y_pred) in sorted(predictions.items())]
+    rows = [
+        {"fold": fold, "system": system, "ua": 100 * unweighted_accuracy(y_true, y_pred)}
+        for system, predictions in collect_predictions(run_dir, config.outputs()).items()
+        for fold, (y_true, y_pred) in sorted(predictions.items())
+    ]
     table = pd.DataFrame(rows).pivot(index="fold", columns="system", values="ua").round(2)
     table = table[[s for s in config.outputs() if s in table.columns]].add_suffix(" UA")
     infos = fusion_info(run_dir)
@@ -172,9 +212,14 @@ def pooled_confusions(run_dir, systems) -> dict[str, np.ndarray]:
     from merlib.metrics import confusion
 
     predictions = collect_predictions(run_dir, systems)
-    return {system: confusion(np.concatenate([t for t, _ in predictions[system].values()]),
-                              np.concatenate([p for _, p in predictions[system].values()]))
-            for system in systems if system in predictions}
+    return {
+        system: confusion(
+            np.concatenate([t for t, _ in predictions[system].values()]),
+            np.concatenate([p for _, p in predictions[system].values()]),
+        )
+        for system in systems
+        if system in predictions
+    }
 
 
 def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
@@ -183,8 +228,13 @@ def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
     rows = []
     for system in systems:
         saved = json.loads((pathlib.Path(run_dir) / f"fold{fold}" / f"{system}_history.json").read_text())
-        rows.append({"system": system, "kept_epoch": (saved["best_epoch"] if saved["best_epoch"] is not None else 0) + 1,
-                     **{k: round(100 * saved[k], 2) for k in ("holdout_ua", "test_ua", "test_wa")}})
+        rows.append(
+            {
+                "system": system,
+                "kept_epoch": (saved["best_epoch"] if saved["best_epoch"] is not None else 0) + 1,
+                **{k: round(100 * saved[k], 2) for k in ("holdout_ua", "test_ua", "test_wa")},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -192,11 +242,18 @@ def text_leakage(run_dir: pathlib.Path, fold: int, system: str) -> pd.DataFrame:
     """The leakage diagnostic of one text system's fold: test transcripts seen verbatim in training."""
     saved = json.loads((pathlib.Path(run_dir) / f"fold{fold}" / f"{system}_history.json").read_text())
     leakage = saved["leakage"]
-    return pd.DataFrame([{
-        "test_ua_%": round(100 * saved["test_ua"], 2),
-        "test seen verbatim in training_%": round(100 * leakage["test_seen_in_training_share"], 1),
-        "unseen test utterances": leakage["test_unseen_count"],
-        "test_ua_unseen_%": None if leakage["test_unseen_ua"] is None else round(100 * leakage["test_unseen_ua"], 2),
-        "max_length": saved["max_length"], "truncated_%": round(100 * saved["truncated_share"], 2),
-        "empty transcripts (train/holdout/test)": "/".join(str(v) for v in saved["empty_transcripts"].values())}])
-
+    return pd.DataFrame(
+        [
+            {
+                "test_ua_%": round(100 * saved["test_ua"], 2),
+                "test seen verbatim in training_%": round(100 * leakage["test_seen_in_training_share"], 1),
+                "unseen test utterances": leakage["test_unseen_count"],
+                "test_ua_unseen_%": None
+                if leakage["test_unseen_ua"] is None
+                else round(100 * leakage["test_unseen_ua"], 2),
+                "max_length": saved["max_length"],
+                "truncated_%": round(100 * saved["truncated_share"], 2),
+                "empty transcripts (train/holdout/test)": "/".join(str(v) for v in saved["empty_transcripts"].values()),
+            }
+        ]
+    )

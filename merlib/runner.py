@@ -12,10 +12,10 @@ A system whose score files exist in a fold is skipped there; an interrupted fold
 its checkpoints (the training loop's). A failed fold is reported with the path of its executed
 notebook and the other folds still run.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import pathlib
 import platform
@@ -47,8 +47,16 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     os.environ["MERLIB_PROGRESS"] = "off"
     # the notebooks' printed lines (one per training epoch) stream to our stdout as progress
-    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(output), parameters=parameters, cwd=str(REPO),
-                               kernel_name="python3", progress_bar=False, log_output=False, stdout_file=sys.stdout)
+    papermill.execute_notebook(
+        str(NOTEBOOKS / notebook),
+        str(output),
+        parameters=parameters,
+        cwd=str(REPO),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+        stdout_file=sys.stdout,
+    )
     return output
 
 
@@ -59,7 +67,9 @@ def versions() -> dict:
     found = {name: importlib.metadata.version(name) for name in packages}
     try:
         revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip())
+        dirty = bool(
+            subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        )
     except FileNotFoundError:
         revision, dirty = "", False
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
@@ -86,15 +96,24 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
         output = run_dir / f"fold{fold}" / executed_notebook(system)
         try:
             execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
-        except Exception as error:   # papermill's execution error carries the cell's traceback
-            print(f"fold {fold}: {system.name} failed: "
-                  f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}", file=sys.stderr)
+        except Exception as error:  # papermill's execution error carries the cell's traceback
+            print(
+                f"fold {fold}: {system.name} failed: "
+                f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}",
+                file=sys.stderr,
+            )
             return fold, str(output)
     return fold, None
 
 
-def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: str = "runs",
-        report: bool = True, overrides: dict | None = None) -> int:
+def run(
+    config_path: str,
+    folds: list[int] | None = None,
+    jobs: int = 1,
+    runs: str = "runs",
+    report: bool = True,
+    overrides: dict | None = None,
+) -> int:
     """Run every fold of the config's plan; then (unless `report` is False) fusion and the report."""
     config = load_config(config_path, overrides)
     run_dir = run_directory(config, runs).resolve()
@@ -120,8 +139,11 @@ def run(config_path: str, folds: list[int] | None = None, jobs: int = 1, runs: s
             fold, failed = future.result()
             if failed:
                 failures[fold] = failed
-            print(f"  fold {fold}: {'FAILED, see ' + failed if failed else 'done'} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+            print(
+                f"  fold {fold}: {'FAILED, see ' + failed if failed else 'done'} "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
     if report:
         print(f"  40_fusion ... ({time.perf_counter() - started:.0f} s)", flush=True)
         execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
@@ -139,8 +161,9 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     import nbformat
 
     notebook = nbformat.read(run_dir / "40_fusion.ipynb", as_version=4)
-    html, _ = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True,
-                                     exclude_output_prompt=True).from_notebook_node(notebook)
+    html, _ = nbconvert.HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    ).from_notebook_node(notebook)
     return write_text(run_dir / "report.html", html)
 
 

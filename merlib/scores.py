@@ -4,6 +4,7 @@ Columns `id, split, label, ang, hap, neu, sad`; the class columns are log-softma
 `split` is `holdout` or `test`. Fusion, metrics, widgets and reports read only these files, so
 scores from any other system can be fused and compared too.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,13 @@ class ScoresError(MerlibError, ValueError):
     """A scores file breaks the contract; the message names the file and what is wrong."""
 
 
-def write_scores(path: str | os.PathLike, ids: Sequence[str], splits: Sequence[str], labels: Sequence[str],
-                 log_probabilities: np.ndarray) -> pathlib.Path:
+def write_scores(
+    path: str | os.PathLike,
+    ids: Sequence[str],
+    splits: Sequence[str],
+    labels: Sequence[str],
+    log_probabilities: np.ndarray,
+) -> pathlib.Path:
     path = pathlib.Path(path)
     frame = pd.DataFrame(np.asarray(log_probabilities, dtype=float), columns=list(EMOTIONS))
     frame.insert(0, "label", list(labels))
@@ -51,8 +57,10 @@ def validate_scores(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     values = frame[list(EMOTIONS)].to_numpy(dtype=float)
     if not np.isfinite(values).all():
         rows = frame["id"][~np.isfinite(values).all(axis=1)].tolist()
-        raise ScoresError(f"{where}: non-finite scores for {len(rows)} utterance(s), e.g. {', '.join(map(str, rows[:5]))}; "
-                          "the system that wrote them diverged or failed: rerun it")
+        raise ScoresError(
+            f"{where}: non-finite scores for {len(rows)} utterance(s), e.g. {', '.join(map(str, rows[:5]))}; "
+            "the system that wrote them diverged or failed: rerun it"
+        )
     duplicated = frame["id"][frame["id"].duplicated()].tolist()
     if duplicated:
         raise ScoresError(f"{where}: utterance id(s) listed twice: {', '.join(duplicated[:5])}")

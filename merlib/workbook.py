@@ -6,6 +6,7 @@ directory: a relative path resolves against the repository root, the folder that
 `configs/` and `notebooks/` (found upwards from the working directory, else merlib's own
 checkout). `merlib run` passes absolute paths.
 """
+
 from __future__ import annotations
 
 import pathlib

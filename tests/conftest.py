@@ -71,8 +71,9 @@ def tiny_demo_corpus(tmp_path_factory):
     _espeak_or_skip()
     from merlib.data import demo, iemocap
 
-    config = demo.DemoCorpusConfig(per_speaker=(("ang", 2), ("hap", 2), ("neu", 2), ("sad", 2)),
-                                   other_per_speaker=(), dialogs_per_session=2)
+    config = demo.DemoCorpusConfig(
+        per_speaker=(("ang", 2), ("hap", 2), ("neu", 2), ("sad", 2)), other_per_speaker=(), dialogs_per_session=2
+    )
     root = tmp_path_factory.mktemp("tiny-demo")
     demo.generate_demo_corpus(root, config)
     return root, iemocap.prepare_iemocap(root, corpus="demo").utterances
@@ -90,7 +91,7 @@ def tiny_run(tmp_path_factory, tiny_demo_corpus):
     demo.generate_demo_speakers(speakers, demo.DemoSpeakersConfig(speakers=6, utterances_per_speaker=4))
     manifest = iemocap.write_prepared(iemocap.prepare_iemocap(corpus, corpus="demo"), base / "manifest", corpus)
     config = base / "tiny.yaml"
-    config.write_text(f"""base: {pathlib.Path('configs/demo.yaml').resolve()}
+    config.write_text(f"""base: {pathlib.Path("configs/demo.yaml").resolve()}
 name: tiny
 data: {{root: {corpus}, manifest: {manifest}}}
 features: {{n_mels: 32}}

@@ -7,6 +7,7 @@ match `ID [start-end]: text`, `XX0` ids without a label, latin-1 bytes in a tran
 missing wav, utterances of classes outside the 4-class set (fru, xxx), exc next to hap, and
 utterances whose gender letter differs from the dialog's (Ses01F_impro01_M000 is male).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -32,9 +33,9 @@ HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
 class FixtureInfo:
     root: pathlib.Path
     kept_ids: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)        # kept id -> 4-class label
-    transcripts: dict[str, str] = field(default_factory=dict)   # kept id -> transcript ("" if none)
-    missing_wavs: list[str] = field(default_factory=list)        # relative paths
+    labels: dict[str, str] = field(default_factory=dict)  # kept id -> 4-class label
+    transcripts: dict[str, str] = field(default_factory=dict)  # kept id -> transcript ("" if none)
+    missing_wavs: list[str] = field(default_factory=list)  # relative paths
     other_classes: dict[str, int] = field(default_factory=dict)
     latin1_id: str | None = None
     no_transcript_id: str | None = None
@@ -47,16 +48,21 @@ def _write_wav(path: pathlib.Path, seconds: float, seed: int) -> None:
     soundfile.write(str(path), samples, 16000, subtype="PCM_16")
 
 
-def make_iemocap_tree(root: pathlib.Path, counts: dict = SMALL_COUNTS, quirks: bool = True,
-                      wav_seconds: float = 0.05) -> FixtureInfo:
+def make_iemocap_tree(
+    root: pathlib.Path, counts: dict = SMALL_COUNTS, quirks: bool = True, wav_seconds: float = 0.05
+) -> FixtureInfo:
     """Write `root/IEMOCAP_full_release` with `counts[session][label]` 4-class utterances."""
     corpus = root / "IEMOCAP_full_release"
     info = FixtureInfo(root=corpus)
     for session, label_counts in counts.items():
         session_dir = corpus / f"Session{session}"
-        dialogs = [f"Ses{session:02d}F_impro01", f"Ses{session:02d}M_impro02",
-                   f"Ses{session:02d}F_script01_1", f"Ses{session:02d}M_script02_2"]
-        plan = {dialog: [] for dialog in dialogs}   # dialog -> [(raw label, role)]
+        dialogs = [
+            f"Ses{session:02d}F_impro01",
+            f"Ses{session:02d}M_impro02",
+            f"Ses{session:02d}F_script01_1",
+            f"Ses{session:02d}M_script02_2",
+        ]
+        plan = {dialog: [] for dialog in dialogs}  # dialog -> [(raw label, role)]
         position = 0
         for label, n in label_counts.items():
             for k in range(n):
@@ -90,7 +96,7 @@ def make_iemocap_tree(root: pathlib.Path, counts: dict = SMALL_COUNTS, quirks: b
                 else:
                     transcription.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {text}\n")
                 if quirks and u_index == 1:
-                    transcription.append("M: [LAUGHTER]\n")   # stray line, no id and times
+                    transcription.append("M: [LAUGHTER]\n")  # stray line, no id and times
                     info.stray_lines += 1
                 wav = pathlib.Path(f"Session{session}") / "sentences" / "wav" / dialog / f"{utt}.wav"
                 if role == "missing":

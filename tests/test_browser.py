@@ -1,5 +1,6 @@
 """A real browser: JupyterLab on a free localhost port, headless Chromium driven by Playwright,
 the explore notebook run top to bottom, the fusion slider moved, the displayed UA changing."""
+
 import os
 import pathlib
 import secrets
@@ -34,21 +35,38 @@ def jupyterlab(tmp_path, tiny_run):
     lab = tmp_path / "lab"
     lab.mkdir()
     # the explore notebook with the tiny run's parameters injected, not executed
-    papermill.execute_notebook(str(REPO / "notebooks" / "50_explore.ipynb"), str(lab / "50_explore.ipynb"),
-                               parameters={"config": str(tiny_run["config"]), "runs": str(tiny_run["runs"]), "fold": 2},
-                               prepare_only=True)
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "50_explore.ipynb"),
+        str(lab / "50_explore.ipynb"),
+        parameters={"config": str(tiny_run["config"]), "runs": str(tiny_run["runs"]), "fold": 2},
+        prepare_only=True,
+    )
     # a private settings/workspace folder: no layout restored from another session, no news popup
     settings = tmp_path / "lab-settings"
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        '{"fetchNews": "false", "checkForUpdates": false}')
+        '{"fetchNews": "false", "checkForUpdates": false}'
+    )
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab}",
-         f"--LabApp.user_settings_dir={settings}", f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}"],
-        cwd=REPO, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)})   # the kernel imports this checkout's merlib
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={lab}",
+            f"--LabApp.user_settings_dir={settings}",
+            f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}",
+        ],
+        cwd=REPO,
+        stdout=open(tmp_path / "lab.log", "w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # the kernel imports this checkout's merlib
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -69,27 +87,38 @@ def test_fusion_slider_in_a_real_browser(jupyterlab):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{jupyterlab['url']}/lab/tree/50_explore.ipynb?token={jupyterlab['token']}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)
-        page.click(".jp-Notebook .jp-Cell >> nth=1")                     # focus the notebook
-        page.click("li.lm-MenuBar-item:has-text('Run')")                # Run ▸ Run All Cells
+        page.click(".jp-Notebook .jp-Cell >> nth=1")  # focus the notebook
+        page.click("li.lm-MenuBar-item:has-text('Run')")  # Run ▸ Run All Cells
         page.click("li.lm-Menu-item:has(div.lm-Menu-itemLabel:text-is('Run All Cells'))")
         metrics = page.wait_for_selector(".merlib-test-ua", timeout=240_000)
         shown = {"chosen": shown_test_ua(metrics.inner_text())}
         handle = page.locator(".widget-slider .noUi-handle").first
-        for key, w1 in (("Home", "0.00"), ("End", "1.00")):       # keyboard moves of the slider handle
+        for key, w1 in (("Home", "0.00"), ("End", "1.00")):  # keyboard moves of the slider handle
             handle.focus()
             page.keyboard.press(key)
             page.wait_for_function(
-                f"() => document.querySelector('.merlib-metrics').innerText.includes('w1 = {w1}')", timeout=60_000)
+                f"() => document.querySelector('.merlib-metrics').innerText.includes('w1 = {w1}')", timeout=60_000
+            )
             shown[w1] = shown_test_ua(page.inner_text(".merlib-metrics"))
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-        page.wait_for_timeout(1000)       # let the confusion-matrix output repaint
+        page.wait_for_timeout(1000)  # let the confusion-matrix output repaint
         page.screenshot(path=str(jupyterlab["out"] / "50_explore.png"), full_page=True)
         print(f"screenshot: {jupyterlab['out'] / '50_explore.png'}; test UA shown: {shown}")
         browser.close()

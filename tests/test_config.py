@@ -1,13 +1,22 @@
 """Configs are data: YAML → dataclasses, the paper's values in one place, the plan declared,
 and every mistake refused at load with the file, the key and the allowed values."""
+
 import dataclasses
 import pathlib
 import typing
 
 import pytest
 
-from merlib.config import (BackboneName, Config, ConfigError, FrontEndName, PretrainedSource, config_overrides,
-                           load_config, paper_config)
+from merlib.config import (
+    BackboneName,
+    Config,
+    ConfigError,
+    FrontEndName,
+    PretrainedSource,
+    config_overrides,
+    load_config,
+    paper_config,
+)
 
 SHIPPED = sorted(pathlib.Path("configs").glob("*.yaml"))
 
@@ -22,7 +31,11 @@ def test_paper_config_holds_the_paper_values():
     config = load_config("configs/paper.yaml")
     assert config.features.n_mels == 128 and config.features.win_ms == 25 and config.features.hop_ms == 10
     assert config.features.normalization == "per_bin" and config.speech.model.m_channels == 32
-    assert (config.speech.linear_probe.lr, config.speech.fine_tune.backbone_lr, config.speech.fine_tune.lr) == (0.1, 1e-3, 0.1)
+    assert (config.speech.linear_probe.lr, config.speech.fine_tune.backbone_lr, config.speech.fine_tune.lr) == (
+        0.1,
+        1e-3,
+        0.1,
+    )
     assert config.speech.fine_tune.chunk_frames == [150, 200, 250, 300] and config.augment.copies == 2
     assert (config.text.lr, config.text.batch_size) == (2e-5, 32) and config.data.folds == [1, 2, 3, 4, 5]
     assert config.outputs() == ["speech_lp", "speech_ft", "text", "fusion_weighted", "fusion_znorm"]
@@ -39,8 +52,11 @@ def _recipe_sections(cls=Config):
 def test_defaults_live_in_paper_yaml_only():
     """No recipe section of the dataclasses carries a default value: paper.yaml sets them all."""
     for section in {Config, *_recipe_sections()}:
-        with_default = [f.name for f in dataclasses.fields(section)
-                        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+        with_default = [
+            f.name
+            for f in dataclasses.fields(section)
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        ]
         allowed = {"path"} if section.__name__ == "PretrainedConfig" else set()
         assert set(with_default) <= allowed, (section.__name__, with_default)
 
@@ -56,7 +72,7 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path):
     path.write_text("base: " + str((tmp_path / "..").resolve()) + "/x.yaml\n")
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(path)
-    path.write_text("base: paper.yaml\nfeatures:\n  n_mel: 64\n")   # the shipped paper.yaml, found by name
+    path.write_text("base: paper.yaml\nfeatures:\n  n_mel: 64\n")  # the shipped paper.yaml, found by name
     with pytest.raises(ConfigError, match=r"bad.yaml.features: unknown key\(s\) n_mel"):
         load_config(path)
     path.write_text("base: paper.yaml\nfeatures:\n  n_mels: lots\n")
@@ -64,29 +80,35 @@ def test_unknown_key_and_wrong_type_are_named(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("key, value, allowed", [
-    ("features.normalization", "perbin", "per_bin, global, mean, none"),
-    ("features.kind", "mfcc", "logmel, kaldi_fbank, ge2e_mel"),
-    ("speech.model.backbone", "resnet43", "resnet34, ge2e"),
-    ("speech.model.activation", "gelu", "prelu, relu"),
-    ("speech.pretrained.source", "wespeaker-typo", "none, pretrain, resemblyzer, wespeaker, checkpoint"),
-    ("speech.fine_tune.optimizer", "adamw", "sgd, adam"),
-    ("data.holdout", "random", "stratified, session"),
-    ("runtime.precision", "fp8", "auto, fp32, bf16, fp16"),
-])
+@pytest.mark.parametrize(
+    "key, value, allowed",
+    [
+        ("features.normalization", "perbin", "per_bin, global, mean, none"),
+        ("features.kind", "mfcc", "logmel, kaldi_fbank, ge2e_mel"),
+        ("speech.model.backbone", "resnet43", "resnet34, ge2e"),
+        ("speech.model.activation", "gelu", "prelu, relu"),
+        ("speech.pretrained.source", "wespeaker-typo", "none, pretrain, resemblyzer, wespeaker, checkpoint"),
+        ("speech.fine_tune.optimizer", "adamw", "sgd, adam"),
+        ("data.holdout", "random", "stratified, session"),
+        ("runtime.precision", "fp8", "auto, fp32, bf16, fp16"),
+    ],
+)
 def test_a_misspelt_choice_is_refused_at_load_with_the_allowed_values(key, value, allowed):
     with pytest.raises(ConfigError, match=rf"{key}: '{value}' is not allowed; choose one of: {allowed}"):
         paper_config(config_overrides([f"{key}={value}"]))
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("speech.fine_tune.epochs=-1", "speech.fine_tune.epochs: -1 must be ≥ 1"),
-    ("speech.fine_tune.chunk_frames=[]", "speech.fine_tune.chunk_frames: must not be empty"),
-    ("data.holdout_fraction=1.5", "data.holdout_fraction: 1.5 must be < 1"),
-    ("data.holdout_fraction=0", "data.holdout_fraction: 0.0 must be > 0"),
-    ("text.lr=0", "text.lr: 0.0 must be > 0"),
-    ("runtime.device=gpu", "runtime.device: 'gpu' is not allowed"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        ("speech.fine_tune.epochs=-1", "speech.fine_tune.epochs: -1 must be ≥ 1"),
+        ("speech.fine_tune.chunk_frames=[]", "speech.fine_tune.chunk_frames: must not be empty"),
+        ("data.holdout_fraction=1.5", "data.holdout_fraction: 1.5 must be < 1"),
+        ("data.holdout_fraction=0", "data.holdout_fraction: 0.0 must be > 0"),
+        ("text.lr=0", "text.lr: 0.0 must be > 0"),
+        ("runtime.device=gpu", "runtime.device: 'gpu' is not allowed"),
+    ],
+)
 def test_values_out_of_range_are_refused_at_load(assignment, message):
     with pytest.raises(ConfigError, match=message):
         paper_config(config_overrides([assignment]))
@@ -104,7 +126,10 @@ def test_the_choices_are_the_plug_in_tables():
 
 def test_set_assignments_become_nested_overrides():
     assert config_overrides(["speech.fine_tune.epochs=3", "data.folds=[1, 2]", "text.model=/m/bert"]) == {
-        "speech": {"fine_tune": {"epochs": 3}}, "data": {"folds": [1, 2]}, "text": {"model": "/m/bert"}}
+        "speech": {"fine_tune": {"epochs": 3}},
+        "data": {"folds": [1, 2]},
+        "text": {"model": "/m/bert"},
+    }
     with pytest.raises(ConfigError, match="key.sub=value"):
         config_overrides(["speech.fine_tune.epochs"])
 
@@ -118,27 +143,49 @@ def test_base_and_overrides(tmp_path):
 def test_a_system_resolves_its_overrides_over_the_run():
     config = load_config("configs/demo.yaml")
     ge2e = config.system_config("speech_ge2e")
-    assert (ge2e.features.kind, ge2e.speech.model.backbone, ge2e.speech.fine_tune.optimizer) == ("ge2e_mel", "ge2e", "adam")
-    assert ge2e.speech.fine_tune.max_grad_norm == config.speech.fine_tune.max_grad_norm   # the rest is the run's
+    assert (ge2e.features.kind, ge2e.speech.model.backbone, ge2e.speech.fine_tune.optimizer) == (
+        "ge2e_mel",
+        "ge2e",
+        "adam",
+    )
+    assert ge2e.speech.fine_tune.max_grad_norm == config.speech.fine_tune.max_grad_norm  # the rest is the run's
     assert config.system_config("speech") is config
     assert [s.name for s in config.systems_of("speech")] == ["speech", "speech_ge2e"]
 
 
-@pytest.mark.parametrize("plan, message", [
-    ({"fusions": [{"name": "f", "method": "weighted", "inputs": ["speech_ft", "txt"]}]},
-     "fusion f fuses txt, which no system writes"),
-    ({"fusions": [{"name": "f", "method": "average", "inputs": ["speech_ft", "text"]}]},
-     r"fusions\[0\].method: 'average' is not allowed; choose one of: weighted, znorm"),
-    ({"fusions": [{"name": "text", "method": "weighted", "inputs": ["speech_ft", "text"]}]},
-     "text stands more than once"),
-    ({"systems": [{"name": "speech", "modality": "speech"}, {"name": "speech", "modality": "text"}]},
-     "system names must differ"),
-    ({"systems": [{"name": "t", "modality": "text", "overrides": {"features": {"n_mels": 40}}}], "fusions": []},
-     "system t \\(text\\) overrides features; a text system may override: text"),
-    ({"systems": [{"name": "s", "modality": "speech", "overrides": {"features": {"n_mels": 40}}}], "fusions": []},
-     "system s transfers this run's speaker pretraining"),
-    ({"systems": [], "fusions": []}, "systems: must not be empty"),
-])
+@pytest.mark.parametrize(
+    "plan, message",
+    [
+        (
+            {"fusions": [{"name": "f", "method": "weighted", "inputs": ["speech_ft", "txt"]}]},
+            "fusion f fuses txt, which no system writes",
+        ),
+        (
+            {"fusions": [{"name": "f", "method": "average", "inputs": ["speech_ft", "text"]}]},
+            r"fusions\[0\].method: 'average' is not allowed; choose one of: weighted, znorm",
+        ),
+        (
+            {"fusions": [{"name": "text", "method": "weighted", "inputs": ["speech_ft", "text"]}]},
+            "text stands more than once",
+        ),
+        (
+            {"systems": [{"name": "speech", "modality": "speech"}, {"name": "speech", "modality": "text"}]},
+            "system names must differ",
+        ),
+        (
+            {"systems": [{"name": "t", "modality": "text", "overrides": {"features": {"n_mels": 40}}}], "fusions": []},
+            "system t \\(text\\) overrides features; a text system may override: text",
+        ),
+        (
+            {
+                "systems": [{"name": "s", "modality": "speech", "overrides": {"features": {"n_mels": 40}}}],
+                "fusions": [],
+            },
+            "system s transfers this run's speaker pretraining",
+        ),
+        ({"systems": [], "fusions": []}, "systems: must not be empty"),
+    ],
+)
 def test_a_bad_plan_is_refused_at_load(plan, message):
     with pytest.raises(ConfigError, match=message):
         paper_config(plan)

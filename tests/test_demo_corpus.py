@@ -1,5 +1,6 @@
 """The embedded demo corpora: IEMOCAP layout read by the unmodified parser, deterministic,
 cached by config, learnable but not trivial."""
+
 import dataclasses
 import json
 
@@ -9,8 +10,9 @@ from merlib import baselines
 from merlib.data import demo, espeak, iemocap
 from merlib.data.speakers import read_speaker_manifest
 
-TINY = demo.DemoCorpusConfig(per_speaker=(("ang", 1), ("hap", 2), ("neu", 1), ("sad", 1)),
-                             other_per_speaker=(("fru", 1),), dialogs_per_session=2)
+TINY = demo.DemoCorpusConfig(
+    per_speaker=(("ang", 1), ("hap", 2), ("neu", 1), ("sad", 1)), other_per_speaker=(("fru", 1),), dialogs_per_session=2
+)
 
 
 def test_manifest_counts_match_the_generator(demo_corpus):
@@ -74,7 +76,7 @@ def test_speaker_corpus_is_disjoint_and_big_enough(demo_speakers):
     for record in records:
         per_speaker[record.speaker] = per_speaker.get(record.speaker, 0) + 1
     assert len(per_speaker) == len(speakers) and min(per_speaker.values()) >= 20
-    assert all(record.wav.count("/") == 2 for record in records)   # idNNNNN/<video>/<utt>.wav
+    assert all(record.wav.count("/") == 2 for record in records)  # idNNNNN/<video>/<utt>.wav
 
 
 @pytest.mark.slow

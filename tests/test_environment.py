@@ -1,4 +1,5 @@
 """The environment is declared once (pyproject.toml); environment.yml must mirror it."""
+
 import pathlib
 import re
 import tomllib
@@ -26,8 +27,18 @@ def test_environment_yml_mirrors_pyproject():
 
 
 def test_top_level_layout():
-    for name in ("notebooks", "merlib", "environment.yml", "tests", "README.md", "data_manifests",
-                 "configs", "Makefile", ".ci/run", "pyproject.toml"):
+    for name in (
+        "notebooks",
+        "merlib",
+        "environment.yml",
+        "tests",
+        "README.md",
+        "data_manifests",
+        "configs",
+        "Makefile",
+        ".ci/run",
+        "pyproject.toml",
+    ):
         assert (ROOT / name).exists(), name
 
 

@@ -1,4 +1,5 @@
 """Log-mel front end, SpecAugment and bad-audio errors."""
+
 import dataclasses
 
 import numpy as np
@@ -29,13 +30,13 @@ def write_wav(path, seconds=1.0, rate=16000, channels=1, seed=0, subtype="PCM_16
 def test_shapes_and_per_bin_normalisation(tmp_path):
     waveform = F.load_audio(write_wav(tmp_path / "a.wav", seconds=2.0))
     log_mel = F.LogMel(PAPER.features)(waveform)
-    assert log_mel.shape == (201, 128)            # 10 ms hop, centred frames
+    assert log_mel.shape == (201, 128)  # 10 ms hop, centred frames
     assert torch.allclose(log_mel.mean(0), torch.zeros(128), atol=1e-4)
     assert torch.allclose(log_mel.std(0, unbiased=False), torch.ones(128), atol=1e-3)
 
 
 def test_empty_mel_filters_give_no_nan_or_inf():
-    config = features_config(n_fft=512)   # 128 filters over 257 bins: some low filters are empty
+    config = features_config(n_fft=512)  # 128 filters over 257 bins: some low filters are empty
     with pytest.warns(UserWarning, match="empty filters"):
         front_end = F.LogMel(config)
     for waveform in (torch.zeros(16000), torch.randn(16000) * 1e-3, torch.randn(400)):
@@ -47,7 +48,7 @@ def test_global_normalisation_keeps_spectral_shape(tmp_path):
     waveform = F.load_audio(write_wav(tmp_path / "a.wav"))
     out = F.LogMel(features_config(normalization="global", n_mels=64))(waveform)
     assert abs(out.mean().item()) < 1e-4 and abs(out.std(unbiased=False).item() - 1) < 1e-3
-    assert out.mean(0).std() > 0.1        # per-bin means differ: tilt is kept
+    assert out.mean(0).std() > 0.1  # per-bin means differ: tilt is kept
 
 
 def test_stereo_is_downmixed_and_other_rates_resampled_once(tmp_path):
@@ -58,9 +59,10 @@ def test_stereo_is_downmixed_and_other_rates_resampled_once(tmp_path):
         low = F.load_audio(write_wav(tmp_path / "l.wav", rate=8000))
     assert low.shape[0] == 16000
     import warnings
+
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        F.load_audio(write_wav(tmp_path / "l2.wav", rate=8000))   # said once only
+        F.load_audio(write_wav(tmp_path / "l2.wav", rate=8000))  # said once only
 
 
 def test_bad_audio_errors_name_the_file(tmp_path):
@@ -82,7 +84,7 @@ def test_feature_cache_is_computed_once_and_keyed_by_config(tmp_path):
     cache = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=40))
     first = cache.get("utt", "a.wav")
     assert cache.path("utt").is_file()
-    (tmp_path / "a.wav").unlink()                 # a second read must not need the audio
+    (tmp_path / "a.wav").unlink()  # a second read must not need the audio
     assert torch.equal(cache.get("utt", "a.wav"), first)
     other = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=64))
     assert other.folder != cache.folder
@@ -95,7 +97,7 @@ def test_masks_stay_within_policy_limits_and_are_reproducible(name):
     features = torch.randn(300, 128)
     for seed in range(20):
         masked, mask = mask_features(features, augment, generator_seed=seed)
-        assert mask.all(dim=0).sum() <= policy.freq_masks * policy.freq_width       # masked bins
+        assert mask.all(dim=0).sum() <= policy.freq_masks * policy.freq_width  # masked bins
         assert mask.all(dim=1).sum() <= policy.time_masks * min(policy.time_width, 300 * policy.max_time_fraction)
         assert torch.equal(masked[mask], torch.zeros(int(mask.sum())))
         assert torch.equal(masked[~mask], features[~mask])

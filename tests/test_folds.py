@@ -1,4 +1,5 @@
 """LOSO as the paper runs it: no speaker in both training and test, hold-out from training only."""
+
 import dataclasses
 
 import pytest

@@ -1,4 +1,5 @@
 """Fusion against hand-computed values, and the errors users meet."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +12,8 @@ from merlib.scores import write_scores
 
 # Hold-out of 4 utterances (one per class). Speech is right on ang/hap, text on neu/sad.
 Y = np.array([0, 1, 2, 3])
-SPEECH = np.log(np.array([[.7, .1, .1, .1], [.1, .7, .1, .1], [.4, .3, .2, .1], [.1, .4, .2, .3]]))
-TEXT = np.log(np.array([[.3, .3, .2, .2], [.2, .4, .2, .2], [.1, .1, .7, .1], [.1, .1, .1, .7]]))
+SPEECH = np.log(np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1], [0.1, 0.4, 0.2, 0.3]]))
+TEXT = np.log(np.array([[0.3, 0.3, 0.2, 0.2], [0.2, 0.4, 0.2, 0.2], [0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.1, 0.7]]))
 
 
 def test_weighted_fusion_finds_the_best_hold_out_weight_and_breaks_ties_towards_half():
@@ -20,7 +21,7 @@ def test_weighted_fusion_finds_the_best_hold_out_weight_and_breaks_ties_towards_
     # by hand: w1=0 → text alone: rows 0 (ang .3 ties hap .3: argmax picks ang), 1, 2, 3 right → UA 1.0
     # w1=0.25, 0.5 also get all four right; w1=0.75 gets row 2 wrong (ang) → .75; w1=1 → speech: .5
     assert fusion.curve_.tolist() == [1.0, 1.0, 1.0, 0.75, 0.5]
-    assert fusion.weights_ == (0.5, 0.5)            # three tied at 1.0: the one nearest 0.5
+    assert fusion.weights_ == (0.5, 0.5)  # three tied at 1.0: the one nearest 0.5
     expected = 0.5 * SPEECH + 0.5 * TEXT
     assert np.allclose(fusion.decision_function([SPEECH, TEXT]), expected)
     assert fusion.predict([SPEECH, TEXT]).tolist() == expected.argmax(1).tolist()
@@ -30,7 +31,8 @@ def test_weighted_fusion_finds_the_best_hold_out_weight_and_breaks_ties_towards_
 def test_weighted_fusion_on_the_simplex_for_three_modalities():
     grid = simplex_grid(3, 0.5)
     assert sorted(map(tuple, grid.tolist())) == sorted(
-        [(0, 0, 1), (0, .5, .5), (0, 1, 0), (.5, 0, .5), (.5, .5, 0), (1, 0, 0)])
+        [(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5), (0.5, 0.5, 0), (1, 0, 0)]
+    )
     fusion = WeightedFusion(step=0.5).fit([SPEECH, TEXT, TEXT], Y)
     assert len(fusion.weights_) == 3 and abs(sum(fusion.weights_) - 1) < 1e-9
 
@@ -68,10 +70,18 @@ def test_mismatched_utterance_sets_list_the_missing_ids():
     b = frame(["u1", "u2", "u3", "u9"], ["holdout"] * 4, list(EMOTIONS), TEXT)
     with pytest.raises(FusionError, match=r"1 missing from text \(e.g. u4\), 1 missing from speech \(e.g. u9\)"):
         align_scores([a, b], ["speech", "text"])
-    keys, arrays = align_scores([a, b.iloc[[3, 2, 1, 0]].assign(id=["u4", "u3", "u2", "u1"], label=list(EMOTIONS)[::-1],
-                                                                 **{e: TEXT[::-1, i] for i, e in enumerate(EMOTIONS)})],
-                                ["speech", "text"])
-    assert np.allclose(arrays[1], TEXT)     # matched by id, not by row order
+    keys, arrays = align_scores(
+        [
+            a,
+            b.iloc[[3, 2, 1, 0]].assign(
+                id=["u4", "u3", "u2", "u1"],
+                label=list(EMOTIONS)[::-1],
+                **{e: TEXT[::-1, i] for i, e in enumerate(EMOTIONS)},
+            ),
+        ],
+        ["speech", "text"],
+    )
+    assert np.allclose(arrays[1], TEXT)  # matched by id, not by row order
 
 
 def test_fuse_command_on_contract_files(tmp_path, capsys):
@@ -80,12 +90,23 @@ def test_fuse_command_on_contract_files(tmp_path, capsys):
     labels = list(EMOTIONS) * 2
     write_scores(tmp_path / "speech.csv", ids, splits, labels, np.vstack([SPEECH, SPEECH]))
     write_scores(tmp_path / "text.csv", ids, splits, labels, np.vstack([TEXT, TEXT]))
-    assert main(["fuse", "--scores", str(tmp_path / "speech.csv"), str(tmp_path / "text.csv"),
-                 "--out", str(tmp_path / "fused.csv")]) == 0
+    assert (
+        main(
+            [
+                "fuse",
+                "--scores",
+                str(tmp_path / "speech.csv"),
+                str(tmp_path / "text.csv"),
+                "--out",
+                str(tmp_path / "fused.csv"),
+            ]
+        )
+        == 0
+    )
     shown = capsys.readouterr().out
     assert "w1 = 0.50" in shown and "fused" in shown
     fused = pd.read_csv(tmp_path / "fused.csv")
-    assert np.allclose(np.exp(fused[list(EMOTIONS)]).sum(axis=1), 1, atol=1e-4)   # log-softmax columns
+    assert np.allclose(np.exp(fused[list(EMOTIONS)]).sum(axis=1), 1, atol=1e-4)  # log-softmax columns
     (tmp_path / "bad.csv").write_text("id,split,label,ang,hap,neu,sad\nu1,test,ang,nan,0,0,0\n")
     assert main(["fuse", "--scores", str(tmp_path / "speech.csv"), str(tmp_path / "bad.csv")]) == 2
     assert "non-finite scores" in capsys.readouterr().err
@@ -95,10 +116,21 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
     from merlib.config import load_config
     from merlib.results import fuse_fold, fusion_comparison, summary_table
 
-    config = load_config("configs/demo.yaml", {"fusions": [
-        {"name": "pair", "method": "weighted", "inputs": ["speech_ft", "text"], "step": 0.25},
-        {"name": "pair_z", "method": "znorm", "inputs": ["speech_ft", "text"]},
-        {"name": "three", "method": "weighted", "inputs": ["speech_ft", "speech_ge2e_ft", "text"], "step": 0.25}]})
+    config = load_config(
+        "configs/demo.yaml",
+        {
+            "fusions": [
+                {"name": "pair", "method": "weighted", "inputs": ["speech_ft", "text"], "step": 0.25},
+                {"name": "pair_z", "method": "znorm", "inputs": ["speech_ft", "text"]},
+                {
+                    "name": "three",
+                    "method": "weighted",
+                    "inputs": ["speech_ft", "speech_ge2e_ft", "text"],
+                    "step": 0.25,
+                },
+            ]
+        },
+    )
     fold = tmp_path / "fold1"
     ids = [f"u{i}" for i in range(8)]
     splits = ["holdout"] * 4 + ["test"] * 4
@@ -109,7 +141,7 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
     assert set(info) == {"pair", "pair_z", "three"}
     assert set(info["three"]["weights"]) == {"speech_ft", "speech_ge2e_ft", "text"}
     assert abs(sum(info["three"]["weights"].values()) - 1) < 1e-9
-    assert info["pair"]["weights"]["speech_ft"] == info["pair"]["w1"] == 0.5     # the hand-computed tie above
+    assert info["pair"]["weights"]["speech_ft"] == info["pair"]["w1"] == 0.5  # the hand-computed tie above
     assert len(info["pair"]["grid"]) == 5 and "grid" not in info["three"] and "weights" not in info["pair_z"]
     table = summary_table(tmp_path, config, n_resamples=50)
     assert table["system"].tolist() == ["speech_ft", "speech_ge2e_ft", "text", "pair", "pair_z", "three"]
@@ -127,7 +159,7 @@ def test_the_vectorised_grid_objective_is_scikit_learns_balanced_accuracy():
 
     rng = np.random.default_rng(0)
     stacked = rng.normal(size=(3, 40, 4))
-    y = rng.choice([0, 1, 3], size=40)               # a class absent from y_true, as in a small hold-out
+    y = rng.choice([0, 1, 3], size=40)  # a class absent from y_true, as in a small hold-out
     grid = simplex_grid(3, 0.1)
     expected = [unweighted_accuracy(y, np.tensordot(w, stacked, axes=1).argmax(1)) for w in grid]
     assert np.allclose(grid_unweighted_accuracy(grid, stacked, y, block=7), expected)

@@ -1,14 +1,15 @@
 """The offline GE2E speaker encoder: strict load from the wheel, same embedding as resemblyzer."""
+
 import numpy as np
 import pytest
 import torch
-
 from ge2e_fixture import ge2e_test_signal
+
 from merlib.io import save_torch
 from merlib.models.checkpoints import CheckpointMismatchError
 from merlib.models.ge2e import GE2EBackbone, GE2EEncoder, partial_slices, partial_windows, resemblyzer_weights
 
-REFERENCE = "tests/data/ge2e_reference.npy"   # made by tools/ge2e_reference.py with resemblyzer's own code
+REFERENCE = "tests/data/ge2e_reference.npy"  # made by tools/ge2e_reference.py with resemblyzer's own code
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +35,12 @@ def test_partials_cover_the_utterance():
     # 3 s = 301 frames; a partial every round(16000 / 1.3 / 160) = 77 frames; the last one
     # (154..314) covers (48000 - 154·160) / 25600 = 91% ≥ 75% of its samples, so it stays
     assert partial_slices(16000 * 3) == [slice(0, 160), slice(77, 237), slice(154, 314)]
-    assert partial_slices(8000) == [slice(0, 160)]                       # shorter than one partial: padded
+    assert partial_slices(8000) == [slice(0, 160)]  # shorter than one partial: padded
 
 
 def test_segments_are_pooled_over_partial_windows():
-    assert partial_windows(120) == [slice(0, 120)]                        # a training chunk: one partial
-    assert partial_windows(300) == [slice(0, 160), slice(77, 237), slice(140, 300)]   # the last ends at the end
+    assert partial_windows(120) == [slice(0, 120)]  # a training chunk: one partial
+    assert partial_windows(300) == [slice(0, 160), slice(77, 237), slice(140, 300)]  # the last ends at the end
     backbone = GE2EBackbone()
     segments = torch.rand(2, 300, 40)
     pooled = backbone.pooled(segments)
@@ -75,5 +76,18 @@ def test_ge2e_is_a_backbone_for_the_same_transfer_protocol(tmp_path):
 
     assert isinstance(model.backbone, Backbone)
     with pytest.raises(ConfigError, match="system speech_ge2e: speech.model.backbone: ge2e needs its own front end"):
-        load_config("configs/demo.yaml", {"systems": [{"name": "speech_ge2e", "modality": "speech", "overrides": {
-            "speech": {"model": {"backbone": "ge2e"}, "pretrained": {"source": "resemblyzer"}}}}], "fusions": []})
+        load_config(
+            "configs/demo.yaml",
+            {
+                "systems": [
+                    {
+                        "name": "speech_ge2e",
+                        "modality": "speech",
+                        "overrides": {
+                            "speech": {"model": {"backbone": "ge2e"}, "pretrained": {"source": "resemblyzer"}}
+                        },
+                    }
+                ],
+                "fusions": [],
+            },
+        )

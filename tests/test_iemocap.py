@@ -1,10 +1,11 @@
 """IEMOCAP parsing on fixtures in the real format, quirks included."""
+
 import json
 import pathlib
 
 import pytest
-
 from iemocap_fixture import LATIN1_TEXT, PAPER_COUNTS, make_iemocap_tree
+
 from merlib.cli import main
 from merlib.data import iemocap
 from merlib.data.manifest import read_manifest
@@ -51,7 +52,7 @@ def test_corrupt_label_line_names_file_and_line(tmp_path):
     info = make_iemocap_tree(tmp_path, counts={1: {"ang": 1, "hap": 1, "neu": 1, "sad": 1}})
     label_file = info.root / "Session1" / "dialog" / "EmoEvaluation" / "Ses01F_impro01.txt"
     lines = label_file.read_text().splitlines(keepends=True)
-    lines[2] = "[6.2901 - 8.23\tSes01F_impro01_F000\tneu\n"   # truncated label line
+    lines[2] = "[6.2901 - 8.23\tSes01F_impro01_F000\tneu\n"  # truncated label line
     label_file.write_text("".join(lines))
     with pytest.raises(iemocap.IemocapFormatError, match=r"Ses01F_impro01\.txt:3: not an IEMOCAP label line"):
         iemocap.prepare_iemocap(info.root)

@@ -1,4 +1,5 @@
 """The manifest contract: typed records, JSONL round trip, errors naming file, line and field."""
+
 import dataclasses
 import json
 
@@ -6,10 +7,22 @@ import pytest
 
 from merlib.data.manifest import FIELDS, ManifestError, Utterance, read_manifest, write_manifest
 
-RECORD = Utterance(id="Ses01F_impro01_M001", corpus="iemocap", session=1, speaker="Ses01M", gender="M",
-                   label="hap", raw_label="exc", transcript="Yeah, I'm so happy.",
-                   wav="Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M001.wav",
-                   start=2.75, end=4.25, duration=1.5, kind="impro", dialog="Ses01F_impro01")
+RECORD = Utterance(
+    id="Ses01F_impro01_M001",
+    corpus="iemocap",
+    session=1,
+    speaker="Ses01M",
+    gender="M",
+    label="hap",
+    raw_label="exc",
+    transcript="Yeah, I'm so happy.",
+    wav="Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_M001.wav",
+    start=2.75,
+    end=4.25,
+    duration=1.5,
+    kind="impro",
+    dialog="Ses01F_impro01",
+)
 
 
 def test_round_trip(tmp_path):
@@ -18,11 +31,19 @@ def test_round_trip(tmp_path):
     assert list(json.loads(path.read_text())) == list(FIELDS)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"label": "fru"}, "label"), ({"session": 7}, "session"), ({"gender": "X"}, "gender"),
-    ({"wav": "/data/IEMOCAP/x.wav"}, "wav"), ({"speaker": "Ses01F"}, "speaker"),
-    ({"duration": 0}, "duration"), ({"session": "one"}, "session"), ({"transcript": None}, "transcript"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"label": "fru"}, "label"),
+        ({"session": 7}, "session"),
+        ({"gender": "X"}, "gender"),
+        ({"wav": "/data/IEMOCAP/x.wav"}, "wav"),
+        ({"speaker": "Ses01F"}, "speaker"),
+        ({"duration": 0}, "duration"),
+        ({"session": "one"}, "session"),
+        ({"transcript": None}, "transcript"),
+    ],
+)
 def test_bad_field_is_named_with_file_and_line(tmp_path, change, field):
     good = dataclasses.asdict(RECORD)
     bad = good | change | {"id": "other"}

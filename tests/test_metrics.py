@@ -1,4 +1,5 @@
 """WA and UA on hand-computed examples."""
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,11 @@ def test_confusion_counts_and_row_normalised():
 
 
 def test_indices_and_names_agree_and_unknown_label_fails():
-    assert metrics.unweighted_accuracy([0, 1, 2, 3], [0, 1, 2, 2]) == metrics.unweighted_accuracy(
-        ["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"]) == 0.75
+    assert (
+        metrics.unweighted_accuracy([0, 1, 2, 3], [0, 1, 2, 2])
+        == metrics.unweighted_accuracy(["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"])
+        == 0.75
+    )
     with pytest.raises(ValueError, match="unknown label 'exc'"):
         metrics.weighted_accuracy(["exc"], ["ang"])
 
@@ -44,13 +48,16 @@ def test_fold_summary_mean_spread_pooled_and_interval():
     assert summary.confusion.sum() == 14
     low, high = summary.ua_ci
     assert 0 <= low <= summary.pooled_ua <= high <= 1
-    assert metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3) == \
-        metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3)
+    assert metrics.bootstrap_interval(Y_TRUE, Y_PRED, n_resamples=200, seed=3) == metrics.bootstrap_interval(
+        Y_TRUE, Y_PRED, n_resamples=200, seed=3
+    )
 
 
 def test_split_metrics_name_ua_and_wa_by_split():
     from merlib.metrics import split_metrics
 
     scores = np.array([[0.9, 0, 0, 0], [0.9, 0, 0, 0], [0, 0.9, 0, 0], [0, 0, 0, 0.9]])
-    assert split_metrics([0, 1, 1, 3], scores, "test") == {"test_ua": pytest.approx((1 + 0.5 + 1) / 3),
-                                                           "test_wa": pytest.approx(0.75)}
+    assert split_metrics([0, 1, 1, 3], scores, "test") == {
+        "test_ua": pytest.approx((1 + 0.5 + 1) / 3),
+        "test_wa": pytest.approx(0.75),
+    }

@@ -1,5 +1,6 @@
 """The workbook: committed notebooks are clean and parameterised; `merlib run` executes them
 headless on a tiny corpus, fold by fold, skips finished folds, reports failed ones."""
+
 import json
 import pathlib
 import re
@@ -14,8 +15,14 @@ NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def test_all_six_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["00_data", "10_speaker_pretrain", "20_speech_fold", "30_text_fold",
-                                           "40_fusion", "50_explore"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "00_data",
+        "10_speaker_pretrain",
+        "20_speech_fold",
+        "30_text_fold",
+        "40_fusion",
+        "50_explore",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -37,21 +44,36 @@ def test_committed_notebooks_are_clean_thin_and_parameterised(path):
 def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
     run_dir = tiny_run["run_dir"]
     assert tiny_run["status"] == 0
-    for name in ("00_data.ipynb", "10_speaker_pretrain.ipynb", "fold2/20_speech_fold.speech.ipynb",
-                 "fold2/30_text_fold.text.ipynb", "40_fusion.ipynb", "report.html", "summary.csv", "summary.md",
-                 "config.yaml", "versions.json", "fold2/fusion_weighted_scores.csv"):
+    for name in (
+        "00_data.ipynb",
+        "10_speaker_pretrain.ipynb",
+        "fold2/20_speech_fold.speech.ipynb",
+        "fold2/30_text_fold.text.ipynb",
+        "40_fusion.ipynb",
+        "report.html",
+        "summary.csv",
+        "summary.md",
+        "config.yaml",
+        "versions.json",
+        "fold2/fusion_weighted_scores.csv",
+    ):
         assert (run_dir / name).is_file(), name
     executed = nbformat.read(run_dir / "fold2" / "20_speech_fold.speech.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert injected and str(run_dir / "config.yaml") in injected[0].source   # the run's saved config
+    assert injected and str(run_dir / "config.yaml") in injected[0].source  # the run's saved config
     summary = (run_dir / "summary.csv").read_text().splitlines()
     assert summary[0] == "system,title,ua,wa,ua_std,wa_std,ua_ci_low,ua_ci_high,folds,w1"
-    assert [line.split(",")[0] for line in summary[1:]] == ["speech_lp", "speech_ft", "text", "fusion_weighted",
-                                                             "fusion_znorm"]
+    assert [line.split(",")[0] for line in summary[1:]] == [
+        "speech_lp",
+        "speech_ft",
+        "text",
+        "fusion_weighted",
+        "fusion_znorm",
+    ]
     report = (run_dir / "report.html").read_text()
     assert "SYNTHETIC" in report and "fusion_weighted" in report and "def " not in report
     assert json.loads((run_dir / "versions.json").read_text())["torch"].startswith("2.9")
-    saved = load_config(run_dir / "config.yaml")      # resolved: no base, and loads to the same config
+    saved = load_config(run_dir / "config.yaml")  # resolved: no base, and loads to the same config
     assert "base" not in (run_dir / "config.yaml").read_text() and saved == load_config(tiny_run["config"])
 
 
@@ -77,11 +99,11 @@ def test_adding_systems_to_the_plan_is_a_config_change_only(tiny_run, tmp_path):
     import shutil
 
     runs = tmp_path / "runs"
-    shutil.copytree(tiny_run["runs"], runs)     # copy2 keeps mtimes: a re-executed notebook shows
+    shutil.copytree(tiny_run["runs"], runs)  # copy2 keeps mtimes: a re-executed notebook shows
     done = [runs / "tiny" / "fold2" / name for name in ("30_text_fold.text.ipynb", "20_speech_fold.speech.ipynb")]
     before = [path.stat().st_mtime for path in done]
     bigger = tmp_path / "tiny_plus.yaml"
-    bigger.write_text(f"""base: {tiny_run['config']}
+    bigger.write_text(f"""base: {tiny_run["config"]}
 systems:
   - {{name: speech, modality: speech}}
   - name: speech_ge2e
@@ -103,14 +125,29 @@ fusions:
     assert runner.run(str(bigger), folds=[2], runs=str(runs)) == 0
     run_dir = runs / "tiny"
     assert [path.stat().st_mtime for path in done] == before
-    for name in ("20_speech_fold.speech_ge2e.ipynb", "30_text_fold.text_again.ipynb", "text_again_scores.csv",
-                 "fusion_texts_scores.csv", "fusion_3way_scores.csv"):
+    for name in (
+        "20_speech_fold.speech_ge2e.ipynb",
+        "30_text_fold.text_again.ipynb",
+        "text_again_scores.csv",
+        "fusion_texts_scores.csv",
+        "fusion_3way_scores.csv",
+    ):
         assert (run_dir / "fold2" / name).is_file(), name
     info = json.loads((run_dir / "fold2" / "fusion.json").read_text())
     assert info["fusion_texts"]["inputs"] == ["speech_ft", "text_again"]
     systems = [line.split(",")[0] for line in (run_dir / "summary.csv").read_text().splitlines()[1:]]
-    assert systems == ["speech_lp", "speech_ft", "speech_ge2e_lp", "speech_ge2e_ft", "text", "text_again",
-                       "fusion_weighted", "fusion_znorm", "fusion_texts", "fusion_3way"]
+    assert systems == [
+        "speech_lp",
+        "speech_ft",
+        "speech_ge2e_lp",
+        "speech_ge2e_ft",
+        "text",
+        "text_again",
+        "fusion_weighted",
+        "fusion_znorm",
+        "fusion_texts",
+        "fusion_3way",
+    ]
     report = (run_dir / "report.html").read_text()
     assert "a second text system" in report and "fusion_texts" in report
     assert "speech_ft + speech_ge2e_ft + text" in report

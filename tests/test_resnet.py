@@ -1,4 +1,5 @@
 """ResNet34 with statistics pooling: structure, shapes, variable length, no padding at evaluation."""
+
 import pytest
 import torch
 
@@ -25,7 +26,7 @@ def test_any_length_from_the_minimum_gives_one_embedding(frames):
 
 def test_a_segment_below_the_minimum_is_a_clear_error():
     net = ResNet34(feat_dim=64, embed_dim=128, m_channels=4).eval()
-    assert net.min_frames == 9     # three stride-2 stages leave ceil(9 / 8) = 2 frames to pool
+    assert net.min_frames == 9  # three stride-2 stages leave ceil(9 / 8) = 2 frames to pool
     with pytest.raises(ValueError, match="at least 9 frames, got 8"):
         net(torch.randn(1, 8, 64))
 

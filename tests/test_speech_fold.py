@@ -1,5 +1,6 @@
 """A tiny end-to-end speech fold: pretrain on a tiny speaker set, linear probe, fine-tune,
 scores written per the contract; a rerun skips what is done."""
+
 import json
 
 import pytest
@@ -16,9 +17,11 @@ TINY_SPEAKERS = demo.DemoSpeakersConfig(speakers=6, utterances_per_speaker=4)
 TINY_RUN = {
     "features": {"n_mels": 32},
     "pretrain": {"stage": {"epochs": 1, "chunk_frames": [60], "batch_size": 8}, "augment_copies": 1},
-    "speech": {"model": {"m_channels": 4, "embed_dim": 32},
-               "linear_probe": {"epochs": 2, "batch_size": 8},
-               "fine_tune": {"epochs": 1, "chunk_frames": [50, 80], "batch_size": 8, "max_grad_norm": 5.0}},
+    "speech": {
+        "model": {"m_channels": 4, "embed_dim": 32},
+        "linear_probe": {"epochs": 2, "batch_size": 8},
+        "fine_tune": {"epochs": 1, "chunk_frames": [50, 80], "batch_size": 8, "max_grad_norm": 5.0},
+    },
 }
 
 
@@ -29,8 +32,14 @@ def test_tiny_speech_fold_end_to_end(tmp_path, tiny_demo_corpus):
     speakers = tmp_path / "speakers"
     demo.generate_demo_speakers(speakers, TINY_SPEAKERS)
     run = tmp_path / "run"
-    backbone = pretrain_speakers(config, read_speaker_manifest(speakers / "speakers.jsonl"), speakers,
-                                 run / "pretrain", tmp_path / "cache", progress=False)
+    backbone = pretrain_speakers(
+        config,
+        read_speaker_manifest(speakers / "speakers.jsonl"),
+        speakers,
+        run / "pretrain",
+        tmp_path / "cache",
+        progress=False,
+    )
     assert backbone.is_file()
     history = json.loads((run / "pretrain" / "pretrain_history.json").read_text())
     assert history["speakers"] == 6 and len(history["history"]) == 1

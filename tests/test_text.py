@@ -1,5 +1,5 @@
 """Text branch: offline model, clear errors, fine-tuning learns, leakage diagnostic, resume."""
-import numpy as np
+
 import pytest
 import torch
 
@@ -8,9 +8,16 @@ from merlib.models.text import TextModelNotFoundError, load_text_classifier, res
 from merlib.train.loop import Trainer
 from merlib.train.text import leakage_diagnostic, normalize_transcript
 
-SENTENCES = ["I am furious with you!", "This is wonderful news.", "The train leaves at ten.",
-             "I miss him so much.", "Stop lying to me.", "We won the match!", "Please sign here.",
-             "Nobody came to the funeral."] * 2
+SENTENCES = [
+    "I am furious with you!",
+    "This is wonderful news.",
+    "The train leaves at ten.",
+    "I miss him so much.",
+    "Stop lying to me.",
+    "We won the match!",
+    "Please sign here.",
+    "Nobody came to the funeral.",
+] * 2
 LABELS = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3] * 2)
 
 
@@ -32,7 +39,9 @@ def test_offline_model_loads_without_network_and_gives_four_logits(monkeypatch):
 
 
 def test_missing_model_directory_says_where_to_put_it(tmp_path):
-    with pytest.raises(TextModelNotFoundError, match=r"not a local model directory[\s\S]*model: /data/models/bert-base-uncased"):
+    with pytest.raises(
+        TextModelNotFoundError, match=r"not a local model directory[\s\S]*model: /data/models/bert-base-uncased"
+    ):
         resolve_text_model(str(tmp_path / "bert-base-uncased"))
     with pytest.raises(TextModelNotFoundError, match="never downloads"):
         resolve_text_model("bert-base-uncased")
@@ -42,8 +51,9 @@ def batches(tokenizer, size=8):
     def make(epoch, rng):
         order = rng.permutation(len(SENTENCES))
         for start in range(0, len(order), size):
-            index = order[start:start + size]
+            index = order[start : start + size]
             yield dict(tokenizer([SENTENCES[i] for i in index], padding=True, return_tensors="pt")), LABELS[index]
+
     return make
 
 
@@ -61,13 +71,17 @@ def test_fine_tuning_lowers_the_training_loss():
 
 def test_text_resume_equals_an_uninterrupted_run(tmp_path):
     tokenizer, straight = fresh_model()
-    Trainer(straight, torch.optim.Adam(straight.parameters(), lr=1e-4), seed=1, progress=False).fit(2, batches(tokenizer))
+    Trainer(straight, torch.optim.Adam(straight.parameters(), lr=1e-4), seed=1, progress=False).fit(
+        2, batches(tokenizer)
+    )
     _, first = fresh_model()
-    Trainer(first, torch.optim.Adam(first.parameters(), lr=1e-4), seed=1, checkpoint=tmp_path / "t.ckpt",
-            progress=False).fit(1, batches(tokenizer))
+    Trainer(
+        first, torch.optim.Adam(first.parameters(), lr=1e-4), seed=1, checkpoint=tmp_path / "t.ckpt", progress=False
+    ).fit(1, batches(tokenizer))
     _, resumed = fresh_model(seed=5)
-    Trainer(resumed, torch.optim.Adam(resumed.parameters(), lr=1e-4), seed=1, checkpoint=tmp_path / "t.ckpt",
-            progress=False).fit(2, batches(tokenizer))
+    Trainer(
+        resumed, torch.optim.Adam(resumed.parameters(), lr=1e-4), seed=1, checkpoint=tmp_path / "t.ckpt", progress=False
+    ).fit(2, batches(tokenizer))
     for name, tensor in straight.state_dict().items():
         assert torch.equal(tensor, resumed.state_dict()[name]), name
 

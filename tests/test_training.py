@@ -1,6 +1,6 @@
 """The one training loop and the transfer stages: schedule, freezing, resume, divergence,
 checkpoint mismatches."""
-import numpy as np
+
 import pytest
 import torch
 
@@ -31,7 +31,8 @@ def batches(x, y, size=16):
     def make(epoch, rng):
         order = torch.as_tensor(rng.permutation(len(y)))
         for start in range(0, len(y), size):
-            yield x[order[start:start + size]], y[order[start:start + size]]
+            yield x[order[start : start + size]], y[order[start : start + size]]
+
     return make
 
 
@@ -42,8 +43,9 @@ def tiny_model(seed=0):
 
 def trainer_for(model, checkpoint=None, lr=0.05):
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    return Trainer(model, optimizer, schedule=Schedule(constant_epochs=1), checkpoint=checkpoint, seed=3,
-                   progress=False)
+    return Trainer(
+        model, optimizer, schedule=Schedule(constant_epochs=1), checkpoint=checkpoint, seed=3, progress=False
+    )
 
 
 def test_training_lowers_the_loss():
@@ -58,8 +60,8 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     straight = tiny_model()
     trainer_for(straight).fit(3, batches(x, y))
     interrupted = tiny_model()
-    trainer_for(interrupted, tmp_path / "run.ckpt").fit(2, batches(x, y))      # "killed" after epoch 2
-    resumed = tiny_model(seed=99)                                               # a new process
+    trainer_for(interrupted, tmp_path / "run.ckpt").fit(2, batches(x, y))  # "killed" after epoch 2
+    resumed = tiny_model(seed=99)  # a new process
     history = trainer_for(resumed, tmp_path / "run.ckpt").fit(3, batches(x, y))
     assert [h["epoch"] for h in history] == [0, 1, 2]
     for name, tensor in straight.state_dict().items():
@@ -83,19 +85,20 @@ def test_the_starting_point_competes_with_the_epochs(tmp_path):
     x, y = tiny_data()
     model = tiny_model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    scores = iter([0.9, 0.5, 0.6])          # start, epoch 1, epoch 2: training only made it worse
+    scores = iter([0.9, 0.5, 0.6])  # start, epoch 1, epoch 2: training only made it worse
     trainer = trainer_for(model, tmp_path / "ft.ckpt")
     trainer.select = "holdout_ua"
-    trainer.fit(2, batches(x, y), lambda epoch: {"holdout_ua": next(scores)}, evaluate_start=True,
-                keep_start_if_best=True)
+    trainer.fit(
+        2, batches(x, y), lambda epoch: {"holdout_ua": next(scores)}, evaluate_start=True, keep_start_if_best=True
+    )
     assert trainer.start == {"holdout_ua": 0.9} and trainer.best_epoch == -1
     trainer.restore_best()
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in start.items())
-    resumed = trainer_for(tiny_model(seed=5), tmp_path / "ft.ckpt")     # a new process: start is kept
+    resumed = trainer_for(tiny_model(seed=5), tmp_path / "ft.ckpt")  # a new process: start is kept
     resumed.select = "holdout_ua"
     resumed.fit(3, batches(x, y), lambda epoch: {"holdout_ua": 0.95}, evaluate_start=True, keep_start_if_best=True)
     assert resumed.start == {"holdout_ua": 0.9} and resumed.best_epoch == 2
-    recorded = trainer_for(tiny_model())           # recorded only: the best epoch is always a trained one
+    recorded = trainer_for(tiny_model())  # recorded only: the best epoch is always a trained one
     recorded.select = "holdout_ua"
     scores = iter([0.9, 0.5, 0.6])
     recorded.fit(2, batches(x, y), lambda epoch: {"holdout_ua": next(scores)}, evaluate_start=True)
@@ -108,7 +111,9 @@ def test_adam_is_a_config_choice_and_a_typo_is_refused_at_load():
     stage = paper_config({"speech": {"fine_tune": {"optimizer": "adam"}}}).speech.fine_tune
     optimizer = optimizer_for(frame, segment, stage)
     assert isinstance(optimizer, torch.optim.Adam) and [g["name"] for g in optimizer.param_groups] == ["conv", "fc"]
-    with pytest.raises(ConfigError, match=r"speech.fine_tune.optimizer: 'adamw' is not allowed; choose one of: sgd, adam"):
+    with pytest.raises(
+        ConfigError, match=r"speech.fine_tune.optimizer: 'adamw' is not allowed; choose one of: sgd, adam"
+    ):
         paper_config({"speech": {"fine_tune": {"optimizer": "adamw"}}})
 
 
@@ -125,7 +130,7 @@ def test_linear_probing_leaves_the_convolutions_untouched():
     optimizer = optimizer_for([], segment, paper_config().speech.linear_probe)
     Trainer(model, optimizer, set_train_mode=_frozen_frame_layers, progress=False).fit(1, batches(x, y))
     after = model.backbone.state_dict()
-    for name, tensor in frozen.items():          # weights *and* batch-norm statistics
+    for name, tensor in frozen.items():  # weights *and* batch-norm statistics
         assert torch.equal(tensor, after[name]), name
     assert all(not torch.equal(a, b) for a, b in zip(fc_before, segment))
 
@@ -143,13 +148,19 @@ def test_fine_tuning_changes_both_parameter_groups():
 
 
 def small_config(checkpoint):
-    return paper_config({"features": {"n_mels": 16}, "speech": {"model": {"m_channels": 2, "embed_dim": 16},
-                                                                "pretrained": {"source": "checkpoint",
-                                                                               "path": str(checkpoint)}}})
+    return paper_config(
+        {
+            "features": {"n_mels": 16},
+            "speech": {
+                "model": {"m_channels": 2, "embed_dim": 16},
+                "pretrained": {"source": "checkpoint", "path": str(checkpoint)},
+            },
+        }
+    )
 
 
 def test_transfer_loads_convolutions_and_replaces_the_fc_layers(tmp_path):
-    torch.manual_seed(123)     # not the transfer model's seed: the FC layers must differ
+    torch.manual_seed(123)  # not the transfer model's seed: the FC layers must differ
     pretrained = ResNet34(feat_dim=16, embed_dim=16, m_channels=2)
     save_torch(pretrained.state_dict(), tmp_path / "backbone.pt")
     model = build_transfer_model(small_config(tmp_path / "backbone.pt"), tmp_path)

@@ -5,6 +5,7 @@ ResNet._get_frame_level_feat, seg_1 / ReLU / seg_bn_1 / seg_2; pooling_layers.TS
 sqrt(unbiased var + 1e-7)) in plain torch.nn.functional, on a state dict with wespeaker's key
 names made here from shapes alone: neither side goes through merlib's model or key mapping.
 """
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from merlib.models.checkpoints import CheckpointMismatchError
 from merlib.models.wespeaker import load_wespeaker_resnet, merlib_to_wespeaker, wespeaker_to_merlib
 from merlib.train.speech import build_transfer_model
 
-BLOCKS = ((1, 3, 1), (2, 4, 2), (3, 6, 2), (4, 3, 2))   # layer, blocks, first stride: ResNet34
+BLOCKS = ((1, 3, 1), (2, 4, 2), (3, 6, 2), (4, 3, 2))  # layer, blocks, first stride: ResNet34
 
 
 def wespeaker_state(m=4, feat_dim=16, embed_dim=24, two_layers=False, seed=0):
@@ -41,16 +42,16 @@ def wespeaker_state(m=4, feat_dim=16, embed_dim=24, two_layers=False, seed=0):
         planes = m * 2 ** (layer - 1)
         for block in range(blocks):
             prefix = f"layer{layer}.{block}"
-            state[f"{prefix}.conv1.weight"] = rand(planes, in_planes, 3, 3) / in_planes ** 0.5
+            state[f"{prefix}.conv1.weight"] = rand(planes, in_planes, 3, 3) / in_planes**0.5
             bn(f"{prefix}.bn1", planes)
-            state[f"{prefix}.conv2.weight"] = rand(planes, planes, 3, 3) / planes ** 0.5
+            state[f"{prefix}.conv2.weight"] = rand(planes, planes, 3, 3) / planes**0.5
             bn(f"{prefix}.bn2", planes)
             if block == 0 and (stride != 1 or in_planes != planes):
                 state[f"{prefix}.shortcut.0.weight"] = rand(planes, in_planes, 1, 1)
                 bn(f"{prefix}.shortcut.1", planes)
             in_planes = planes
     pooled = 2 * in_planes * ((feat_dim + 7) // 8)
-    state["seg_1.weight"], state["seg_1.bias"] = rand(embed_dim, pooled) / pooled ** 0.5, rand(embed_dim)
+    state["seg_1.weight"], state["seg_1.bias"] = rand(embed_dim, pooled) / pooled**0.5, rand(embed_dim)
     if two_layers:
         bn("seg_bn_1", embed_dim, affine=False)
         state["seg_2.weight"], state["seg_2.bias"] = rand(embed_dim, embed_dim), rand(embed_dim)
@@ -59,11 +60,19 @@ def wespeaker_state(m=4, feat_dim=16, embed_dim=24, two_layers=False, seed=0):
 
 def wespeaker_embedding(state, x):
     """wespeaker's ResNet.forward (eval mode), returning the embedding it extracts."""
-    def bn(h, prefix):
-        return F.batch_norm(h, state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"],
-                            state.get(f"{prefix}.weight"), state.get(f"{prefix}.bias"), training=False, eps=1e-5)
 
-    out = x.permute(0, 2, 1).unsqueeze(1)                       # (B,T,F) => (B,1,F,T)
+    def bn(h, prefix):
+        return F.batch_norm(
+            h,
+            state[f"{prefix}.running_mean"],
+            state[f"{prefix}.running_var"],
+            state.get(f"{prefix}.weight"),
+            state.get(f"{prefix}.bias"),
+            training=False,
+            eps=1e-5,
+        )
+
+    out = x.permute(0, 2, 1).unsqueeze(1)  # (B,T,F) => (B,1,F,T)
     out = F.relu(bn(F.conv2d(out, state["conv1.weight"], padding=1), "bn1"))
     for layer, blocks, stride in BLOCKS:
         for block in range(blocks):
@@ -79,8 +88,9 @@ def wespeaker_embedding(state, x):
     embed_a = F.linear(stats, state["seg_1.weight"], state["seg_1.bias"])
     if "seg_2.weight" not in state:
         return embed_a
-    out = F.batch_norm(F.relu(embed_a), state["seg_bn_1.running_mean"], state["seg_bn_1.running_var"],
-                       training=False, eps=1e-5)
+    out = F.batch_norm(
+        F.relu(embed_a), state["seg_bn_1.running_mean"], state["seg_bn_1.running_var"], training=False, eps=1e-5
+    )
     return F.linear(out, state["seg_2.weight"], state["seg_2.bias"])
 
 
@@ -88,16 +98,17 @@ def wespeaker_embedding(state, x):
 @pytest.mark.parametrize("frames", [16, 200])
 def test_merlib_gives_wespeakers_embedding(tmp_path, two_layers, frames):
     state = wespeaker_state(two_layers=two_layers)
-    torch.save({"state_dict": {f"resnet.{k}": v for k, v in state.items()}
-                | {"projection.weight": torch.randn(30, 24)}}, tmp_path / "avg_model.pt")
+    torch.save(
+        {"state_dict": {f"resnet.{k}": v for k, v in state.items()} | {"projection.weight": torch.randn(30, 24)}},
+        tmp_path / "avg_model.pt",
+    )
     model, report, dropped = load_wespeaker_resnet(tmp_path / "avg_model.pt")
     assert dropped == ["projection.weight"] and not (report.missing or report.unexpected or report.mismatched)
     assert (model.feat_dim, model.embed_dim, model.m_channels, model.activation) == (16, 24, 4, "relu")
     x = torch.randn(3, frames, 16, generator=torch.Generator().manual_seed(frames))
     with torch.no_grad():
         expected = wespeaker_embedding(state, x)
-        assert torch.allclose(model.eval()(x), expected, atol=1e-5, rtol=1e-4), \
-            (model(x) - expected).abs().max()
+        assert torch.allclose(model.eval()(x), expected, atol=1e-5, rtol=1e-4), (model(x) - expected).abs().max()
 
 
 def test_statistics_pooling_is_tstp():
@@ -135,8 +146,12 @@ def test_transfer_from_wespeaker_needs_its_front_end(tmp_path):
     source = {"source": "wespeaker", "path": str(tmp_path / "avg_model.pt")}
     with pytest.raises(CheckpointMismatchError, match=r"features.kind: kaldi_fbank.*speech.model.activation: relu"):
         build_transfer_model(paper_config({"speech": {"pretrained": source}}), tmp_path)
-    config = paper_config({"features": {"kind": "kaldi_fbank", "n_mels": 80, "normalization": "mean"},
-                           "speech": {"model": {"activation": "relu"}, "pretrained": source}})
+    config = paper_config(
+        {
+            "features": {"kind": "kaldi_fbank", "n_mels": 80, "normalization": "mean"},
+            "speech": {"model": {"activation": "relu"}, "pretrained": source},
+        }
+    )
     model = build_transfer_model(config, tmp_path)
     assert torch.equal(model.backbone.layer4[2].conv2.weight, state["layer4.2.conv2.weight"])
     features = build_front_end(config.features)(torch.randn(16000) * 0.1)

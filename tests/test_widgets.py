@@ -1,4 +1,5 @@
 """Each explorer's callback, driven without a browser."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -43,11 +44,12 @@ def test_fusion_slider_updates_metrics_and_marks_the_chosen_weight():
     assert "w1 = 1.00" in explorer.metrics.value and "chosen" not in explorer.metrics.value
     assert at_speech["test_confusion"].sum() == 20
     assert at_text["holdout_ua"] != at_speech["holdout_ua"]
-    for value in (0.0, 0.73):               # moving the slider drives the same callback
+    for value in (0.0, 0.73):  # moving the slider drives the same callback
         explorer.slider.value = value
         assert f"w1 = {value:.2f}" in explorer.metrics.value
-    assert explorer.scores_at(explorer.chosen_w1)["holdout_ua"] == pytest.approx(max(
-        explorer.scores_at(w)["holdout_ua"] for w in np.linspace(0, 1, 101)))
+    assert explorer.scores_at(explorer.chosen_w1)["holdout_ua"] == pytest.approx(
+        max(explorer.scores_at(w)["holdout_ua"] for w in np.linspace(0, 1, 101))
+    )
 
 
 def test_confusion_explorer_lists_the_utterances_behind_a_cell():
@@ -58,17 +60,17 @@ def test_confusion_explorer_lists_the_utterances_behind_a_cell():
     explorer.system.value = "text"
     explorer.true_label.value, explorer.predicted_label.value = "ang", "ang"
     result = explorer.update()
-    assert result["confusion"].sum() == 40                 # all folds: two folds of 20 test rows
+    assert result["confusion"].sum() == 40  # all folds: two folds of 20 test rows
     test = TEXT[TEXT.split == "test"]
     predicted = np.array(EMOTIONS)[test[list(EMOTIONS)].to_numpy().argmax(1)]
     expected = sorted(test["id"][(test["label"] == "ang").to_numpy() & (predicted == "ang")])
-    assert len(expected) >= 2       # the data above are fixed by their seeds: the cell is not empty
+    assert len(expected) >= 2  # the data above are fixed by their seeds: the cell is not empty
     explorer.fold.value = 1
     assert sorted(explorer.cell_utterances()["id"]) == expected
     assert f"<b>{len(expected)}</b> utterance(s)" in explorer.cell.value
     assert all(f"text of {i}" in explorer.cell.value for i in expected)
     shown = explorer.update()["shown"]
-    assert np.allclose(shown.sum(1)[shown.sum(1) > 0], 100)        # row-normalised, in percent
+    assert np.allclose(shown.sum(1)[shown.sum(1) > 0], 100)  # row-normalised, in percent
     explorer.mode.value = "counts"
     counts = explorer.update()
     assert np.array_equal(counts["shown"], counts["confusion"]) and counts["shown"].sum() == 20
@@ -82,7 +84,7 @@ def test_mask_explorer_draws_masks_within_the_policy(tiny_demo_corpus):
     explorer.seed.value = 7
     first = explorer.update()
     again = explorer.update()
-    assert (first["mask"] == again["mask"]).all()           # the seed makes it reproducible
+    assert (first["mask"] == again["mask"]).all()  # the seed makes it reproducible
     policy = config.augment.policies["aggressive"]
     assert first["mask"].all(dim=0).sum() <= policy.freq_masks * scaled_freq_width(policy, 64)
     assert explorer.audio.value[:4] == b"RIFF" and "masked" in explorer.info.value

@@ -4,6 +4,7 @@ The venv under ~/.cache/merlib/ is rebuilt only when this hash changes: it cover
 version, the dependency lists in pyproject.toml and RECIPE, the version of the install steps in
 tools/setup_env.sh (bump it when those steps change what ends up in the venv).
 """
+
 import hashlib
 import json
 import pathlib

@@ -10,6 +10,7 @@ scaled to the configured number of bins, `round(freq_width · n_mels / 128)`, so
 the same share of the spectrum whatever the resolution (64 bins: the aggressive 27 becomes 14).
 Time widths are in frames (10 ms) and do not scale.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,15 +34,15 @@ class SpecAugment(torch.nn.Module):
         self.policy = policy
         self.freq_width = scaled_freq_width(policy, n_mels)
         self.freq = torchaudio.transforms.FrequencyMasking(self.freq_width, iid_masks=False)
-        self.time = torchaudio.transforms.TimeMasking(policy.time_width, iid_masks=False,
-                                                      p=policy.max_time_fraction)
+        self.time = torchaudio.transforms.TimeMasking(policy.time_width, iid_masks=False, p=policy.max_time_fraction)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return mask_features(features, self)[0]
 
 
-def mask_features(features: torch.Tensor, augment: SpecAugment,
-                  generator_seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_features(
+    features: torch.Tensor, augment: SpecAugment, generator_seed: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (masked features, mask) where mask is True on masked cells.
 
     The masks are drawn once and applied to the features and to a tensor of ones together
@@ -53,13 +54,13 @@ def mask_features(features: torch.Tensor, augment: SpecAugment,
         state = torch.random.get_rng_state()
         torch.manual_seed(generator_seed)
     single = features.dim() == 2
-    x = features.unsqueeze(0) if single else features                 # (B,T,F)
-    stacked = torch.stack([x, torch.ones_like(x)], dim=1).transpose(-1, -2)   # (B,T,F) => (B,2,F,T)
+    x = features.unsqueeze(0) if single else features  # (B,T,F)
+    stacked = torch.stack([x, torch.ones_like(x)], dim=1).transpose(-1, -2)  # (B,T,F) => (B,2,F,T)
     for _ in range(augment.policy.freq_masks):
         stacked = augment.freq(stacked)
     for _ in range(augment.policy.time_masks):
         stacked = augment.time(stacked)
-    stacked = stacked.transpose(-1, -2)                                # (B,2,F,T) => (B,2,T,F)
+    stacked = stacked.transpose(-1, -2)  # (B,2,F,T) => (B,2,T,F)
     masked, mask = stacked[:, 0], stacked[:, 1] == 0
     if generator_seed is not None:
         torch.random.set_rng_state(state)

@@ -6,6 +6,7 @@ The training set holds each segment once as is and once per augmented copy, the 
 afresh every epoch. Evaluation feeds each whole segment alone: statistics pooling takes any
 length, so evaluation never pads.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,8 @@ from merlib.audio.augment import SpecAugment
 
 @dataclass(frozen=True)
 class TrainingItem:
-    index: int          # into the features list
-    copy: int           # 0: the original; k ≥ 1: augmented copy k
+    index: int  # into the features list
+    copy: int  # 0: the original; k ≥ 1: augmented copy k
 
 
 def training_items(count: int, augmented_copies: int) -> list[TrainingItem]:
@@ -34,18 +35,24 @@ def take_chunk(features: torch.Tensor, frames: int, rng: np.random.Generator) ->
         repeats = -(-frames // length)
         return features.repeat(repeats, 1)[:frames]
     offset = int(rng.integers(0, length - frames + 1))
-    return features[offset:offset + frames]
+    return features[offset : offset + frames]
 
 
-def chunk_batches(features: Sequence[torch.Tensor], labels: Sequence[int], items: Sequence[TrainingItem],
-                  batch_size: int, chunk_frames: Sequence[int], rng: np.random.Generator,
-                  augmenters: Sequence[SpecAugment] = ()) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def chunk_batches(
+    features: Sequence[torch.Tensor],
+    labels: Sequence[int],
+    items: Sequence[TrainingItem],
+    batch_size: int,
+    chunk_frames: Sequence[int],
+    rng: np.random.Generator,
+    augmenters: Sequence[SpecAugment] = (),
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (batch, T, mel) chunks and labels; copy k uses augmenters[(k-1) % len]."""
     order = rng.permutation(len(items))
     for start in range(0, len(order), batch_size):
         frames = int(rng.choice(chunk_frames))
         chunks, targets = [], []
-        for position in order[start:start + batch_size]:
+        for position in order[start : start + batch_size]:
             item = items[position]
             chunk = take_chunk(features[item.index], frames, rng)
             if item.copy > 0 and augmenters:

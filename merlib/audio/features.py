@@ -9,6 +9,7 @@ the config's `features.kind` to the class. Audio is read with soundfile (torchau
 needs torchcodec). `FeatureCache` keeps features on disk, keyed by the front-end config and by
 each source file's size and modification time, so an edited or repaired wav is recomputed.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,9 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
     waveform = torch.from_numpy(np.nan_to_num(audio.mean(axis=1)))
     if rate != sample_rate:
         if rate not in _RESAMPLE_WARNED:
-            warnings.warn(f"{path}: {rate} Hz audio is resampled to {sample_rate} Hz "
-                          f"(said once per rate)", stacklevel=2)
+            warnings.warn(
+                f"{path}: {rate} Hz audio is resampled to {sample_rate} Hz (said once per rate)", stacklevel=2
+            )
             _RESAMPLE_WARNED.add(rate)
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform
@@ -95,18 +97,27 @@ class LogMel(FrontEnd):
         # |z|² through a square root, and the filterbank applied in (frames, freq) order, cut
         # the front end's time by a third (merlib bench speech).
         self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=config.n_fft, win_length=win_length, hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
-            window_fn=torch.hamming_window, center=True, power=None)
-        self.mel_scale = torchaudio.transforms.MelScale(n_mels=config.n_mels, sample_rate=config.sample_rate,
-                                                        n_stft=config.n_fft // 2 + 1)
+            n_fft=config.n_fft,
+            win_length=win_length,
+            hop_length=int(round(config.sample_rate * config.hop_ms / 1000)),
+            window_fn=torch.hamming_window,
+            center=True,
+            power=None,
+        )
+        self.mel_scale = torchaudio.transforms.MelScale(
+            n_mels=config.n_mels, sample_rate=config.sample_rate, n_stft=config.n_fft // 2 + 1
+        )
         if (self.mel_scale.fb.sum(dim=0) == 0).any():
             # A filter with no FFT bin has constant log energy: its normalised value would be 0/0.
-            warnings.warn(f"{config.n_mels} mel bins over n_fft={config.n_fft} leave empty filters; "
-                          "their normalised values are 0 (std floor). Raise features.n_fft.", stacklevel=2)
+            warnings.warn(
+                f"{config.n_mels} mel bins over n_fft={config.n_fft} leave empty filters; "
+                "their normalised values are 0 (std floor). Raise features.n_fft.",
+                stacklevel=2,
+            )
 
     def raw(self, waveform: torch.Tensor) -> torch.Tensor:
         spectrum = self.spectrogram(waveform)
-        power = (spectrum * spectrum.conj()).real.transpose(-1, -2)       # (freq, frames) => (frames, freq)
+        power = (spectrum * spectrum.conj()).real.transpose(-1, -2)  # (freq, frames) => (frames, freq)
         return torch.matmul(power, self.mel_scale.fb).clamp_min_(self.config.log_floor).log_()
 
 
@@ -115,13 +126,18 @@ class KaldiFbank(FrontEnd):
 
     def raw(self, waveform: torch.Tensor) -> torch.Tensor:
         return torchaudio.compliance.kaldi.fbank(
-            waveform.unsqueeze(0) * 32768, num_mel_bins=self.config.n_mels, frame_length=self.config.win_ms,
-            frame_shift=self.config.hop_ms, dither=0.0, window_type="hamming",
-            sample_frequency=self.config.sample_rate)
+            waveform.unsqueeze(0) * 32768,
+            num_mel_bins=self.config.n_mels,
+            frame_length=self.config.win_ms,
+            frame_shift=self.config.hop_ms,
+            dither=0.0,
+            window_type="hamming",
+            sample_frequency=self.config.sample_rate,
+        )
 
 
 GE2E_SAMPLE_RATE = 16000
-GE2E_HOP = 160                # 10 ms
+GE2E_HOP = 160  # 10 ms
 
 
 def normalize_volume(waveform: torch.Tensor, target_dbfs: float = -30.0) -> torch.Tensor:
@@ -137,8 +153,10 @@ class GE2EMel(FrontEnd):
     def __init__(self, config: FeatureConfig):
         super().__init__(config)
         if (config.n_mels, config.sample_rate) != (40, GE2E_SAMPLE_RATE):
-            raise ConfigError("features.kind: ge2e_mel is resemblyzer's fixed front end: "
-                              "features.n_mels: 40 and features.sample_rate: 16000")
+            raise ConfigError(
+                "features.kind: ge2e_mel is resemblyzer's fixed front end: "
+                "features.n_mels: 40 and features.sample_rate: 16000"
+            )
         self.mel = ge2e_power_mel_transform()
 
     def raw(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -147,8 +165,17 @@ class GE2EMel(FrontEnd):
 
 def ge2e_power_mel_transform() -> torchaudio.transforms.MelSpectrogram:
     return torchaudio.transforms.MelSpectrogram(
-        sample_rate=GE2E_SAMPLE_RATE, n_fft=400, hop_length=GE2E_HOP, n_mels=40, window_fn=torch.hann_window,
-        center=True, pad_mode="constant", power=2.0, norm="slaney", mel_scale="slaney")
+        sample_rate=GE2E_SAMPLE_RATE,
+        n_fft=400,
+        hop_length=GE2E_HOP,
+        n_mels=40,
+        window_fn=torch.hann_window,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+        norm="slaney",
+        mel_scale="slaney",
+    )
 
 
 FRONT_ENDS: dict[str, type[FrontEnd]] = {"logmel": LogMel, "kaldi_fbank": KaldiFbank, "ge2e_mel": GE2EMel}
@@ -190,7 +217,7 @@ class FeatureCache:
             return False
 
     def path(self, utterance_id: str) -> pathlib.Path:
-        return self.folder / f"{utterance_id.replace('/', '__')}.pt"   # speaker-corpus ids hold slashes
+        return self.folder / f"{utterance_id.replace('/', '__')}.pt"  # speaker-corpus ids hold slashes
 
     @staticmethod
     def _source_stamp(source: pathlib.Path) -> list[int] | None:
@@ -209,7 +236,7 @@ class FeatureCache:
         if path.is_file():
             try:
                 entry = torch.load(path, weights_only=True)
-            except Exception:   # a truncated or foreign file: recompute it
+            except Exception:  # a truncated or foreign file: recompute it
                 entry = None
             if isinstance(entry, dict) and (stamp is None or entry.get("source") == stamp):
                 return entry["features"]

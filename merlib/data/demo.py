@@ -10,6 +10,7 @@ per-utterance jitter so classes overlap; neither modality alone is enough, fusio
 Generation is deterministic for a seed (identical audio with the same espeak-ng version) and
 cached: a second call with the same config hash does nothing; a changed config regenerates.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -30,8 +31,10 @@ from merlib.data.espeak import Rendering, check_voices_distinct, espeak_version,
 from merlib.progress import progress_bar
 
 GENERATOR_VERSION = 1
-SYNTHETIC_NOTICE = ("SYNTHETIC demo corpus (espeak-ng speech): these numbers show the pipeline works; "
-                    "they say nothing about IEMOCAP.")
+SYNTHETIC_NOTICE = (
+    "SYNTHETIC demo corpus (espeak-ng speech): these numbers show the pipeline works; they say nothing about IEMOCAP."
+)
+
 
 def default_data_dir() -> pathlib.Path:
     """Where generated corpora live: $MERLIB_DATA, else ~/.cache/merlib/data (outside the repo)."""
@@ -46,10 +49,10 @@ BASE_PITCH = {"F": 58, "M": 40}
 
 @dataclass(frozen=True)
 class Prosody:
-    pitch: int          # offset to the speaker's base pitch (espeak -p units)
-    pitch_range: int    # SSML range, %
-    rate: float         # factor on 165 words per minute
-    word_gap: int       # 10 ms units
+    pitch: int  # offset to the speaker's base pitch (espeak -p units)
+    pitch_range: int  # SSML range, %
+    rate: float  # factor on 165 words per minute
+    word_gap: int  # 10 ms units
     tilt: float
     gain_db: float
 
@@ -70,9 +73,9 @@ class DemoCorpusConfig:
     seed: int = 0
     # four-class utterances per speaker (10 speakers): 900 in all, IEMOCAP-like imbalance
     per_speaker: tuple = (("ang", 20), ("hap", 26), ("neu", 26), ("sad", 18))
-    exc_share: float = 0.4          # share of happy turns annotated "exc" (merged into hap)
-    other_per_speaker: tuple = (("fru", 3), ("xxx", 1))   # dropped by the 4-class protocol
-    dialogs_per_session: int = 6    # 3 improvised, 3 scripted
+    exc_share: float = 0.4  # share of happy turns annotated "exc" (merged into hap)
+    other_per_speaker: tuple = (("fru", 3), ("xxx", 1))  # dropped by the 4-class protocol
+    dialogs_per_session: int = 6  # 3 improvised, 3 scripted
 
     def hash(self) -> str:
         keyed = dataclasses.asdict(self) | {"generator": GENERATOR_VERSION, "espeak": espeak_version()}
@@ -85,15 +88,17 @@ class PlannedUtterance:
     session: int
     dialog: str
     raw_label: str
-    emotion: str        # the prosody used (fru/xxx turns borrow one)
-    pool: str           # specific | pair | ambiguous
+    emotion: str  # the prosody used (fru/xxx turns borrow one)
+    pool: str  # specific | pair | ambiguous
     rendering: Rendering
 
 
 def session_voices(session: int) -> dict[str, tuple[str, int]]:
     accent = SESSION_ACCENTS[session - 1]
-    return {f"Ses{session:02d}F": (f"{accent}+f{session}", BASE_PITCH["F"]),
-            f"Ses{session:02d}M": (f"{accent}+m{session}", BASE_PITCH["M"])}
+    return {
+        f"Ses{session:02d}F": (f"{accent}+f{session}", BASE_PITCH["F"]),
+        f"Ses{session:02d}M": (f"{accent}+m{session}", BASE_PITCH["M"]),
+    }
 
 
 def emotion_voices() -> dict[str, tuple[str, int]]:
@@ -103,7 +108,7 @@ def emotion_voices() -> dict[str, tuple[str, int]]:
 def _choose_text(emotion: str, rng: np.random.Generator) -> tuple[str, str]:
     pools = list(demo_text.POOL_SHARES)
     pool = pools[rng.choice(len(pools), p=list(demo_text.POOL_SHARES.values()))]
-    if emotion not in EMOTIONS:          # fru / xxx: any sentence
+    if emotion not in EMOTIONS:  # fru / xxx: any sentence
         pool = "ambiguous"
     if pool == "specific":
         sentences = demo_text.SPECIFIC[emotion]
@@ -118,16 +123,22 @@ def _choose_text(emotion: str, rng: np.random.Generator) -> tuple[str, str]:
 
 def _jittered(emotion: str, voice: tuple[str, int], text: str, rng: np.random.Generator, seed: int) -> Rendering:
     base, jitter = EMOTION_PROSODY[emotion], JITTER
-    uniform = lambda width: rng.uniform(-width, width)
+
+    def uniform(width):
+        return rng.uniform(-width, width)
+
     return Rendering(
-        text=text, voice=voice[0],
+        text=text,
+        voice=voice[0],
         pitch=int(np.clip(voice[1] + base.pitch + uniform(jitter.pitch), 5, 95)),
         pitch_range=int(max(10, base.pitch_range + uniform(jitter.pitch_range))),
         rate=int(165 * (base.rate + uniform(jitter.rate))),
         word_gap=int(max(0, base.word_gap + round(uniform(jitter.word_gap)))),
         tilt=float(np.clip(base.tilt + uniform(jitter.tilt), -0.8, 1.0)),
         gain_db=float(base.gain_db + uniform(jitter.gain_db)),
-        noise_db=float(rng.uniform(-62, -54)), seed=seed)
+        noise_db=float(rng.uniform(-62, -54)),
+        seed=seed,
+    )
 
 
 def plan_corpus(config: DemoCorpusConfig = DemoCorpusConfig()) -> list[PlannedUtterance]:
@@ -136,10 +147,13 @@ def plan_corpus(config: DemoCorpusConfig = DemoCorpusConfig()) -> list[PlannedUt
     plan = []
     for session in range(1, 6):
         voices = session_voices(session)
-        dialogs = ([f"Ses{session:02d}{'FM'[i % 2]}_impro{i + 1:02d}" for i in range(config.dialogs_per_session // 2)]
-                   + [f"Ses{session:02d}{'MF'[i % 2]}_script{i + 1:02d}_{1 + i % 3}"
-                      for i in range(config.dialogs_per_session - config.dialogs_per_session // 2)])
-        turns = []   # (gender, raw_label, emotion)
+        dialogs = [
+            f"Ses{session:02d}{'FM'[i % 2]}_impro{i + 1:02d}" for i in range(config.dialogs_per_session // 2)
+        ] + [
+            f"Ses{session:02d}{'MF'[i % 2]}_script{i + 1:02d}_{1 + i % 3}"
+            for i in range(config.dialogs_per_session - config.dialogs_per_session // 2)
+        ]
+        turns = []  # (gender, raw_label, emotion)
         for gender in "FM":
             for label, n in config.per_speaker:
                 for _ in range(n):
@@ -166,8 +180,9 @@ def _wav_path(item: PlannedUtterance) -> str:
     return f"Session{item.session}/sentences/wav/{item.dialog}/{item.id}.wav"
 
 
-def _write_label_files(root: pathlib.Path, plan: list[PlannedUtterance], durations: dict[str, float],
-                       rng: np.random.Generator) -> None:
+def _write_label_files(
+    root: pathlib.Path, plan: list[PlannedUtterance], durations: dict[str, float], rng: np.random.Generator
+) -> None:
     by_dialog: dict[str, list[PlannedUtterance]] = {}
     for item in plan:
         by_dialog.setdefault(item.dialog, []).append(item)
@@ -176,7 +191,7 @@ def _write_label_files(root: pathlib.Path, plan: list[PlannedUtterance], duratio
         evaluation = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"]
         transcription = []
         cursor = 2.0
-        for item in items:   # a dialog alternates turns in plan order
+        for item in items:  # a dialog alternates turns in plan order
             start, end = cursor, cursor + durations[item.id]
             cursor = end + float(rng.uniform(0.3, 1.5))
             evaluation.append(f"[{start:.4f} - {end:.4f}]\t{item.id}\t{item.raw_label}\t[2.5000, 3.0000, 2.5000]\n")
@@ -205,8 +220,11 @@ def render_all(jobs: list[tuple[Rendering, str]], description: str, workers: int
     """Synthesise in parallel (espeak-ng runs as subprocesses; threads are enough)."""
     workers = workers or max(2, (os.cpu_count() or 2) * 2)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(progress_bar(pool.map(lambda job: render_to_file(*job), jobs), total=len(jobs),
-                                 desc=description, unit="utt"))
+        return list(
+            progress_bar(
+                pool.map(lambda job: render_to_file(*job), jobs), total=len(jobs), desc=description, unit="utt"
+            )
+        )
 
 
 def is_current(out: pathlib.Path, config_hash: str) -> bool:
@@ -214,8 +232,9 @@ def is_current(out: pathlib.Path, config_hash: str) -> bool:
     return marker.is_file() and json.loads(marker.read_text()).get("config_hash") == config_hash
 
 
-def generate_demo_corpus(out: str | os.PathLike, config: DemoCorpusConfig = DemoCorpusConfig(),
-                         force: bool = False) -> dict:
+def generate_demo_corpus(
+    out: str | os.PathLike, config: DemoCorpusConfig = DemoCorpusConfig(), force: bool = False
+) -> dict:
     """Write the corpus under `out` (IEMOCAP_full_release layout); returns its summary.
 
     Skipped when `out` holds a complete corpus with the same config hash.
@@ -226,7 +245,7 @@ def generate_demo_corpus(out: str | os.PathLike, config: DemoCorpusConfig = Demo
         return json.loads((out / "demo_corpus.json").read_text()) | {"cached": True}
     check_voices_distinct(emotion_voices())
     started = time.perf_counter()
-    if out.exists():   # a stale or partial corpus: never mix generations
+    if out.exists():  # a stale or partial corpus: never mix generations
         for child in out.glob("Session*"):
             shutil.rmtree(child)
         (out / "demo_corpus.json").unlink(missing_ok=True)
@@ -240,17 +259,24 @@ def generate_demo_corpus(out: str | os.PathLike, config: DemoCorpusConfig = Demo
             speaker = f"Ses{item.session:02d}{item.id.rsplit('_', 1)[1][0]}"
             speakers[speaker] = speakers.get(speaker, 0) + 1
     summary = {
-        "notice": SYNTHETIC_NOTICE, "config": dataclasses.asdict(config), "config_hash": config_hash,
-        "espeak_ng": espeak_version(), "voices": {k: v[0] for k, v in emotion_voices().items()},
-        "utterances_all": len(plan), "utterances_four_class": sum(counts["total"].values()),
+        "notice": SYNTHETIC_NOTICE,
+        "config": dataclasses.asdict(config),
+        "config_hash": config_hash,
+        "espeak_ng": espeak_version(),
+        "voices": {k: v[0] for k, v in emotion_voices().items()},
+        "utterances_all": len(plan),
+        "utterances_four_class": sum(counts["total"].values()),
         "hours": round(sum(durations) / 3600, 3),
         "mean_duration_s": round(float(np.mean(durations)), 3),
         "megabytes": round(sum(p.stat().st_size for p in out.rglob("*.wav")) / 1e6, 1),
         "seconds_to_generate": round(time.perf_counter() - started, 1),
-        "counts": counts, "speakers": dict(sorted(speakers.items())),
+        "counts": counts,
+        "speakers": dict(sorted(speakers.items())),
         "pools": {pool: sum(i.pool == pool for i in plan) for pool in demo_text.POOL_SHARES},
     }
-    (out / "expected_counts.json").write_text(json.dumps({"source": SYNTHETIC_NOTICE, "counts": counts}, indent=2) + "\n")
+    (out / "expected_counts.json").write_text(
+        json.dumps({"source": SYNTHETIC_NOTICE, "counts": counts}, indent=2) + "\n"
+    )
     (out / "demo_corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary | {"cached": False}
 
@@ -258,14 +284,68 @@ def generate_demo_corpus(out: str | os.PathLike, config: DemoCorpusConfig = Demo
 # ---------------------------------------------------------------------------------------------
 # The synthetic speaker corpus for speaker pretraining (VoxCeleb layout).
 
-SPEAKER_ACCENTS = ("en-us", "en-gb-scotland", "en-029", "en-us-nyc", "en-gb-x-rp",
-                   "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en")
+SPEAKER_ACCENTS = (
+    "en-us",
+    "en-gb-scotland",
+    "en-029",
+    "en-us-nyc",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en",
+)
 # espeak-ng variants, minus the ones of the emotion corpus (f1-f5, m1-m5) and robotic ones.
-SPEAKER_VARIANTS = ("m6", "m7", "m8", "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene",
-                    "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "adam", "anika", "aunty",
-                    "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward", "grandma", "grandpa",
-                    "gustave", "iven", "john", "linda", "max", "michel", "miguel", "norbert", "paul", "pedro",
-                    "quincy", "rob", "robert", "sandro", "shelby", "steph", "travis", "victor", "zac")
+SPEAKER_VARIANTS = (
+    "m6",
+    "m7",
+    "m8",
+    "Alex",
+    "Alicia",
+    "Andrea",
+    "Andy",
+    "Annie",
+    "Denis",
+    "Diogo",
+    "Gene",
+    "Hugo",
+    "Jacky",
+    "Lee",
+    "Marco",
+    "Mario",
+    "Michael",
+    "Mike",
+    "adam",
+    "anika",
+    "aunty",
+    "belinda",
+    "benjamin",
+    "boris",
+    "caleb",
+    "david",
+    "ed",
+    "edward",
+    "grandma",
+    "grandpa",
+    "gustave",
+    "iven",
+    "john",
+    "linda",
+    "max",
+    "michel",
+    "miguel",
+    "norbert",
+    "paul",
+    "pedro",
+    "quincy",
+    "rob",
+    "robert",
+    "sandro",
+    "shelby",
+    "steph",
+    "travis",
+    "victor",
+    "zac",
+)
 
 
 @dataclass(frozen=True)
@@ -276,8 +356,12 @@ class DemoSpeakersConfig:
     videos_per_speaker: int = 2
 
     def hash(self) -> str:
-        keyed = dataclasses.asdict(self) | {"generator": GENERATOR_VERSION, "espeak": espeak_version(),
-                                            "variants": SPEAKER_VARIANTS, "accents": SPEAKER_ACCENTS}
+        keyed = dataclasses.asdict(self) | {
+            "generator": GENERATOR_VERSION,
+            "espeak": espeak_version(),
+            "variants": SPEAKER_VARIANTS,
+            "accents": SPEAKER_ACCENTS,
+        }
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -290,8 +374,12 @@ def plan_speakers(config: DemoSpeakersConfig = DemoSpeakersConfig()) -> dict[str
     chosen = rng.choice(len(combos), size=config.speakers, replace=False)
     speakers = {}
     for number, index in enumerate(sorted(chosen)):
-        speakers[f"id{20001 + number}"] = {"voice": combos[index], "pitch": int(rng.integers(30, 71)),
-                                           "rate": int(rng.integers(145, 190)), "tilt": float(rng.uniform(-0.3, 0.4))}
+        speakers[f"id{20001 + number}"] = {
+            "voice": combos[index],
+            "pitch": int(rng.integers(30, 71)),
+            "rate": int(rng.integers(145, 190)),
+            "tilt": float(rng.uniform(-0.3, 0.4)),
+        }
     emotion = set(v for v, _ in emotion_voices().values())
     emotion_variants = {v.split("+")[1] for v in emotion}
     clash = [s for s, p in speakers.items() if p["voice"] in emotion or p["voice"].split("+")[1] in emotion_variants]
@@ -300,8 +388,9 @@ def plan_speakers(config: DemoSpeakersConfig = DemoSpeakersConfig()) -> dict[str
     return speakers
 
 
-def generate_demo_speakers(out: str | os.PathLike, config: DemoSpeakersConfig = DemoSpeakersConfig(),
-                           force: bool = False) -> dict:
+def generate_demo_speakers(
+    out: str | os.PathLike, config: DemoSpeakersConfig = DemoSpeakersConfig(), force: bool = False
+) -> dict:
     """Write `out/idNNNNN/<video>/<utt>.wav` and `out/speakers.jsonl`; cached by config hash."""
     from merlib.data.speakers import scan_voxceleb, write_speaker_manifest
 
@@ -320,23 +409,34 @@ def generate_demo_speakers(out: str | os.PathLike, config: DemoSpeakersConfig = 
     sentences = demo_text.SPEAKER_SENTENCES
     jobs = []
     for speaker, voice in speakers.items():
-        videos = ["".join(rng.choice(list("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"), 11))
-                  for _ in range(config.videos_per_speaker)]
+        videos = [
+            "".join(rng.choice(list("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"), 11))
+            for _ in range(config.videos_per_speaker)
+        ]
         for k in range(config.utterances_per_speaker):
             rendering = Rendering(
-                text=sentences[rng.integers(len(sentences))], voice=voice["voice"],
-                pitch=int(np.clip(voice["pitch"] + rng.integers(-3, 4), 5, 95)), pitch_range=int(rng.integers(70, 110)),
-                rate=int(voice["rate"] * rng.uniform(0.95, 1.05)), word_gap=int(rng.integers(0, 2)),
-                tilt=voice["tilt"], gain_db=float(rng.uniform(-3, 3)), noise_db=float(rng.uniform(-62, -54)),
-                seed=int(rng.integers(2**31)))
+                text=sentences[rng.integers(len(sentences))],
+                voice=voice["voice"],
+                pitch=int(np.clip(voice["pitch"] + rng.integers(-3, 4), 5, 95)),
+                pitch_range=int(rng.integers(70, 110)),
+                rate=int(voice["rate"] * rng.uniform(0.95, 1.05)),
+                word_gap=int(rng.integers(0, 2)),
+                tilt=voice["tilt"],
+                gain_db=float(rng.uniform(-3, 3)),
+                noise_db=float(rng.uniform(-62, -54)),
+                seed=int(rng.integers(2**31)),
+            )
             jobs.append((rendering, str(out / speaker / videos[k % len(videos)] / f"{k + 1:05d}.wav")))
     render_all(jobs, "demo speakers")
     records = scan_voxceleb(out)
     write_speaker_manifest(records, out / "speakers.jsonl")
     summary = {
         "notice": "SYNTHETIC speaker corpus (espeak-ng voices), for speaker pretraining of the demo.",
-        "config": dataclasses.asdict(config), "config_hash": config_hash, "espeak_ng": espeak_version(),
-        "speakers": len(speakers), "utterances": len(records),
+        "config": dataclasses.asdict(config),
+        "config_hash": config_hash,
+        "espeak_ng": espeak_version(),
+        "speakers": len(speakers),
+        "utterances": len(records),
         "hours": round(sum(r.duration for r in records) / 3600, 3),
         "megabytes": round(sum(p.stat().st_size for p in out.rglob("*.wav")) / 1e6, 1),
         "seconds_to_generate": round(time.perf_counter() - started, 1),

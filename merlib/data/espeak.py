@@ -1,5 +1,6 @@
 """espeak-ng as a subprocess (the program is GPL: called, never vendored) and the audio
 post-processing shared by the demo corpora: spectral tilt, gain, noise floor, 16 kHz PCM."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,12 @@ from scipy.signal import lfilter
 from merlib.errors import MerlibError
 
 SAMPLE_RATE = 16000
-INSTALL_HINT = ("espeak-ng is needed to synthesise the demo corpora. Install it with\n"
-                "  sudo apt-get install espeak-ng        (Debian/Ubuntu)\n"
-                "  conda install -c conda-forge espeak-ng (conda)\n"
-                "(`make demo` and `make test` install it themselves when run as root).")
+INSTALL_HINT = (
+    "espeak-ng is needed to synthesise the demo corpora. Install it with\n"
+    "  sudo apt-get install espeak-ng        (Debian/Ubuntu)\n"
+    "  conda install -c conda-forge espeak-ng (conda)\n"
+    "(`make demo` and `make test` install it themselves when run as root)."
+)
 
 
 class EspeakError(MerlibError, RuntimeError):
@@ -47,26 +50,39 @@ def espeak_version() -> str:
 @dataclass(frozen=True)
 class Rendering:
     """Everything that decides one synthesised utterance."""
+
     text: str
-    voice: str            # espeak-ng voice, "en-us+f2" style (en-gb+VARIANT ignores the variant)
-    pitch: int            # espeak -p, 0..99
-    pitch_range: int      # SSML <prosody range="N%">
-    rate: int             # espeak -s, words per minute
-    word_gap: int         # espeak -g, units of 10 ms between words
-    tilt: float           # > 0 brighter (pre-emphasis), < 0 duller (low-pass)
-    gain_db: float        # level relative to -20 dBFS RMS
-    noise_db: float       # noise floor, dBFS RMS
+    voice: str  # espeak-ng voice, "en-us+f2" style (en-gb+VARIANT ignores the variant)
+    pitch: int  # espeak -p, 0..99
+    pitch_range: int  # SSML <prosody range="N%">
+    rate: int  # espeak -s, words per minute
+    word_gap: int  # espeak -g, units of 10 ms between words
+    tilt: float  # > 0 brighter (pre-emphasis), < 0 duller (low-pass)
+    gain_db: float  # level relative to -20 dBFS RMS
+    noise_db: float  # noise floor, dBFS RMS
     seed: int
 
 
 def synthesize_raw(rendering: Rendering) -> tuple[np.ndarray, int]:
     """espeak-ng's own output (22.05 kHz float)."""
-    ssml = (f'<speak><prosody range="{rendering.pitch_range}%">'
-            f'{_escape(rendering.text)}</prosody></speak>')
+    ssml = f'<speak><prosody range="{rendering.pitch_range}%">{_escape(rendering.text)}</prosody></speak>'
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "out.wav")
-        command = [espeak_binary(), "-m", "-v", rendering.voice, "-p", str(rendering.pitch),
-                   "-s", str(rendering.rate), "-g", str(rendering.word_gap), "-w", path, ssml]
+        command = [
+            espeak_binary(),
+            "-m",
+            "-v",
+            rendering.voice,
+            "-p",
+            str(rendering.pitch),
+            "-s",
+            str(rendering.rate),
+            "-g",
+            str(rendering.word_gap),
+            "-w",
+            path,
+            ssml,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not os.path.getsize(path):
             raise EspeakError(f"espeak-ng failed for voice {rendering.voice!r}: {result.stderr.strip()}")
@@ -80,14 +96,15 @@ def _escape(text: str) -> str:
 
 def apply_voice_quality(audio: np.ndarray, rate: int, rendering: Rendering) -> np.ndarray:
     """Tilt, resample to 16 kHz, set the level, add a low noise floor (seeded)."""
-    if rendering.tilt > 0:      # brighter: mix in a pre-emphasised copy
+    if rendering.tilt > 0:  # brighter: mix in a pre-emphasised copy
         audio = audio + rendering.tilt * lfilter([1.0, -0.95], [1.0], audio)
-    elif rendering.tilt < 0:    # duller: mix towards a one-pole low-pass
+    elif rendering.tilt < 0:  # duller: mix towards a one-pole low-pass
         amount = -rendering.tilt
         audio = (1 - amount) * audio + amount * lfilter([0.15], [1.0, -0.85], audio)
-    audio = torchaudio.functional.resample(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
-                                           rate, SAMPLE_RATE).numpy()
-    rms = float(np.sqrt(np.mean(audio ** 2))) or 1.0
+    audio = torchaudio.functional.resample(
+        torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)), rate, SAMPLE_RATE
+    ).numpy()
+    rms = float(np.sqrt(np.mean(audio**2))) or 1.0
     audio = audio * (10 ** ((-20 + rendering.gain_db) / 20) / rms)
     noise = np.random.default_rng(rendering.seed).normal(0.0, 10 ** (rendering.noise_db / 20), audio.shape)
     return np.clip(audio + noise, -1.0, 1.0).astype(np.float32)
@@ -114,6 +131,8 @@ def check_voices_distinct(voices: dict[str, tuple[str, int]], probe: str = "Prob
         audio, _ = synthesize_raw(rendering)
         digest = hashlib.sha1(audio.tobytes()).hexdigest()
         if digest in digests:
-            raise EspeakError(f"speakers {digests[digest]} and {speaker} render identically "
-                               f"(voice {voice!r}); espeak-ng ignored a variant. Use 'en+f2'-style voices.")
+            raise EspeakError(
+                f"speakers {digests[digest]} and {speaker} render identically "
+                f"(voice {voice!r}); espeak-ng ignored a variant. Use 'en+f2'-style voices."
+            )
         digests[digest] = speaker

@@ -9,6 +9,7 @@ is drawn from the training sessions only, by one of two named strategies:
 - `session`: one whole training session (the one after the test session, cyclically), so
   hold-out speakers are unseen in training, as the test speakers are.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -35,15 +36,16 @@ class FoldError(MerlibError, ValueError):
 
 @dataclass(frozen=True)
 class Fold:
-    fold: int                       # = the test session
+    fold: int  # = the test session
     train: tuple[Utterance, ...]
     holdout: tuple[Utterance, ...]
     test: tuple[Utterance, ...]
     holdout_strategy: str
 
 
-def check_no_leakage(train: Sequence[Utterance], holdout: Sequence[Utterance],
-                     test: Sequence[Utterance], fold: int | str = "?") -> None:
+def check_no_leakage(
+    train: Sequence[Utterance], holdout: Sequence[Utterance], test: Sequence[Utterance], fold: int | str = "?"
+) -> None:
     """Raise `LeakageError` naming the overlap.
 
     No utterance may be in two splits, and no test speaker may appear in train or hold-out
@@ -54,15 +56,18 @@ def check_no_leakage(train: Sequence[Utterance], holdout: Sequence[Utterance],
     for first, second in (("train", "holdout"), ("train", "test"), ("holdout", "test")):
         shared = sorted(ids[first] & ids[second])
         if shared:
-            raise LeakageError(f"fold {fold}: {len(shared)} utterance(s) in both {first} and {second}, "
-                               f"e.g. {', '.join(shared[:5])}")
+            raise LeakageError(
+                f"fold {fold}: {len(shared)} utterance(s) in both {first} and {second}, e.g. {', '.join(shared[:5])}"
+            )
     test_speakers = {u.speaker for u in test}
     for name in ("train", "holdout"):
         shared = sorted(test_speakers & {u.speaker for u in splits[name]})
         if shared:
-            raise LeakageError(f"fold {fold}: speaker(s) {', '.join(shared)} in both {name} and test; "
-                               "LOSO requires speaker-independent test sets (check the `session` and "
-                               "`speaker` fields of the manifest)")
+            raise LeakageError(
+                f"fold {fold}: speaker(s) {', '.join(shared)} in both {name} and test; "
+                "LOSO requires speaker-independent test sets (check the `session` and "
+                "`speaker` fields of the manifest)"
+            )
 
 
 def _stratified_holdout(train: list[Utterance], fraction: float, seed: int) -> tuple[list, list]:
@@ -71,25 +76,34 @@ def _stratified_holdout(train: list[Utterance], fraction: float, seed: int) -> t
         keep, held = train_test_split(train, test_size=fraction, random_state=seed, stratify=strata)
     except ValueError:
         # A label×speaker stratum with a single utterance (tiny corpora): stratify by label only.
-        warnings.warn("hold-out: some label×speaker groups are too small to stratify; "
-                      "stratifying by label only", stacklevel=3)
-        keep, held = train_test_split(train, test_size=fraction, random_state=seed,
-                                      stratify=[u.label for u in train])
+        warnings.warn(
+            "hold-out: some label×speaker groups are too small to stratify; stratifying by label only", stacklevel=3
+        )
+        keep, held = train_test_split(train, test_size=fraction, random_state=seed, stratify=[u.label for u in train])
     return sorted(keep, key=lambda u: u.id), sorted(held, key=lambda u: u.id)
 
 
-def make_fold(utterances: Sequence[Utterance], fold: int, holdout: str = "stratified",
-              holdout_fraction: float = 0.1, seed: int = 0) -> Fold:
+def make_fold(
+    utterances: Sequence[Utterance],
+    fold: int,
+    holdout: str = "stratified",
+    holdout_fraction: float = 0.1,
+    seed: int = 0,
+) -> Fold:
     """Fold `fold` of LOSO: a pure function of the manifest, the strategy and the seed."""
     if holdout not in HOLDOUT_STRATEGIES:
         raise FoldError(f"hold-out strategy {holdout!r}: choose one of {', '.join(HOLDOUT_STRATEGIES)}")
     utterances = sorted(utterances, key=lambda u: u.id)
     sessions = np.array([u.session for u in utterances])
     if fold not in set(sessions.tolist()):
-        raise FoldError(f"fold {fold}: no utterances of session {fold} in the manifest "
-                         f"(sessions present: {sorted(set(sessions.tolist()))})")
-    splits = {int(sessions[test_index][0]): (train_index, test_index)
-              for train_index, test_index in LeaveOneGroupOut().split(utterances, groups=sessions)}
+        raise FoldError(
+            f"fold {fold}: no utterances of session {fold} in the manifest "
+            f"(sessions present: {sorted(set(sessions.tolist()))})"
+        )
+    splits = {
+        int(sessions[test_index][0]): (train_index, test_index)
+        for train_index, test_index in LeaveOneGroupOut().split(utterances, groups=sessions)
+    }
     train_index, test_index = splits[fold]
     train = [utterances[i] for i in train_index]
     test = [utterances[i] for i in test_index]
@@ -101,8 +115,7 @@ def make_fold(utterances: Sequence[Utterance], fold: int, holdout: str = "strati
         held = [u for u in train if u.session == held_session]
         train = [u for u in train if u.session != held_session]
     check_no_leakage(train, held, test, fold)
-    return Fold(fold=fold, train=tuple(train), holdout=tuple(held), test=tuple(test),
-                holdout_strategy=holdout)
+    return Fold(fold=fold, train=tuple(train), holdout=tuple(held), test=tuple(test), holdout_strategy=holdout)
 
 
 def make_folds(utterances: Sequence[Utterance], **options) -> list[Fold]:
@@ -116,10 +129,13 @@ def fold_table(folds: Sequence[Fold]) -> list[dict]:
     for fold in folds:
         for split in ("train", "holdout", "test"):
             records = getattr(fold, split)
-            row = {"fold": fold.fold, "split": split, "n": len(records),
-                   "speakers": ",".join(sorted({u.speaker for u in records}))}
+            row = {
+                "fold": fold.fold,
+                "split": split,
+                "n": len(records),
+                "speakers": ",".join(sorted({u.speaker for u in records})),
+            }
             for label in EMOTIONS:
                 row[label] = sum(u.label == label for u in records)
             rows.append(row)
     return rows
-

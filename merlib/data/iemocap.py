@@ -8,10 +8,10 @@ The paper's protocol keeps four classes (ang, hap, neu, sad) with excited merged
 5531 utterances. `prepare_iemocap` checks its own result against
 data_manifests/iemocap/expected_counts.json and shows a diff when it differs.
 """
+
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import pathlib
 import re
@@ -29,11 +29,13 @@ from merlib.io import write_text
 LABEL_MAP = {"ang": "ang", "hap": "hap", "exc": "hap", "neu": "neu", "sad": "sad"}
 
 _LABEL_LINE = re.compile(
-    r"^\[(?P<start>\d+(?:\.\d+)?)\s*-\s*(?P<end>\d+(?:\.\d+)?)\]\s+(?P<id>Ses\d{2}[FM]_\S+)\s+(?P<label>[a-z]{3})\s+\[.*\]\s*$")
+    r"^\[(?P<start>\d+(?:\.\d+)?)\s*-\s*(?P<end>\d+(?:\.\d+)?)\]\s+(?P<id>Ses\d{2}[FM]_\S+)\s+(?P<label>[a-z]{3})\s+\[.*\]\s*$"
+)
 # Evaluator lines inside a block: categorical (C-E2:), attribute (A-E3:) and self (C-F1:, A-M1:).
 _EVALUATOR_LINE = re.compile(r"^[CA]-[A-Z]+\d*:")
 _TRANSCRIPT_LINE = re.compile(
-    r"^(?P<id>Ses\d{2}[FM]_\S+)\s+\[(?P<start>\d+(?:\.\d+)?)-(?P<end>\d+(?:\.\d+)?)\]:\s?(?P<text>.*)$")
+    r"^(?P<id>Ses\d{2}[FM]_\S+)\s+\[(?P<start>\d+(?:\.\d+)?)-(?P<end>\d+(?:\.\d+)?)\]:\s?(?P<text>.*)$"
+)
 EXPECTED_COUNTS = pathlib.Path(__file__).resolve().parents[2] / "data_manifests" / "iemocap" / "expected_counts.json"
 
 
@@ -44,6 +46,7 @@ class IemocapFormatError(MerlibError, ValueError):
 @dataclass
 class PrepareReport:
     """What `prepare_iemocap` kept, skipped and why: printed, and saved next to the manifest."""
+
     utterances: list[Utterance]
     labelled_other_classes: collections.Counter = field(default_factory=collections.Counter)
     missing_wavs: list[str] = field(default_factory=list)
@@ -109,7 +112,9 @@ def speaker_of(utterance_id: str) -> tuple[int, str]:
     return session, gender
 
 
-def parse_emo_evaluation(path: pathlib.Path, report: PrepareReport | None = None) -> dict[str, tuple[str, float, float]]:
+def parse_emo_evaluation(
+    path: pathlib.Path, report: PrepareReport | None = None
+) -> dict[str, tuple[str, float, float]]:
     """{utterance id: (raw label, start, end)} from one EmoEvaluation file."""
     report = report or PrepareReport([])
     labels = {}
@@ -122,7 +127,8 @@ def parse_emo_evaluation(path: pathlib.Path, report: PrepareReport | None = None
             raise IemocapFormatError(
                 f"{path}:{line_number}: not an IEMOCAP label line: {raw!r}. Expected "
                 "'[START - END]<TAB>ID<TAB>LABEL<TAB>[V, A, D]'; restore this file from the original "
-                "IEMOCAP_full_release archive.")
+                "IEMOCAP_full_release archive."
+            )
         labels[match["id"]] = (match["label"], float(match["start"]), float(match["end"]))
     return labels
 
@@ -153,7 +159,8 @@ def _find_sessions(root: pathlib.Path) -> list[pathlib.Path]:
     if not sessions:
         raise DataNotFoundError(
             f"{root}: no Session1..Session5 folders. Point `merlib prepare iemocap` at the "
-            "IEMOCAP_full_release folder (the one that contains Session1/).")
+            "IEMOCAP_full_release folder (the one that contains Session1/)."
+        )
     return sessions
 
 
@@ -166,8 +173,9 @@ def prepare_iemocap(root: str | pathlib.Path, corpus: str = "iemocap") -> Prepar
         transcription_dir = session_dir / "dialog" / "transcriptions"
         if not evaluation_dir.is_dir():
             raise DataNotFoundError(f"{evaluation_dir}: missing; is {root} a complete IEMOCAP_full_release copy?")
-        report.ignored_files += [str(p) for p in sorted(evaluation_dir.iterdir())
-                                 if p.name.startswith("._") or p.is_dir()]
+        report.ignored_files += [
+            str(p) for p in sorted(evaluation_dir.iterdir()) if p.name.startswith("._") or p.is_dir()
+        ]
         for label_file in _visible_txt_files(evaluation_dir):
             dialog = label_file.stem
             labels = parse_emo_evaluation(label_file, report)
@@ -190,12 +198,24 @@ def prepare_iemocap(root: str | pathlib.Path, corpus: str = "iemocap") -> Prepar
                 if utterance_id not in texts:
                     report.missing_transcripts.append(utterance_id)
                 session, gender = speaker_of(utterance_id)
-                report.utterances.append(Utterance(
-                    id=utterance_id, corpus=corpus, session=session,
-                    speaker=f"Ses{session:02d}{gender}", gender=gender,
-                    label=label, raw_label=raw_label, transcript=texts.get(utterance_id, ""),
-                    wav=wav_relative.as_posix(), start=start, end=end, duration=round(duration, 4),
-                    kind="impro" if "_impro" in dialog else "script", dialog=dialog))
+                report.utterances.append(
+                    Utterance(
+                        id=utterance_id,
+                        corpus=corpus,
+                        session=session,
+                        speaker=f"Ses{session:02d}{gender}",
+                        gender=gender,
+                        label=label,
+                        raw_label=raw_label,
+                        transcript=texts.get(utterance_id, ""),
+                        wav=wav_relative.as_posix(),
+                        start=start,
+                        end=end,
+                        duration=round(duration, 4),
+                        kind="impro" if "_impro" in dialog else "script",
+                        dialog=dialog,
+                    )
+                )
     report.utterances.sort(key=lambda u: u.id)
     return report
 
@@ -206,9 +226,12 @@ def load_expected_counts(path: pathlib.Path = EXPECTED_COUNTS) -> dict[str, dict
 
 def count_differences(found: dict, expected: dict) -> list[tuple[str, str, int, int]]:
     """[(session, label, found, expected)] for every cell that differs."""
-    return [(session, label, found.get(session, {}).get(label, 0), expected[session][label])
-            for session in expected for label in EMOTIONS
-            if found.get(session, {}).get(label, 0) != expected[session][label]]
+    return [
+        (session, label, found.get(session, {}).get(label, 0), expected[session][label])
+        for session in expected
+        for label in EMOTIONS
+        if found.get(session, {}).get(label, 0) != expected[session][label]
+    ]
 
 
 def format_count_table(counts: dict, expected: dict | None = None) -> str:
@@ -243,8 +266,9 @@ def check_counts(report: PrepareReport, strict: bool, expected_path: pathlib.Pat
     expected = load_expected_counts(expected_path)
     differences = count_differences(report.counts(), expected)
     if differences:
-        message = (f"IEMOCAP counts differ from the paper's 5531 in {len(differences)} cell(s):\n"
-                   + format_count_table(report.counts(), expected))
+        message = f"IEMOCAP counts differ from the paper's 5531 in {len(differences)} cell(s):\n" + format_count_table(
+            report.counts(), expected
+        )
         if strict:
             raise IemocapFormatError(message)
         warnings.warn(message + "\n(a partial copy? rerun with --strict to make this an error)", stacklevel=2)

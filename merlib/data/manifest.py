@@ -3,6 +3,7 @@
 Paths in a manifest are relative to a corpus root that is given when the audio is read, so a
 manifest never holds a machine-specific path and can be committed or shared.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,20 +27,20 @@ class ManifestError(MerlibError, ValueError):
 
 @dataclass(frozen=True)
 class Utterance:
-    id: str                # Ses01F_impro01_M012
-    corpus: str            # "iemocap" or "demo"
-    session: int           # 1..5; LOSO folds are sessions
-    speaker: str           # Ses01M: session + gender of the utterance's own id suffix
-    gender: str            # F | M
-    label: str             # 4-class label: ang | hap | neu | sad (exc merged into hap)
-    raw_label: str         # label as annotated (exc, hap, ...)
-    transcript: str        # may be "" (non-verbal turns); counted, never dropped
-    wav: str               # path relative to the corpus root
-    start: float           # seconds within the dialog recording
+    id: str  # Ses01F_impro01_M012
+    corpus: str  # "iemocap" or "demo"
+    session: int  # 1..5; LOSO folds are sessions
+    speaker: str  # Ses01M: session + gender of the utterance's own id suffix
+    gender: str  # F | M
+    label: str  # 4-class label: ang | hap | neu | sad (exc merged into hap)
+    raw_label: str  # label as annotated (exc, hap, ...)
+    transcript: str  # may be "" (non-verbal turns); counted, never dropped
+    wav: str  # path relative to the corpus root
+    start: float  # seconds within the dialog recording
     end: float
-    duration: float        # seconds of the segment wav
-    kind: str              # impro | script
-    dialog: str            # Ses01F_impro01
+    duration: float  # seconds of the segment wav
+    kind: str  # impro | script
+    dialog: str  # Ses01F_impro01
 
     def validate(self) -> list[str]:
         """Return a list of problems (empty when the record is valid)."""
@@ -59,8 +60,7 @@ class Utterance:
         if not (self.duration > 0):
             problems.append(f"duration: {self.duration!r} must be > 0")
         if self.speaker != f"Ses{self.session:02d}{self.gender}":
-            problems.append(f"speaker: {self.speaker!r} disagrees with session {self.session} "
-                            f"and gender {self.gender}")
+            problems.append(f"speaker: {self.speaker!r} disagrees with session {self.session} and gender {self.gender}")
         return problems
 
 
@@ -92,8 +92,10 @@ def utterance_from_dict(obj: dict, where: str) -> Utterance:
     record = Utterance(**values)
     problems = record.validate()
     if problems:
-        raise ManifestError(f"{where}: field {problems[0]}" + (
-            f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else ""))
+        raise ManifestError(
+            f"{where}: field {problems[0]}"
+            + (f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else "")
+        )
     return record
 
 
@@ -101,8 +103,10 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
     """Read a manifest lazily, validating each line."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest. Create it with `merlib prepare iemocap ROOT "
-                            f"--out {path.parent}` or `merlib demo-corpus`.")
+        raise ManifestError(
+            f"{path}: no such manifest. Create it with `merlib prepare iemocap ROOT "
+            f"--out {path.parent}` or `merlib demo-corpus`."
+        )
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -122,8 +126,9 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     seen: dict[str, int] = {}
     for index, record in enumerate(records):
         if record.id in seen:
-            raise ManifestError(f"{path}: utterance id {record.id!r} appears twice "
-                                f"(records {seen[record.id] + 1} and {index + 1})")
+            raise ManifestError(
+                f"{path}: utterance id {record.id!r} appears twice (records {seen[record.id] + 1} and {index + 1})"
+            )
         seen[record.id] = index
     return records
 
@@ -136,5 +141,6 @@ def write_manifest(records: Iterable[Utterance], path: str | os.PathLike) -> pat
         problems = record.validate()
         if problems:
             raise ManifestError(f"record {index + 1} ({record.id}): {'; '.join(problems)}")
-    return write_text(path, "".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n"
-                                    for record in records))
+    return write_text(
+        path, "".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n" for record in records)
+    )

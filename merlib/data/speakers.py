@@ -3,6 +3,7 @@
 Used for speaker pretraining. `scan_voxceleb(root)` builds the manifest of any tree in that
 layout (a real VoxCeleb copy, or the synthetic demo speakers); paths are relative to the root.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,10 +22,10 @@ from merlib.io import write_text
 
 @dataclass(frozen=True)
 class SpeakerUtterance:
-    id: str          # id10001/1zcIwhmdeo4/00001
-    speaker: str     # id10001
-    video: str       # 1zcIwhmdeo4
-    wav: str         # relative to the corpus root
+    id: str  # id10001/1zcIwhmdeo4/00001
+    speaker: str  # id10001
+    video: str  # 1zcIwhmdeo4
+    wav: str  # relative to the corpus root
     duration: float
 
 
@@ -41,8 +42,15 @@ def scan_voxceleb(root: str | os.PathLike) -> list[SpeakerUtterance]:
                 continue
             info = soundfile.info(str(wav))
             relative = wav.relative_to(root).as_posix()
-            records.append(SpeakerUtterance(id=relative[:-4], speaker=speaker.name, video=wav.parent.name,
-                                            wav=relative, duration=round(info.frames / info.samplerate, 4)))
+            records.append(
+                SpeakerUtterance(
+                    id=relative[:-4],
+                    speaker=speaker.name,
+                    video=wav.parent.name,
+                    wav=relative,
+                    duration=round(info.frames / info.samplerate, 4),
+                )
+            )
     return records
 
 
@@ -53,8 +61,10 @@ def write_speaker_manifest(records: Iterable[SpeakerUtterance], path: str | os.P
 def read_speaker_manifest(path: str | os.PathLike) -> list[SpeakerUtterance]:
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ManifestError(f"{path}: no such speaker manifest; make one with `merlib demo-speakers OUT` "
-                            "or point speaker pretraining at a VoxCeleb-layout folder")
+        raise ManifestError(
+            f"{path}: no such speaker manifest; make one with `merlib demo-speakers OUT` "
+            "or point speaker pretraining at a VoxCeleb-layout folder"
+        )
     records = []
     for line_number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():

@@ -5,6 +5,7 @@ freezes `frame_layers()` and trains on `pooled()` vectors (cached: they do not c
 frame layers are frozen); fine-tuning trains everything. A new backbone implements this and is
 added to `merlib.train.common.BACKBONES` (and to `BackboneName` in merlib.config).
 """
+
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
@@ -15,10 +16,10 @@ from torch import nn
 
 @runtime_checkable
 class Backbone(Protocol):
-    feat_dim: int          # feature bins it takes: input (batch, frames, feat_dim)
-    embed_dim: int         # size of its embedding (the head's input)
-    min_frames: int        # the shortest segment it can embed
-    embedding: nn.Module   # the segment-level layers: pooled vector → embedding
+    feat_dim: int  # feature bins it takes: input (batch, frames, feat_dim)
+    embed_dim: int  # size of its embedding (the head's input)
+    min_frames: int  # the shortest segment it can embed
+    embedding: nn.Module  # the segment-level layers: pooled vector → embedding
 
     def frame_layers(self) -> list[nn.Module]:
         """The frame-level layers (convolutions, LSTM): what linear probing freezes."""

@@ -1,5 +1,6 @@
 """Saving and loading state dicts: atomic writes, `weights_only=True` reads, and loads that
 report every missing, unexpected and mismatched tensor (never a silent strict=False)."""
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,7 @@ class CheckpointMismatchError(MerlibError, ValueError):
 class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)   # name, checkpoint, model
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # name, checkpoint, model
 
     def __str__(self) -> str:
         lines = [f"missing {len(self.missing)}, unexpected {len(self.unexpected)}, mismatched {len(self.mismatched)}"]
@@ -38,26 +39,37 @@ def load_checkpoint(path: str | os.PathLike):
         raise DataNotFoundError(f"{path}: no such checkpoint; check the path in your config")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:   # pickle errors, truncated zip files, ...
+    except Exception as error:  # pickle errors, truncated zip files, ...
         text = str(error).strip()
-        reason = ("it is not a PyTorch file of tensors (a pickle with other objects, or not PyTorch at all)"
-                  if text.startswith("Weights only load failed") else text.splitlines()[0][:200] if text else type(error).__name__)
-        raise CheckpointMismatchError(f"{path}: not a loadable state-dict checkpoint: {reason}. If merlib wrote it, "
-                                      "it is damaged (an interrupted copy?): delete it and rerun the stage that "
-                                      "writes it; merlib loads state dicts only (weights_only=True)") from None
+        reason = (
+            "it is not a PyTorch file of tensors (a pickle with other objects, or not PyTorch at all)"
+            if text.startswith("Weights only load failed")
+            else text.splitlines()[0][:200]
+            if text
+            else type(error).__name__
+        )
+        raise CheckpointMismatchError(
+            f"{path}: not a loadable state-dict checkpoint: {reason}. If merlib wrote it, "
+            "it is damaged (an interrupted copy?): delete it and rerun the stage that "
+            "writes it; merlib loads state dicts only (weights_only=True)"
+        ) from None
 
 
 def compare_state_dict(module: torch.nn.Module, state: dict, ignore_prefixes: tuple[str, ...] = ()) -> LoadReport:
     own = {k: v for k, v in module.state_dict().items() if not k.startswith(ignore_prefixes or ("\0",))}
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes or ("\0",))}
     report = LoadReport(missing=sorted(set(own) - set(state)), unexpected=sorted(set(state) - set(own)))
-    report.mismatched = [(name, tuple(state[name].shape), tuple(own[name].shape))
-                         for name in sorted(set(own) & set(state)) if tuple(state[name].shape) != tuple(own[name].shape)]
+    report.mismatched = [
+        (name, tuple(state[name].shape), tuple(own[name].shape))
+        for name in sorted(set(own) & set(state))
+        if tuple(state[name].shape) != tuple(own[name].shape)
+    ]
     return report
 
 
-def load_state_dict_checked(module: torch.nn.Module, state: dict, source: str, hint: str = "",
-                            ignore_prefixes: tuple[str, ...] = ()) -> LoadReport:
+def load_state_dict_checked(
+    module: torch.nn.Module, state: dict, source: str, hint: str = "", ignore_prefixes: tuple[str, ...] = ()
+) -> LoadReport:
     """Load strictly; on any difference raise an error listing all of them, and how to fix it.
 
     Keys under `ignore_prefixes` are left out on both sides (layers the caller replaces anyway).
@@ -66,8 +78,12 @@ def load_state_dict_checked(module: torch.nn.Module, state: dict, source: str, h
     if report.missing or report.unexpected or report.mismatched:
         raise CheckpointMismatchError(
             f"{source} does not fit the model: {report}\n"
-            + (hint or "Build the model with the config the checkpoint was trained with "
-                       "(features.n_mels, model.m_channels, model.embed_dim, number of classes)."))
+            + (
+                hint
+                or "Build the model with the config the checkpoint was trained with "
+                "(features.n_mels, model.m_channels, model.embed_dim, number of classes)."
+            )
+        )
     kept = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes or ("\0",))}
     module.load_state_dict(module.state_dict() | kept)
     log.info("loaded %s: %s", source, report)

@@ -8,6 +8,7 @@ Slaney mel scale and norm; volume normalised to −30 dBFS (raised only); the ut
 is the L2-normalised mean of 160-frame partial embeddings (1.3 partials per second). No VAD:
 resemblyzer trims long silences with webrtcvad; merlib's emotion recipe applies no VAD anywhere.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -22,8 +23,8 @@ from merlib.audio.features import GE2E_SAMPLE_RATE as SAMPLE_RATE
 from merlib.errors import DataNotFoundError
 from merlib.models.checkpoints import load_checkpoint, load_state_dict_checked
 
-PARTIAL_FRAMES = 160      # 1.6 s partial utterances
-GE2E_LOSS_KEYS = ("similarity_weight", "similarity_bias")   # parameters of the GE2E loss, not of the encoder
+PARTIAL_FRAMES = 160  # 1.6 s partial utterances
+GE2E_LOSS_KEYS = ("similarity_weight", "similarity_bias")  # parameters of the GE2E loss, not of the encoder
 
 
 def resemblyzer_weights() -> pathlib.Path:
@@ -31,8 +32,10 @@ def resemblyzer_weights() -> pathlib.Path:
     try:
         path = pathlib.Path(importlib.metadata.distribution("resemblyzer").locate_file("resemblyzer/pretrained.pt"))
     except importlib.metadata.PackageNotFoundError:
-        raise DataNotFoundError("the GE2E weights come with the PyPI wheel resemblyzer==0.1.4: "
-                                "pip install --no-deps resemblyzer==0.1.4 (make test / make demo install it)") from None
+        raise DataNotFoundError(
+            "the GE2E weights come with the PyPI wheel resemblyzer==0.1.4: "
+            "pip install --no-deps resemblyzer==0.1.4 (make test / make demo install it)"
+        ) from None
     if not path.is_file():
         raise DataNotFoundError(f"{path}: missing from the resemblyzer installation; reinstall it with --no-deps")
     return path
@@ -147,7 +150,7 @@ class GE2EBackbone(nn.Module):
         windows = partial_windows(x.shape[1])
         if len(windows) == 1:
             return self.encoder(x)
-        partials = self.encoder(torch.cat([x[:, window] for window in windows]))   # (windows·batch, 256)
+        partials = self.encoder(torch.cat([x[:, window] for window in windows]))  # (windows·batch, 256)
         mean = partials.view(len(windows), x.shape[0], -1).mean(dim=0)
         return mean / mean.norm(dim=1, keepdim=True).clamp_min(1e-12)
 

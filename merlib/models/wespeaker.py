@@ -12,11 +12,10 @@ perturbation), which an embedding extractor does not need.
 inverse (tests write wespeaker-named checkpoints with it). `load_wespeaker_resnet` builds the
 matching merlib variant from the checkpoint's own shapes and loads it strictly.
 """
+
 from __future__ import annotations
 
 import pathlib
-
-import torch
 
 from merlib.models.checkpoints import LoadReport, load_checkpoint, load_state_dict_checked
 from merlib.models.resnet import ResNet, ResNet34
@@ -30,7 +29,7 @@ def wespeaker_to_merlib(state: dict) -> tuple[dict, list[str]]:
     """(merlib-named state dict, the keys dropped)."""
     if "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    state = {key[len("resnet."):] if key.startswith("resnet.") else key: value for key, value in state.items()}
+    state = {key[len("resnet.") :] if key.startswith("resnet.") else key: value for key, value in state.items()}
     dropped = sorted(key for key in state if key.startswith("projection."))
     renames = _TWO_LAYERS if any(key.startswith("seg_2.") for key in state) else _ONE_LAYER
     converted = {}
@@ -39,7 +38,7 @@ def wespeaker_to_merlib(state: dict) -> tuple[dict, list[str]]:
             continue
         for old, new in renames.items():
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         converted[key] = value
     return converted, dropped
@@ -53,7 +52,7 @@ def merlib_to_wespeaker(state: dict) -> dict:
     for key, value in state.items():
         for new, old in inverse.items():
             if key.startswith(new):
-                key = old + key[len(new):]
+                key = old + key[len(new) :]
                 break
         converted[key] = value
     return converted
@@ -64,9 +63,14 @@ def variant_of(state: dict) -> dict:
     m_channels = state["conv1.weight"].shape[0]
     first = state["embedding.0.weight" if "embedding.0.weight" in state else "embedding.weight"]
     embed_dim, pooled = first.shape
-    feat_dim = pooled // (2 * 8 * m_channels) * 8     # pooled = 2 · 8m · ceil(F / 8)
-    return {"feat_dim": feat_dim, "embed_dim": embed_dim, "m_channels": m_channels, "activation": "relu",
-            "two_embedding_layers": "embedding.3.weight" in state}
+    feat_dim = pooled // (2 * 8 * m_channels) * 8  # pooled = 2 · 8m · ceil(F / 8)
+    return {
+        "feat_dim": feat_dim,
+        "embed_dim": embed_dim,
+        "m_channels": m_channels,
+        "activation": "relu",
+        "two_embedding_layers": "embedding.3.weight" in state,
+    }
 
 
 def load_wespeaker_resnet(path: str | pathlib.Path) -> tuple[ResNet, LoadReport, list[str]]:
@@ -74,7 +78,10 @@ def load_wespeaker_resnet(path: str | pathlib.Path) -> tuple[ResNet, LoadReport,
     state, dropped = wespeaker_to_merlib(load_checkpoint(path))
     model = ResNet34(**variant_of(state))
     report = load_state_dict_checked(
-        model, state, f"wespeaker checkpoint {path}",
+        model,
+        state,
+        f"wespeaker checkpoint {path}",
         hint="merlib builds the variant from the checkpoint's shapes; a remaining difference means the file is "
-             "not a wespeaker ResNet34 (BasicBlock [3, 4, 6, 3]).")
+        "not a wespeaker ResNet34 (BasicBlock [3, 4, 6, 3]).",
+    )
     return model, report, dropped

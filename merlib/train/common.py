@@ -1,4 +1,5 @@
 """Pieces shared by the speech stages: building backbones, optimisers and augmenters from config."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -15,8 +16,12 @@ from merlib.train.loop import Schedule
 
 def _resnet34(config: Config) -> Backbone:
     model = config.speech.model
-    return ResNet34(feat_dim=config.features.n_mels, embed_dim=model.embed_dim, m_channels=model.m_channels,
-                    activation=model.activation)
+    return ResNet34(
+        feat_dim=config.features.n_mels,
+        embed_dim=model.embed_dim,
+        m_channels=model.m_channels,
+        activation=model.activation,
+    )
 
 
 def _ge2e(config: Config) -> Backbone:
@@ -35,8 +40,10 @@ def build_augmenters(config: Config) -> list[SpecAugment]:
     """One augmenter per name in augment.copy_policies (copy k uses the (k-1) % len-th one)."""
     if config.augment.copies == 0:
         return []
-    return [SpecAugment(config.augment.policies[name], n_mels=config.features.n_mels)
-            for name in config.augment.copy_policies]
+    return [
+        SpecAugment(config.augment.policies[name], n_mels=config.features.n_mels)
+        for name in config.augment.copy_policies
+    ]
 
 
 def frame_and_segment_parameters(model) -> tuple[list, list]:
@@ -59,5 +66,6 @@ def optimizer_for(frame_parameters: list, segment_parameters: list, stage: Stage
 
 
 def schedule_for(stage: StageConfig) -> Schedule:
-    return Schedule(constant_epochs=stage.constant_epochs, halve_every=stage.halve_every,
-                    warmup_epochs=stage.warmup_epochs)
+    return Schedule(
+        constant_epochs=stage.constant_epochs, halve_every=stage.halve_every, warmup_epochs=stage.warmup_epochs
+    )

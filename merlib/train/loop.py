@@ -5,6 +5,7 @@ that resume exactly where a run stopped.
 Reproducibility: epoch e draws its batches from `np.random.default_rng([seed, e])` and seeds
 torch with `(seed, e)`, so a resumed run gives the same result as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,7 @@ class Schedule:
 
     Paper: constant for the first 8 epochs, then halved every other epoch.
     """
+
     constant_epochs: int = 8
     halve_every: int = 2
     warmup_epochs: int = 0
@@ -62,10 +64,21 @@ class Trainer:
     the start competes with the epochs, and best_epoch -1 means no epoch beat it.
     """
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, schedule: Schedule | None = None,
-                 checkpoint: str | pathlib.Path | None = None, seed: int = 0, max_grad_norm: float | None = None,
-                 forward: Callable = default_forward, set_train_mode: Callable | None = None,
-                 select: str | None = None, description: str = "train", progress: bool = True):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        *,
+        schedule: Schedule | None = None,
+        checkpoint: str | pathlib.Path | None = None,
+        seed: int = 0,
+        max_grad_norm: float | None = None,
+        forward: Callable = default_forward,
+        set_train_mode: Callable | None = None,
+        select: str | None = None,
+        description: str = "train",
+        progress: bool = True,
+    ):
         self.model, self.optimizer = model, optimizer
         self.schedule = schedule or Schedule(constant_epochs=10**9)
         self.checkpoint = pathlib.Path(checkpoint) if checkpoint else None
@@ -83,9 +96,18 @@ class Trainer:
     def _save(self, epoch: int) -> None:
         if self.checkpoint is None:
             return
-        save_torch({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "epoch": epoch, "history": self.history, "start": self.start,
-                     "best_epoch": self.best_epoch, "best_state": self.best_state}, self.checkpoint)
+        save_torch(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": epoch,
+                "history": self.history,
+                "start": self.start,
+                "best_epoch": self.best_epoch,
+                "best_state": self.best_state,
+            },
+            self.checkpoint,
+        )
 
     def _resume(self) -> int:
         """Load the checkpoint if there is one; returns the first epoch still to run."""
@@ -107,14 +129,22 @@ class Trainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
     # -- training ------------------------------------------------------------------------
-    def fit(self, epochs: int, make_batches: Callable[[int, np.random.Generator], Iterable],
-            evaluate: Callable[[int], dict] | None = None, evaluate_start: bool = False,
-            keep_start_if_best: bool = False) -> list[dict]:
+    def fit(
+        self,
+        epochs: int,
+        make_batches: Callable[[int, np.random.Generator], Iterable],
+        evaluate: Callable[[int], dict] | None = None,
+        evaluate_start: bool = False,
+        keep_start_if_best: bool = False,
+    ) -> list[dict]:
         first = self._resume()
         if evaluate_start and first == 0 and evaluate is not None:
             self.start = evaluate(-1)
             if self.progress:
-                print(f"{self.description}: start, " + ", ".join(f"{k} {v:.3f}" for k, v in self.start.items()), flush=True)
+                print(
+                    f"{self.description}: start, " + ", ".join(f"{k} {v:.3f}" for k, v in self.start.items()),
+                    flush=True,
+                )
             if keep_start_if_best:
                 self._keep_if_best(-1, self.start)
         for epoch in range(first, epochs):
@@ -125,13 +155,19 @@ class Trainer:
                 group["lr"] = group["initial_lr"] * factor
             started = time.perf_counter()
             loss_sum, count = self.run_epoch(epoch, make_batches(epoch, rng))
-            row = {"epoch": epoch, "lr_factor": factor, "train_loss": loss_sum / max(count, 1),
-                   "seconds": round(time.perf_counter() - started, 2)}
+            row = {
+                "epoch": epoch,
+                "lr_factor": factor,
+                "train_loss": loss_sum / max(count, 1),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
             if evaluate is not None:
                 row |= evaluate(epoch)
             self.history.append(row)
-            if self.progress:   # one line per epoch: readable in logs and in papermill-run notebooks
-                metrics = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "lr_factor", "seconds"))
+            if self.progress:  # one line per epoch: readable in logs and in papermill-run notebooks
+                metrics = ", ".join(
+                    f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "lr_factor", "seconds")
+                )
                 print(f"{self.description}: epoch {epoch + 1}/{epochs}, {metrics} ({row['seconds']:.0f} s)", flush=True)
             self._keep_if_best(epoch, row)
             self._save(epoch)
@@ -140,8 +176,9 @@ class Trainer:
     def run_epoch(self, epoch: int, batches: Iterable) -> tuple[float, int]:
         self.set_train_mode(self.model)
         loss_sum, count = 0.0, 0
-        for step, (inputs, targets) in enumerate(progress_bar(batches, self.progress, unit="batch",
-                                                              desc=f"{self.description} epoch {epoch + 1}")):
+        for step, (inputs, targets) in enumerate(
+            progress_bar(batches, self.progress, unit="batch", desc=f"{self.description} epoch {epoch + 1}")
+        ):
             logits = self.forward(self.model, inputs)
             loss = torch.nn.functional.cross_entropy(logits, targets)
             if not math.isfinite(loss.item()):
@@ -149,8 +186,12 @@ class Trainer:
                 raise TrainingDivergedError(
                     f"{self.description}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lrs}). "
                     "Lower the learning rate, add warm-up or gradient clipping in the config; "
-                    + (f"the checkpoint of the last finished epoch is kept at {self.checkpoint}." if self.checkpoint
-                       else "nothing was checkpointed."))
+                    + (
+                        f"the checkpoint of the last finished epoch is kept at {self.checkpoint}."
+                        if self.checkpoint
+                        else "nothing was checkpointed."
+                    )
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.max_grad_norm:

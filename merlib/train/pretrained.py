@@ -9,6 +9,7 @@
 The frame-level layers must match exactly; the checkpoint's segment-level (embedding) layers are
 not loaded: transfer replaces them with new random ones (the paper's new FC layers).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -37,17 +38,22 @@ def _embedding_input_dim(backbone: Backbone) -> int:
 
 def load_speaker_state(backbone: Backbone, state: dict, source: str) -> None:
     """Load the frame-level layers strictly (every difference listed); leave the new embedding."""
-    load_state_dict_checked(backbone, state, source,
-                            hint="Set features.n_mels and speech.model.* to the values the speaker network "
-                                 "was pretrained with (see pretrain_history.json next to it).",
-                            ignore_prefixes=("embedding.",))
+    load_state_dict_checked(
+        backbone,
+        state,
+        source,
+        hint="Set features.n_mels and speech.model.* to the values the speaker network "
+        "was pretrained with (see pretrain_history.json next to it).",
+        ignore_prefixes=("embedding.",),
+    )
     # Convolutions take any number of bins, so only the old embedding shows other features.
     old = state.get("embedding.weight", state.get("embedding.0.weight"))
     if old is not None and old.shape[1] != _embedding_input_dim(backbone):
         raise CheckpointMismatchError(
             f"{source} was pretrained on other features: its pooled vectors have {old.shape[1]} dimensions, "
             f"this config gives {_embedding_input_dim(backbone)}. Set features.n_mels to the pretraining value "
-            "(see pretrain_history.json next to the checkpoint).")
+            "(see pretrain_history.json next to the checkpoint)."
+        )
 
 
 def _none(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pathlib.Path | None:
@@ -59,7 +65,8 @@ def _pretrain(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> path
     if not path.is_file():
         raise PretrainingMissingError(
             f"{path}: no speaker backbone yet; run speaker pretraining first (merlib pretrain --config ... or "
-            "notebooks/10_speaker_pretrain.ipynb), or set speech.pretrained.source: none to train from scratch")
+            "notebooks/10_speaker_pretrain.ipynb), or set speech.pretrained.source: none to train from scratch"
+        )
     load_speaker_state(backbone, load_checkpoint(path), str(path))
     return path
 
@@ -77,17 +84,20 @@ def _wespeaker(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pat
     path = pathlib.Path(config.speech.pretrained.path).expanduser()
     state, _ = wespeaker_to_merlib(load_checkpoint(path))
     variant = variant_of(state)
-    wanted = {"features.kind": ("kaldi_fbank", config.features.kind),
-              "features.n_mels": (variant["feat_dim"], config.features.n_mels),
-              "features.normalization": ("mean", config.features.normalization),
-              "speech.model.m_channels": (variant["m_channels"], config.speech.model.m_channels),
-              "speech.model.activation": ("relu", config.speech.model.activation)}
+    wanted = {
+        "features.kind": ("kaldi_fbank", config.features.kind),
+        "features.n_mels": (variant["feat_dim"], config.features.n_mels),
+        "features.normalization": ("mean", config.features.normalization),
+        "speech.model.m_channels": (variant["m_channels"], config.speech.model.m_channels),
+        "speech.model.activation": ("relu", config.speech.model.activation),
+    }
     wrong = {key: need for key, (need, have) in wanted.items() if need != have}
     if wrong:
         raise CheckpointMismatchError(
             f"{path} is a wespeaker ResNet34 ({variant['m_channels']} channels, {variant['feat_dim']}-bin Kaldi fbank, "
             "ReLU); set in your config (configs/wespeaker.yaml has them): "
-            + ", ".join(f"{key}: {need}" for key, need in wrong.items()))
+            + ", ".join(f"{key}: {need}" for key, need in wrong.items())
+        )
     load_speaker_state(backbone, state, str(path))
     return path
 
@@ -100,8 +110,12 @@ def _checkpoint(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pa
 
 # speech.pretrained.source → loader (merlib.config.PretrainedSource lists the same names)
 PRETRAINED_SOURCES: dict[str, Callable[[Config, pathlib.Path, Backbone], pathlib.Path | None]] = {
-    "none": _none, "pretrain": _pretrain, "resemblyzer": _resemblyzer, "wespeaker": _wespeaker,
-    "checkpoint": _checkpoint}
+    "none": _none,
+    "pretrain": _pretrain,
+    "resemblyzer": _resemblyzer,
+    "wespeaker": _wespeaker,
+    "checkpoint": _checkpoint,
+}
 
 
 def load_pretrained(config: Config, run_dir: str | pathlib.Path, backbone: Backbone) -> pathlib.Path | None:

@@ -15,6 +15,7 @@ length — and cached, and the FC layers are trained on those vectors. Random ch
 to fine-tuning only; this is the one place we depart from the recipe, for speed (the frozen
 layers see the same inputs either way; only the chunking of those inputs differs).
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -34,12 +35,17 @@ from merlib.metrics import split_metrics
 from merlib.models.checkpoints import load_checkpoint
 from merlib.models.resnet import Classifier
 from merlib.scores import write_scores
-from merlib.train.common import (build_augmenters, build_backbone, frame_and_segment_parameters, optimizer_for,
-                                 schedule_for)
+from merlib.train.common import (
+    build_augmenters,
+    build_backbone,
+    frame_and_segment_parameters,
+    optimizer_for,
+    schedule_for,
+)
 from merlib.train.loop import Trainer
 from merlib.train.pretrained import load_pretrained
 
-POOLED_VERSION = 3   # bump when a backbone's `pooled` changes (2: GE2E partials; 3: wespeaker's TSTP std)
+POOLED_VERSION = 3  # bump when a backbone's `pooled` changes (2: GE2E partials; 3: wespeaker's TSTP std)
 
 
 def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classifier:
@@ -54,39 +60,56 @@ def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classif
 def _frozen_frame_layers(model: Classifier) -> None:
     model.train()
     for layer in model.backbone.frame_layers():
-        layer.eval()   # frozen batch-norm statistics stay as pretrained
+        layer.eval()  # frozen batch-norm statistics stay as pretrained
 
 
 class SpeechFold:
     """Everything one fold needs: features of its three splits, the model, the output folder."""
 
-    def __init__(self, config: Config, system: SystemConfig, fold: Fold, corpus_root, run_dir, cache_dir,
-                 progress: bool = True):
+    def __init__(
+        self, config: Config, system: SystemConfig, fold: Fold, corpus_root, run_dir, cache_dir, progress: bool = True
+    ):
         self.config, self.fold, self.progress = config, fold, progress
         self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
         self.fold_dir = self.run_dir / f"fold{fold.fold}"
         cache = FeatureCache(cache_dir, corpus_root, config.features)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
-        features = dict(zip((u.id for u in every), cache.compute_all([(u.id, u.wav) for u in every],
-                                                                     f"fold {fold.fold} {config.features.kind}")))
-        self.features = {split: [features[u.id] for u in getattr(fold, split)]
-                         for split in ("train", "holdout", "test")}
-        self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
-                       for split in ("train", "holdout", "test")}
+        features = dict(
+            zip(
+                (u.id for u in every),
+                cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}"),
+            )
+        )
+        self.features = {
+            split: [features[u.id] for u in getattr(fold, split)] for split in ("train", "holdout", "test")
+        }
+        self.labels = {
+            split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
+            for split in ("train", "holdout", "test")
+        }
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
 
-    def _write(self, stage: str, model: Classifier, score_fn, history: list, best_epoch, start: dict | None = None) -> dict:
+    def _write(
+        self, stage: str, model: Classifier, score_fn, history: list, best_epoch, start: dict | None = None
+    ) -> dict:
         holdout, test = score_fn("holdout"), score_fn("test")
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
-        write_scores(self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels,
-                     torch.cat([holdout, test]).numpy())
-        summary = {"stage": stage, "best_epoch": best_epoch, **self._metrics(holdout, "holdout"),
-                   **self._metrics(test, "test"), "history": history, "start": start}
+        write_scores(
+            self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels, torch.cat([holdout, test]).numpy()
+        )
+        summary = {
+            "stage": stage,
+            "best_epoch": best_epoch,
+            **self._metrics(holdout, "holdout"),
+            **self._metrics(test, "test"),
+            "history": history,
+            "start": start,
+        }
         write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
         return summary
 
@@ -121,10 +144,18 @@ class SpeechFold:
         import json
 
         # the backbone's class and POOLED_VERSION stand for the code that computes the vectors
-        digest = hashlib.sha256(json.dumps([dataclasses.asdict(self.config.features),
-                                            dataclasses.asdict(self.config.augment), self.config.seed,
-                                            type(model.backbone).__name__, POOLED_VERSION]).encode())
-        for name, tensor in model.backbone.state_dict().items():   # the frozen weights themselves
+        digest = hashlib.sha256(
+            json.dumps(
+                [
+                    dataclasses.asdict(self.config.features),
+                    dataclasses.asdict(self.config.augment),
+                    self.config.seed,
+                    type(model.backbone).__name__,
+                    POOLED_VERSION,
+                ]
+            ).encode()
+        )
+        for name, tensor in model.backbone.state_dict().items():  # the frozen weights themselves
             if not name.startswith("embedding."):
                 digest.update(tensor.numpy().tobytes())
         key = digest.hexdigest()[:16]
@@ -154,7 +185,7 @@ class SpeechFold:
         def make_batches(epoch, rng):
             order = torch.as_tensor(rng.permutation(len(train_targets)))
             for start in range(0, len(order), stage.batch_size):
-                index = order[start:start + stage.batch_size]
+                index = order[start : start + stage.batch_size]
                 yield train_x[index], train_targets[index]
 
         def score(split):
@@ -162,10 +193,19 @@ class SpeechFold:
             with torch.no_grad():
                 return torch.log_softmax(model.forward_pooled(holdout_x if split == "holdout" else test_x), dim=-1)
 
-        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / f"{self.name}_lp.ckpt",
-                          seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None,
-                          forward=lambda m, x: m.forward_pooled(x), set_train_mode=_frozen_frame_layers,
-                          select="holdout_ua", description=f"fold {self.fold.fold} {self.name} linear probe", progress=self.progress)
+        trainer = Trainer(
+            model,
+            optimizer,
+            schedule=schedule_for(stage),
+            checkpoint=self.fold_dir / f"{self.name}_lp.ckpt",
+            seed=self.config.seed,
+            max_grad_norm=stage.max_grad_norm or None,
+            forward=lambda m, x: m.forward_pooled(x),
+            set_train_mode=_frozen_frame_layers,
+            select="holdout_ua",
+            description=f"fold {self.fold.fold} {self.name} linear probe",
+            progress=self.progress,
+        )
         history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         for parameter in model.parameters():
@@ -181,25 +221,40 @@ class SpeechFold:
         train_labels = self.labels["train"].tolist()
 
         def make_batches(epoch, rng):
-            return chunk_batches(self.features["train"], train_labels, items, stage.batch_size,
-                                 stage.chunk_frames, rng, augmenters)
+            return chunk_batches(
+                self.features["train"], train_labels, items, stage.batch_size, stage.chunk_frames, rng, augmenters
+            )
 
         def score(split):
             return evaluate_full_length(model, self.features[split])
 
-        trainer = Trainer(model, optimizer, schedule=schedule_for(stage), checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
-                          seed=self.config.seed, max_grad_norm=stage.max_grad_norm or None, select="holdout_ua",
-                          description=f"fold {self.fold.fold} {self.name} fine-tune", progress=self.progress)
+        trainer = Trainer(
+            model,
+            optimizer,
+            schedule=schedule_for(stage),
+            checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
+            seed=self.config.seed,
+            max_grad_norm=stage.max_grad_norm or None,
+            select="holdout_ua",
+            description=f"fold {self.fold.fold} {self.name} fine-tune",
+            progress=self.progress,
+        )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
-        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"),
-                              evaluate_start=True, keep_start_if_best=stage.keep_start_if_best)
+        history = trainer.fit(
+            stage.epochs,
+            make_batches,
+            lambda epoch: self._metrics(score("holdout"), "holdout"),
+            evaluate_start=True,
+            keep_start_if_best=stage.keep_start_if_best,
+        )
         trainer.restore_best()
         return self._write("ft", model, score, history, trainer.best_epoch, start=trainer.start)
 
 
-def run_speech_fold(config: Config, system: str, fold: Fold, corpus_root, run_dir, cache_dir,
-                    stages=None, progress: bool = True) -> dict:
+def run_speech_fold(
+    config: Config, system: str, fold: Fold, corpus_root, run_dir, cache_dir, stages=None, progress: bool = True
+) -> dict:
     """Linear probe then fine-tune system `system` of `config` (each stage skipped when its scores
     exist); returns the summaries of the stages run."""
     plan = config.system(system)
@@ -211,7 +266,7 @@ def run_speech_fold(config: Config, system: str, fold: Fold, corpus_root, run_di
     results = {}
     lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
     if (job.fold_dir / f"{job.name}_lp_scores.csv").is_file() and lp_state.is_file():
-        model.load_state_dict(load_checkpoint(lp_state))    # fine-tuning starts from the probed model
+        model.load_state_dict(load_checkpoint(lp_state))  # fine-tuning starts from the probed model
     elif "lp" in stages:
         results["lp"] = job.linear_probe(model)
         save_torch(model.state_dict(), lp_state)

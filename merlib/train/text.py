@@ -10,6 +10,7 @@ Leakage diagnostic: IEMOCAP's scripted dialogues repeat lines across sessions, s
 scores are inflated by memorised lines; every fold reports the share of test transcripts seen
 verbatim (case and punctuation normalised) in training, and UA on the unseen ones.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,8 @@ import torch
 from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.data.folds import Fold
-from merlib.io import write_json
 from merlib.data.manifest import Utterance
+from merlib.io import write_json
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.scores import write_scores
@@ -42,16 +43,24 @@ def leakage_diagnostic(train_texts: Sequence[str], test_texts: Sequence[str], te
     is_seen = np.array([normalize_transcript(t) in seen for t in test_texts])
     labels, predicted = np.asarray(test_labels), np.asarray(test_predicted)
     unseen = ~is_seen
-    return {"test_seen_in_training_share": float(is_seen.mean()) if len(is_seen) else 0.0,
-            "test_unseen_count": int(unseen.sum()),
-            "test_unseen_ua": unweighted_accuracy(labels[unseen], predicted[unseen]) if unseen.any() else None}
+    return {
+        "test_seen_in_training_share": float(is_seen.mean()) if len(is_seen) else 0.0,
+        "test_unseen_count": int(unseen.sum()),
+        "test_unseen_ua": unweighted_accuracy(labels[unseen], predicted[unseen]) if unseen.any() else None,
+    }
 
 
 class TokenizedCorpus:
     """Token ids of every transcript of a manifest, computed once and cached on disk."""
 
-    def __init__(self, tokenizer, model_path: pathlib.Path, utterances: Sequence[Utterance],
-                 quantile: float, cache_dir: pathlib.Path):
+    def __init__(
+        self,
+        tokenizer,
+        model_path: pathlib.Path,
+        utterances: Sequence[Utterance],
+        quantile: float,
+        cache_dir: pathlib.Path,
+    ):
         texts = {u.id: u.transcript for u in utterances}
         key = hashlib.sha256(json.dumps([str(model_path), quantile, sorted(texts.items())]).encode()).hexdigest()[:16]
         path = pathlib.Path(cache_dir) / f"tokens-{key}.json"
@@ -61,8 +70,11 @@ class TokenizedCorpus:
             lengths = [len(ids) for ids in tokenizer(list(texts.values()), add_special_tokens=True)["input_ids"]]
             limit = int(min(np.ceil(np.quantile(lengths, quantile)), tokenizer.model_max_length))
             encoded = tokenizer(list(texts.values()), truncation=True, max_length=limit)["input_ids"]
-            cached = {"max_length": limit, "truncated_share": float(np.mean([n > limit for n in lengths])),
-                      "ids": dict(zip(texts, encoded))}
+            cached = {
+                "max_length": limit,
+                "truncated_share": float(np.mean([n > limit for n in lengths])),
+                "ids": dict(zip(texts, encoded)),
+            }
             write_json(path, cached, indent=None)
         self.max_length, self.truncated_share, self.ids = cached["max_length"], cached["truncated_share"], cached["ids"]
         self.tokenizer = tokenizer
@@ -78,12 +90,13 @@ def score_texts(model, corpus: TokenizedCorpus, utterance_ids: Sequence[str], ba
     model.eval()
     scores = []
     for start in range(0, len(utterance_ids), batch_size):
-        scores.append(torch.log_softmax(model(**corpus.batch(utterance_ids[start:start + batch_size])).logits, -1))
+        scores.append(torch.log_softmax(model(**corpus.batch(utterance_ids[start : start + batch_size])).logits, -1))
     return torch.cat(scores) if scores else torch.zeros(0, len(EMOTIONS))
 
 
-def run_text_fold(config: Config, system: str, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir,
-                  progress: bool = True) -> dict:
+def run_text_fold(
+    config: Config, system: str, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir, progress: bool = True
+) -> dict:
     """Fine-tune text system `system` of `config`, keep the best hold-out epoch, write
     <system>_scores.csv; skipped when it exists."""
     name = config.system(system).name
@@ -104,39 +117,57 @@ def run_text_fold(config: Config, system: str, fold: Fold, utterances: Sequence[
     def make_batches(epoch, rng):
         order = rng.permutation(len(train_ids))
         for start in range(0, len(order), text.batch_size):
-            index = order[start:start + text.batch_size]
+            index = order[start : start + text.batch_size]
             yield corpus.batch([train_ids[i] for i in index]), train_labels[index]
 
     def evaluate(epoch):
         return split_metrics(holdout_labels, score_texts(model, corpus, holdout_ids).numpy(), "holdout")
 
     checkpoint = fold_dir / f"{name}.ckpt"
-    trainer = Trainer(model, optimizer, checkpoint=checkpoint, seed=config.seed, select="holdout_ua",
-                      description=f"fold {fold.fold} {name}", progress=progress)
+    trainer = Trainer(
+        model,
+        optimizer,
+        checkpoint=checkpoint,
+        seed=config.seed,
+        select="holdout_ua",
+        description=f"fold {fold.fold} {name}",
+        progress=progress,
+    )
     history = trainer.fit(text.epochs, make_batches, evaluate)
     trainer.restore_best()
 
     test_ids = [u.id for u in fold.test]
     holdout_scores, test_scores = score_texts(model, corpus, holdout_ids), score_texts(model, corpus, test_ids)
-    write_scores(fold_dir / f"{name}_scores.csv", holdout_ids + test_ids,
-                 ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
-                 [u.label for u in fold.holdout] + [u.label for u in fold.test],
-                 torch.cat([holdout_scores, test_scores]).numpy())
+    write_scores(
+        fold_dir / f"{name}_scores.csv",
+        holdout_ids + test_ids,
+        ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
+        [u.label for u in fold.holdout] + [u.label for u in fold.test],
+        torch.cat([holdout_scores, test_scores]).numpy(),
+    )
     test_labels = np.array([EMOTIONS.index(u.label) for u in fold.test])
     test_predicted = test_scores.argmax(1).numpy()
     test_metrics = split_metrics(test_labels, test_scores.numpy(), "test")
     summary = {
-        "model": text.model, "best_epoch": trainer.best_epoch, "epochs_run": len(history),
-        "max_length": corpus.max_length, "truncated_share": corpus.truncated_share,
-        "empty_transcripts": {split: sum(not u.transcript.strip() for u in getattr(fold, split))
-                              for split in ("train", "holdout", "test")},
+        "model": text.model,
+        "best_epoch": trainer.best_epoch,
+        "epochs_run": len(history),
+        "max_length": corpus.max_length,
+        "truncated_share": corpus.truncated_share,
+        "empty_transcripts": {
+            split: sum(not u.transcript.strip() for u in getattr(fold, split)) for split in ("train", "holdout", "test")
+        },
         "holdout_ua": split_metrics(holdout_labels, holdout_scores.numpy(), "holdout")["holdout_ua"],
         "test_ua": test_metrics["test_ua"],
         "test_wa": test_metrics["test_wa"],
-        "leakage": leakage_diagnostic([u.transcript for u in fold.train + fold.holdout],
-                                      [u.transcript for u in fold.test], test_labels, test_predicted),
+        "leakage": leakage_diagnostic(
+            [u.transcript for u in fold.train + fold.holdout],
+            [u.transcript for u in fold.test],
+            test_labels,
+            test_predicted,
+        ),
         "history": history,
     }
     write_json(fold_dir / f"{name}_history.json", summary)
-    checkpoint.unlink(missing_ok=True)   # hundreds of MB per fold; the scores and history are the result
+    checkpoint.unlink(missing_ok=True)  # hundreds of MB per fold; the scores and history are the result
     return summary
