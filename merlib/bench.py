@@ -1,17 +1,26 @@
-"""`merlib bench speech`: costs measured in one run on this machine, reported as ratios.
+"""`merlib bench speech | text`: costs measured in one run on this machine, reported as ratios.
 
+speech:
 (a) loop_overhead_ratio: merlib's Trainer step time / a bare PyTorch loop's, same model, batch
-    and input (interleaved rounds, medians: the machine is shared and noisy);
+    and input (the config's model; interleaved rounds, medians: the machine is shared and noisy);
 (b) feature_speedup_vs_librosa: merlib's torchaudio log-mel vs librosa computing the same
     128-mel features, on utterances of IEMOCAP-like length (2–8 s);
 (c) eval_60s_peak_rss_gib: peak resident memory of a fresh process that evaluates one 60 s
     utterance with the paper-config ResNet34;
-(d) params_paper: parameters of the paper-config ResNet34 with a 4-class head.
+(d) params_paper: parameters of the paper-config ResNet34 with a 4-class head;
+(e) amp_speedup = step_seconds_fp32 / step_seconds_amp: one training step of the paper-config
+    ResNet34 (batch 32 × 200 frames × 128 bins) in fp32 and under autocast (`amp_dtype`), same
+    batch, interleaved, on `device`;
+(f) paper_fold_hours_estimate: the projected wall of the speech stages of one configs/paper.yaml
+    fold on that device (`paper_fold_estimate` says how it is computed).
+text: (a) on the config's text model, (e) and (f) on a bert-base-sized BERT (random weights: the
+time of a step depends on the architecture, not on the values of the weights).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -19,7 +28,14 @@ import time
 
 import torch
 
-from merlib.config import Config
+from merlib.config import Config, paper_config
+from merlib.runtime import AMP_DTYPES, Runtime, runtime_for
+
+# IEMOCAP under the paper's protocol (DESIGN.md's recipe table): utterances, LOSO test sizes and
+# mean duration (s); the hold-out is data.holdout_fraction of the training sessions.
+IEMOCAP_UTTERANCES = 5531
+IEMOCAP_TEST_SIZES = (1085, 1023, 1151, 1031, 1241)
+IEMOCAP_MEAN_SECONDS = 4.5
 
 
 def _median_seconds(function, repeats: int) -> float:
@@ -31,16 +47,34 @@ def _median_seconds(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def compare_loops(model: torch.nn.Module, optimizer, inputs, targets, steps: int, rounds: int) -> dict:
+def _synchronized(runtime: Runtime, function):
+    """`function` then wait for the device, so a timer sees the work and not its launch."""
+
+    def run():
+        function()
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize(runtime.device)
+
+    return run
+
+
+def compare_loops(
+    model: torch.nn.Module, optimizer, inputs, targets, steps: int, rounds: int, runtime: Runtime | None = None
+) -> dict:
     """Step time of merlib's Trainer against a bare PyTorch loop on the same model and batch."""
+    from merlib.runtime import CPU_FP32
     from merlib.train.loop import Trainer, default_forward
 
-    trainer = Trainer(model, optimizer, progress=False)
+    runtime = runtime or CPU_FP32
+    trainer = Trainer(model, optimizer, progress=False, runtime=runtime)
 
-    def bare():
+    def bare():  # a plain loop as one would write it: the batch is copied to the device every step
         model.train()
         for _ in range(steps):
-            loss = torch.nn.functional.cross_entropy(default_forward(model, inputs), targets)
+            device_inputs, device_targets = runtime.to_device(inputs), runtime.to_device(targets)
+            with runtime.autocast():
+                logits = default_forward(model, device_inputs)
+            loss = torch.nn.functional.cross_entropy(logits.float(), device_targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -48,6 +82,7 @@ def compare_loops(model: torch.nn.Module, optimizer, inputs, targets, steps: int
     def merlib_loop():
         trainer.run_epoch(0, [(inputs, targets)] * steps)
 
+    bare, merlib_loop = _synchronized(runtime, bare), _synchronized(runtime, merlib_loop)
     bare()  # warm-up (allocator, kernels)
     bare_times, merlib_times = [], []
     for _ in range(rounds):  # interleaved, so drifts in machine load hit both
@@ -61,18 +96,113 @@ def compare_loops(model: torch.nn.Module, optimizer, inputs, targets, steps: int
     }
 
 
-def loop_overhead(config: Config, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
+def amp_comparison(model: torch.nn.Module, optimizer, inputs, targets, runtime: Runtime, rounds: int = 2) -> dict:
+    """One training step through merlib's loop in fp32 and under autocast, same model and batch,
+    interleaved rounds (medians). The autocast dtype is the runtime's, or bf16 when it runs fp32."""
+    from merlib.train.loop import Trainer
+
+    amp = runtime.precision if runtime.precision in AMP_DTYPES else "bf16"
+    trainers = {}
+    for precision in ("fp32", amp):
+        trainer = Trainer(model, optimizer, progress=False, runtime=Runtime(runtime.device, precision))
+        trainers[precision] = _synchronized(runtime, lambda t=trainer: t.run_epoch(0, [(inputs, targets)]))
+    times = {precision: [] for precision in trainers}
+    for run in trainers.values():
+        run()  # warm-up of each precision's kernels
+    for _ in range(rounds):
+        for precision, run in trainers.items():
+            times[precision].append(_median_seconds(run, 1))
+    fp32, mixed = statistics.median(times["fp32"]), statistics.median(times[amp])
+    return {
+        "device": str(runtime.device),
+        "amp_dtype": amp,
+        "step_seconds_fp32": round(fp32, 4),
+        "step_seconds_amp": round(mixed, 4),
+        "amp_speedup": round(fp32 / mixed, 3),
+    }
+
+
+def iemocap_fold_sizes(holdout_fraction: float) -> dict:
+    """Mean sizes of a paper fold: training segments (after the hold-out), hold-out, test."""
+    test = sum(IEMOCAP_TEST_SIZES) / len(IEMOCAP_TEST_SIZES)
+    train_sessions = IEMOCAP_UTTERANCES - test
+    return {
+        "train": train_sessions * (1 - holdout_fraction),
+        "holdout": train_sessions * holdout_fraction,
+        "test": test,
+    }
+
+
+def paper_fold_estimate(step_seconds: float, eval_seconds: float, config: Config | None = None) -> float:
+    """Hours of the speech stages of one configs/paper.yaml fold, from a measured training step
+    (32 × 200 frames) and a measured full-length evaluation of one 4.5 s utterance:
+
+    - linear probe: one pass of the frozen network over every training segment and its
+      augmented copies, the hold-out and the test set (the probe's FC epochs are negligible);
+    - fine-tuning: epochs × ceil(train × (1 + copies) / batch) steps, each scaled from 200 frames
+      to the mean of chunk_frames (cost is linear in frames), plus a hold-out evaluation per epoch
+      and the start, and the test set once.
+    """
+    config = config or paper_config()
+    sizes = iemocap_fold_sizes(config.data.holdout_fraction)
+    stage = config.speech.fine_tune
+    copies = config.augment.copies
+    probe = (sizes["train"] * (1 + copies) + sizes["holdout"] + sizes["test"]) * eval_seconds
+    steps = stage.epochs * math.ceil(sizes["train"] * (1 + copies) / stage.batch_size)
+    chunk_scale = statistics.mean(stage.chunk_frames) / 200
+    fine_tune = (
+        steps * step_seconds * chunk_scale + ((stage.epochs + 1) * sizes["holdout"] + sizes["test"]) * eval_seconds
+    )
+    return (probe + fine_tune) / 3600
+
+
+def paper_text_fold_estimate(
+    step_seconds: float, inference_seconds_per_32: float, config: Config | None = None
+) -> float:
+    """Hours of the text stage of one configs/paper.yaml fold: epochs × ceil(train / batch) steps
+    of the measured 32-utterance step, and the hold-out scored every epoch and the test set once."""
+    config = config or paper_config()
+    sizes = iemocap_fold_sizes(config.data.holdout_fraction)
+    steps = config.text.epochs * math.ceil(sizes["train"] / config.text.batch_size)
+    scored = config.text.epochs * sizes["holdout"] + sizes["test"]
+    return (steps * step_seconds + scored / 32 * inference_seconds_per_32) / 3600
+
+
+def loop_overhead(config: Config, runtime: Runtime, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
     from merlib.models.resnet import Classifier
     from merlib.train.common import build_backbone
 
     torch.manual_seed(0)
-    model = Classifier(build_backbone(config), 4)
+    model = Classifier(build_backbone(config), 4).to(runtime.device)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    result = compare_loops(
-        model, optimizer, torch.randn(32, frames, config.features.n_mels), torch.randint(0, 4, (32,)), steps, rounds
-    )
+    inputs, targets = torch.randn(32, frames, config.features.n_mels), torch.randint(0, 4, (32,))
+    result = compare_loops(model, optimizer, inputs, targets, steps, rounds, runtime)
     return result | {
         "loop_config": f"m_channels={config.speech.model.m_channels}, n_mels={config.features.n_mels}, 32x{frames}"
+    }
+
+
+def paper_speech_steps(runtime: Runtime, frames: int = 200) -> dict:
+    """(e) and (f) on the paper-config ResNet34."""
+    from merlib.audio.dataset import evaluate_full_length
+    from merlib.models.resnet import Classifier
+    from merlib.train.common import build_backbone
+
+    paper = paper_config()
+    torch.manual_seed(0)
+    model = Classifier(build_backbone(paper), 4).to(runtime.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    inputs, targets = torch.randn(32, frames, paper.features.n_mels), torch.randint(0, 4, (32,))
+    result = amp_comparison(model, optimizer, inputs, targets, runtime)
+    utterance = [torch.randn(int(IEMOCAP_MEAN_SECONDS * 100), paper.features.n_mels)]
+    evaluate = _synchronized(runtime, lambda: evaluate_full_length(model, utterance, runtime))
+    evaluate()
+    eval_seconds = _median_seconds(evaluate, 5)
+    step = result["step_seconds_amp"] if runtime.amp_dtype else result["step_seconds_fp32"]
+    return result | {
+        "precision": runtime.precision,
+        "eval_seconds_4_5s_utterance": round(eval_seconds, 4),
+        "paper_fold_hours_estimate": round(paper_fold_estimate(step, eval_seconds), 3),
     }
 
 
@@ -112,22 +242,23 @@ print(min(times), sum(len(w) for w in waves) / 16000)
 
 def feature_speed(utterances: int = 30, seed: int = 0) -> dict:
     """Each implementation timed in a fresh process of its own: BLAS and OpenMP worker threads
-    of one library, still spinning after a call, would otherwise slow the other."""
+    of one library, still spinning after a call, would otherwise slow the other. Without
+    librosa (a dev dependency) only merlib's real-time factor is measured."""
+    import importlib.util
+
+    which_ones = ("merlib", "librosa") if importlib.util.find_spec("librosa") else ("merlib",)
     best = {}
     for _ in range(2):
-        for which in ("merlib", "librosa"):
-            output = subprocess.run(
-                [sys.executable, "-c", _FEATURE_TIMING, which, str(utterances), str(seed)],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.split()
+        for which in which_ones:
+            command = [sys.executable, "-c", _FEATURE_TIMING, which, str(utterances), str(seed)]
+            output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
             seconds, audio_seconds = float(output[0]), float(output[1])
             best[which] = min(best.get(which, seconds), seconds)
+    librosa = best.get("librosa")
     return {
         "feature_rtf_merlib": round(audio_seconds / best["merlib"], 1),
-        "feature_rtf_librosa": round(audio_seconds / best["librosa"], 1),
-        "feature_speedup_vs_librosa": round(best["librosa"] / best["merlib"], 2),
+        "feature_rtf_librosa": round(audio_seconds / librosa, 1) if librosa else None,
+        "feature_speedup_vs_librosa": round(librosa / best["merlib"], 2) if librosa else None,
     }
 
 
@@ -160,38 +291,60 @@ def paper_parameters() -> dict:
 
 
 def bench_speech(config: Config) -> dict:
-    result = {}
-    result |= loop_overhead(config)
+    runtime = runtime_for(config)
+    result = loop_overhead(config, runtime)
     result |= feature_speed()
     result |= eval_memory()
     result |= paper_parameters()
+    result |= paper_speech_steps(runtime)
     return result
 
 
-def bench_text(config: Config, steps: int = 3, rounds: int = 3, tokens: int = 48) -> dict:
-    """Train-step time of merlib's loop vs a bare transformers + PyTorch loop (same model, batch
-    32 × `tokens`), and inference throughput in utterances per second."""
-    from merlib.models.text import load_text_classifier
-
-    text = config.system_config(config.systems_of("text")[0].name).text if config.systems_of("text") else config.text
-    torch.manual_seed(0)
-    _, model = load_text_classifier(text.model, 4)
+def _text_batch(tokens: int) -> tuple[dict, torch.Tensor]:
     inputs = {
         "input_ids": torch.randint(1000, 20000, (32, tokens)),
         "attention_mask": torch.ones(32, tokens, dtype=torch.long),
     }
-    targets = torch.randint(0, 4, (32,))
+    return inputs, torch.randint(0, 4, (32,))
+
+
+def bench_text(config: Config, steps: int = 3, rounds: int = 3, tokens: int = 48) -> dict:
+    """Train-step time of merlib's loop vs a bare transformers + PyTorch loop (the config's text
+    model, batch 32 × `tokens`), its inference throughput, and (e), (f) on a bert-base-sized BERT."""
+    import transformers
+
+    from merlib.models.text import load_text_classifier
+
+    runtime = runtime_for(config)
+    text = config.system_config(config.systems_of("text")[0].name).text if config.systems_of("text") else config.text
+    torch.manual_seed(0)
+    _, model = load_text_classifier(text.model, 4)
+    model.to(runtime.device)
+    inputs, targets = _text_batch(tokens)
     optimizer = torch.optim.Adam(model.parameters(), lr=text.lr)
-    result = compare_loops(model, optimizer, inputs, targets, steps, rounds)
+    result = compare_loops(model, optimizer, inputs, targets, steps, rounds, runtime)
     model.eval()
-    with torch.no_grad():
-        inference = _median_seconds(lambda: model(**inputs), 5)
+    device_inputs = runtime.to_device(inputs)
+    with torch.no_grad(), runtime.autocast():
+        inference = _median_seconds(_synchronized(runtime, lambda: model(**device_inputs)), 5)
+    # the paper's model size: bert-base-uncased's architecture (transformers' BertConfig defaults)
+    paper_model = transformers.BertForSequenceClassification(transformers.BertConfig(num_labels=4)).to(runtime.device)
+    paper_optimizer = torch.optim.Adam(paper_model.parameters(), lr=2e-5)
+    amp = amp_comparison(paper_model, paper_optimizer, inputs, targets, runtime)
+    paper_model.eval()
+    with torch.no_grad(), runtime.autocast():
+        paper_inference = _median_seconds(_synchronized(runtime, lambda: paper_model(**device_inputs)), 3)
+    step = amp["step_seconds_amp"] if runtime.amp_dtype else amp["step_seconds_fp32"]
     return {
         "model": text.model,
         "parameters": sum(p.numel() for p in model.parameters()),
         **result,
         "inference_utts_per_s": round(32 / inference, 1),
         "batch": f"32x{tokens} tokens",
+        **amp,
+        "precision": runtime.precision,
+        "amp_model": f"bert-base ({sum(p.numel() for p in paper_model.parameters())} parameters, random weights)",
+        "paper_fold_hours_estimate": round(paper_text_fold_estimate(step, paper_inference), 3),
     }
 
 

@@ -95,9 +95,14 @@ def _demo_speakers(args) -> int:
 
 def _run(args) -> int:
     from merlib import runner
+    from merlib.launch import Launch
 
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
-    return runner.run(args.config, folds=folds, jobs=args.jobs, runs=args.runs, overrides=_overrides(args))
+    devices = tuple(filter(None, (args.devices or "").split(",")))
+    launch = Launch(launcher=args.launcher, jobs=args.jobs, devices=devices, partition=args.partition,
+                    account=args.account, gpus_per_fold=args.gpus_per_fold, cpus_per_fold=args.cpus_per_fold,
+                    time_minutes=args.time)  # fmt: skip
+    return runner.run(args.config, folds=folds, runs=args.runs, overrides=_overrides(args), launch=launch)
 
 
 def _report(args) -> int:
@@ -124,7 +129,7 @@ def _demo(args) -> int:
         f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
         f"{time.perf_counter() - started:.0f} s)"
     )
-    status = runner.run(args.config, jobs=1, runs=args.runs, overrides=_overrides(args))
+    status = runner.run(args.config, runs=args.runs, overrides=_overrides(args))
     utterances, root = pipeline.load_utterances(config)
     result = baselines.run_baselines(utterances, root)
     print(
@@ -138,13 +143,22 @@ def _demo(args) -> int:
 def _overrides(args) -> dict:
     from merlib.config import config_overrides
 
-    return config_overrides(getattr(args, "set", None))
+    assignments = list(getattr(args, "set", None) or [])
+    for flag in ("device", "precision"):  # --device X is --set runtime.device=X
+        if getattr(args, flag, None):
+            assignments.append(f"runtime.{flag}={getattr(args, flag)}")
+    return config_overrides(assignments)
 
 
 def _config(args):
+    """The command's config, with its runtime checked: a device that is not here is an error
+    before anything is computed or written."""
     from merlib.config import load_config
+    from merlib.runtime import runtime_for
 
-    return load_config(args.config, _overrides(args))
+    config = load_config(args.config, _overrides(args))
+    runtime_for(config)
+    return config
 
 
 def _pretrain(args) -> int:
@@ -152,11 +166,9 @@ def _pretrain(args) -> int:
 
     config = _config(args)
     path = pipeline.pretrain(config, pipeline.run_directory(config, args.runs))
-    print(
-        f"speaker backbone: {path}"
-        if path
-        else "no system of the plan transfers speaker pretraining (speech.pretrained.source: pretrain): nothing to do"
-    )
+    if _is_main_process():
+        print(f"speaker backbone: {path}" if path else "no system of the plan transfers speaker pretraining "
+              "(speech.pretrained.source: pretrain): nothing to do")  # fmt: skip
     return 0
 
 
@@ -171,15 +183,19 @@ def _speech(args) -> int:
     pipeline.pretrain(config, run_dir)
     stages = None if args.stage == "both" else (args.stage,)
     results = pipeline.speech_fold(config, args.fold, run_dir, system, stages)
-    for summary in results.values():
-        print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
-    print(
-        "scores: "
-        + ", ".join(
-            str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv") for name in config.system(system).outputs()
-        )
-    )
+    if _is_main_process():
+        for summary in filter(None, results.values()):
+            print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
+        outputs = config.system(system).outputs()
+        print("scores: " + ", ".join(str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv") for name in outputs))
     return 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a torchrun job (or the only process): the one that prints."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _text(args) -> int:
@@ -191,8 +207,9 @@ def _text(args) -> int:
     system = args.system or pipeline.default_system(config, "text")
     run_dir = pipeline.run_directory(config, args.runs)
     summary = pipeline.text_fold(config, args.fold, run_dir, system)
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
-    print(f"scores: {run_dir / f'fold{args.fold}' / f'{system}_scores.csv'}")
+    if _is_main_process():
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
+        print(f"scores: {run_dir / f'fold{args.fold}' / f'{system}_scores.csv'}")
     return 0
 
 
@@ -299,7 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the workbook notebooks for every fold (papermill), then fuse and report")
     _add_config_options(run)
     run.add_argument("--folds", help="comma-separated folds (default: data.folds of the config)")
-    run.add_argument("--jobs", type=int, default=1, help="folds run in parallel")
+    run.add_argument("--jobs", type=int, default=1, help="folds run at a time on this machine")
+    run.add_argument("--devices", help="comma-separated devices, e.g. cuda:0,cuda:1: fold k runs on the (k mod n)-th")
+    run.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
+                     help="local (default); slurm: one job per fold through submitit; submitit-local: the same jobs "
+                          "as local processes")  # fmt: skip
+    run.add_argument("--partition", help="slurm: the partition to submit to")
+    run.add_argument("--account", help="slurm: the account to charge")
+    run.add_argument("--gpus-per-fold", type=int, default=1, help="slurm: GPUs per fold's job (more than 1: DDP)")
+    run.add_argument("--cpus-per-fold", type=int, default=8, help="slurm: CPUs per fold's job")
+    run.add_argument("--time", type=int, default=240, help="slurm: time limit of a job, in minutes")
     run.set_defaults(handler=_run)
 
     report = commands.add_parser("report", help="fuse the saved scores of a run and write report.html + summary")
@@ -327,6 +353,9 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
         default=[],
         help="override a config value, e.g. --set speech.fine_tune.epochs=3 (repeatable; values are read as YAML)",
     )
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: runtime.device of the config)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="mixed precision (default: runtime.precision of the config)")  # fmt: skip
     if runs:
         parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
 

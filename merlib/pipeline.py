@@ -16,6 +16,7 @@ from merlib.data import iemocap
 from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
 from merlib.data.manifest import Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
+from merlib.stages import Stage, pretrain_stage
 
 
 def corpus_root(config: Config) -> pathlib.Path:
@@ -73,20 +74,38 @@ def fold_of(config: Config, utterances: list[Utterance], fold: int):
     )
 
 
-def pretrain(config: Config, run_dir: pathlib.Path, progress: bool = True) -> pathlib.Path | None:
-    """Speaker pretraining of this run (skipped when done, or when no system of the plan transfers it)."""
-    from merlib.data.speakers import read_speaker_manifest, scan_voxceleb, write_speaker_manifest
-    from merlib.train.speaker import pretrain_speakers
+def speaker_manifest(config: Config) -> pathlib.Path:
+    """speakers.jsonl of the pretraining corpus (made by scanning it on first use)."""
+    from merlib.data.speakers import scan_voxceleb, write_speaker_manifest
 
-    if not config.uses_pretraining():
-        return None
     root = speaker_corpus_root(config)
     manifest = root / "speakers.jsonl"
     if not manifest.is_file():
         write_speaker_manifest(scan_voxceleb(root), manifest)
-    return pretrain_speakers(
-        config, read_speaker_manifest(manifest), root, run_dir / "pretrain", feature_cache_dir(root), progress=progress
+    return manifest
+
+
+def pretraining_stage(config: Config, run_dir: pathlib.Path) -> Stage | None:
+    """The run's speaker-pretraining stage, when a system of the plan transfers it."""
+    return (
+        pretrain_stage(config, pathlib.Path(run_dir), speaker_manifest(config)) if config.uses_pretraining() else None
     )
+
+
+def pretrain(
+    config: Config, run_dir: pathlib.Path, progress: bool = True, rerun_changed: bool = False
+) -> pathlib.Path | None:
+    """Speaker pretraining of this run (skipped when done, or when no system of the plan transfers it)."""
+    from merlib.data.speakers import read_speaker_manifest
+    from merlib.train.speaker import pretrain_speakers
+
+    stage = pretraining_stage(config, run_dir)
+    if stage is None:
+        return None
+    root = speaker_corpus_root(config)
+    records = read_speaker_manifest(speaker_manifest(config))
+    return pretrain_speakers(config, records, root, run_dir / "pretrain", feature_cache_dir(root), progress=progress,
+                             stage=stage, rerun_changed=rerun_changed)  # fmt: skip
 
 
 def default_system(config: Config, modality: str) -> str:
@@ -120,18 +139,17 @@ def speech_fold(
 
 
 def text_fold(
-    config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, progress: bool = True
+    config: Config,
+    fold: int,
+    run_dir: pathlib.Path,
+    system: str | None = None,
+    progress: bool = True,
+    rerun_changed: bool = False,
 ) -> dict:
     """One fold of a text system (default: the plan's first)."""
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    return run_text_fold(
-        config,
-        system or default_system(config, "text"),
-        fold_of(config, utterances, fold),
-        utterances,
-        run_dir,
-        feature_cache_dir(root),
-        progress=progress,
-    )
+    return run_text_fold(config, system or default_system(config, "text"), fold_of(config, utterances, fold),
+                         utterances, run_dir, feature_cache_dir(root), progress=progress,
+                         rerun_changed=rerun_changed)  # fmt: skip

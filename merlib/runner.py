@@ -10,7 +10,8 @@ of the config's plan, into runs/<name>/.
 
 A system whose score files exist in a fold is skipped there; an interrupted fold resumes from
 its checkpoints (the training loop's). A failed fold is reported with the path of its executed
-notebook and the other folds still run.
+notebook (and, for a submitted job, of its log) and the other folds still run. Folds run here,
+`--jobs` at a time and one `--devices` entry each, or as SLURM jobs (merlib.launch).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ import time
 from merlib.config import Config, SystemConfig, load_config, save_config
 from merlib.errors import MerlibError
 from merlib.io import write_json, write_text
+from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
 from merlib.pipeline import run_directory
+from merlib.runtime import runtime_for
+from merlib.train.pretrained import pretraining_output
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -109,50 +113,86 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
 def run(
     config_path: str,
     folds: list[int] | None = None,
-    jobs: int = 1,
     runs: str = "runs",
     report: bool = True,
     overrides: dict | None = None,
+    launch: Launch | None = None,
 ) -> int:
-    """Run every fold of the config's plan; then (unless `report` is False) fusion and the report."""
+    """Run every fold of the config's plan (here, or as jobs: `launch`); then (unless `report`
+    is False) fusion and the report."""
+    launch = launch or Launch()
     config = load_config(config_path, overrides)
+    runtime = runtime_for(config)  # a device that is not there is an error before anything is written
     run_dir = run_directory(config, runs).resolve()
     saved = save_config(config, run_dir / "config.yaml")
-    write_json(run_dir / "versions.json", versions())
+    write_json(run_dir / "versions.json", versions() | {"runtime": runtime.describe()})
     parameters = {"config": str(saved), "runs": str(run_dir.parent)}
     started = time.perf_counter()
     print(f"run {config.name}: {run_dir} (systems: {', '.join(s.name for s in config.systems)})")
     print("  00_data ...", flush=True)
     execute("00_data.ipynb", run_dir / "00_data.ipynb", parameters)
+    submitted = launch.launcher != "local"
+    executor = executor_for(launch, run_dir, config.name) if submitted else None
     if config.uses_pretraining():
         print(f"  10_speaker_pretrain ... ({time.perf_counter() - started:.0f} s)", flush=True)
-        execute("10_speaker_pretrain.ipynb", run_dir / "10_speaker_pretrain.ipynb", parameters)
+        if submitted and not pretraining_output(run_dir).is_file():
+            job = executor.submit(pretrain_job, execute, parameters, run_dir, launch.gpus_per_fold)
+            failure = wait_for({"pretrain": job})["pretrain"]
+            if failure:
+                print(f"speaker pretraining failed: {failure}", file=sys.stderr)
+                return 1
+        else:
+            execute("10_speaker_pretrain.ipynb", run_dir / "10_speaker_pretrain.ipynb", parameters)
     wanted = folds or config.data.folds
     todo = [f for f in wanted if not fold_finished(config, run_dir, f)]
     skipped = sorted(set(wanted) - set(todo))
     if skipped:
         print(f"  folds already finished, skipped: {skipped}")
-    failures = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_run_fold, config, parameters, run_dir, fold) for fold in todo]
-        for future in concurrent.futures.as_completed(futures):
-            fold, failed = future.result()
-            if failed:
-                failures[fold] = failed
-            print(
-                f"  fold {fold}: {'FAILED, see ' + failed if failed else 'done'} "
-                f"({time.perf_counter() - started:.0f} s)",
-                flush=True,
-            )
+    if submitted:
+        failures = _submit_folds(executor, config, parameters, run_dir, todo, launch.gpus_per_fold)
+    else:
+        failures = _run_folds_here(config, parameters, run_dir, todo, launch, started)
     if report:
         print(f"  40_fusion ... ({time.perf_counter() - started:.0f} s)", flush=True)
         execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
         path = write_report(run_dir)
         print((run_dir / "summary.md").read_text())
         print(f"report: {path}  ({time.perf_counter() - started:.0f} s in all)")
-    for fold, path in sorted(failures.items()):
-        print(f"fold {fold} failed: open {path} to see the failing cell", file=sys.stderr)
+    for fold, what in sorted(failures.items()):
+        print(f"fold {fold} failed: {what}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started: float) -> dict[int, str]:
+    """Folds in threads (`launch.jobs` at a time), fold k on device k mod len(launch.devices)."""
+    failures = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, launch.jobs)) as pool:
+        futures = [
+            pool.submit(_run_fold, config, parameters | {"device": launch.device_of(fold)}, run_dir, fold)
+            for fold in folds
+        ]
+        for future in concurrent.futures.as_completed(futures):
+            fold, failed = future.result()
+            if failed:
+                failures[fold] = f"open {failed} to see the failing cell"
+            done = f"FAILED, see {failed}" if failed else "done"
+            print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
+    return failures
+
+
+def _submit_folds(executor, config, parameters, run_dir, folds, gpus: int) -> dict[int, str]:
+    """One job per fold; waits for all. Returns {fold: what failed and where to look}."""
+    jobs = {fold: executor.submit(fold_job, _run_fold, config, parameters, run_dir, fold, gpus) for fold in folds}
+    for fold, job in jobs.items():
+        print(f"  fold {fold}: job {job.job_id} submitted (log: {job.paths.stdout})", flush=True)
+    failures = {}
+    for fold, result in wait_for(jobs).items():
+        if isinstance(result, str):
+            failures[fold] = result
+        elif result[1]:
+            failures[fold] = f"open {result[1]} to see the failing cell (job log: {jobs[fold].paths.stdout})"
+        print(f"  fold {fold}: {'FAILED' if fold in failures else 'done'}", flush=True)
+    return failures
 
 
 def write_report(run_dir: pathlib.Path) -> pathlib.Path:

@@ -29,10 +29,11 @@ def resolve(path: str | pathlib.Path) -> pathlib.Path:
     return path if path.is_absolute() else repository_root() / path
 
 
-def open_run(config: str, runs: str = "runs", saved: bool = False) -> tuple[Config, pathlib.Path]:
+def open_run(config: str, runs: str = "runs", saved: bool = False, device: str = "") -> tuple[Config, pathlib.Path]:
     """(config, run folder). With `saved`, a run folder that already holds its resolved
-    `config.yaml` is read with that one: results are shown with the config that made them."""
-    loaded = load_config(resolve(config))
+    `config.yaml` is read with that one: results are shown with the config that made them.
+    `device` (e.g. cuda:1, from `merlib run --devices`) replaces the config's runtime.device."""
+    loaded = load_config(resolve(config), {"runtime": {"device": device}} if device else None)
     run_dir = resolve(runs) / loaded.name
     if saved and (run_dir / "config.yaml").is_file():
         loaded = load_config(run_dir / "config.yaml")

@@ -54,9 +54,15 @@ def test_evaluation_never_pads_and_equals_one_at_a_time():
 def test_short_segments_are_repeated_to_the_chunk_length():
     import numpy as np
 
+    from merlib.audio.dataset import plan_chunk_batches, training_items
+
     segment = torch.arange(5.0).unsqueeze(1).repeat(1, 3)
-    chunk = take_chunk(segment, 12, np.random.default_rng(0))
+    chunk = take_chunk(segment, 12, 0)
     assert chunk.shape == (12, 3) and chunk[:, 0].tolist() == [0, 1, 2, 3, 4] * 2 + [0, 1]
     long = torch.arange(100.0).unsqueeze(1)
-    piece = take_chunk(long, 30, np.random.default_rng(1))
-    assert piece.shape == (30, 1) and piece[-1, 0] - piece[0, 0] == 29
+    piece = take_chunk(long, 30, 60)
+    assert piece.shape == (30, 1) and piece[0, 0] == 60 and piece[-1, 0] == 89
+    # the plan draws an offset that keeps the chunk inside the segment, and 0 for a short one
+    plan = plan_chunk_batches([100, 5], training_items(2, 0), 2, [30], np.random.default_rng(1))
+    offsets = {spec.index: spec.offset for spec in plan[0]}
+    assert 0 <= offsets[0] <= 70 and offsets[1] == 0

@@ -75,7 +75,10 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path
     before = (tmp_path / "run.ckpt").read_bytes()
     x_bad = x.clone()
     x_bad[0, 0, 0] = float("nan")
-    with pytest.raises(TrainingDivergedError, match=r"loss is nan at epoch 2.*Lower the learning rate.*run\.ckpt"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"loss is not finite \(nan or inf\) at epoch 2, step 1 .*Lower the learning rate.*run\.ckpt",
+    ):
         trainer_for(model, tmp_path / "run.ckpt").fit(2, batches(x_bad, y, size=64))
     assert (tmp_path / "run.ckpt").read_bytes() == before
 

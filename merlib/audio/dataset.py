@@ -1,21 +1,29 @@
-"""Training batches of random T-frame chunks and full-length evaluation (paper 4.2.1).
+"""Training batches, planned then built: random T-frame chunks (paper 4.2.1), and full-length
+evaluation.
 
-Training: each batch draws T from `chunk_frames` (e.g. {150, 200, 250, 300}); every segment
-contributes a chunk at a random offset, repeated ("signal padding") when shorter than T.
-The training set holds each segment once as is and once per augmented copy, the copies masked
-afresh every epoch. Evaluation feeds each whole segment alone: statistics pooling takes any
-length, so evaluation never pads.
+An epoch's batches are first *planned* in the main process from the epoch's random generator:
+which items go together, the chunk length T of each batch (drawn from `chunk_frames`, e.g.
+{150, 200, 250, 300}), each chunk's offset and each augmented copy's mask seed. A batch is then
+*built* from its plan entry alone (`PlannedBatches`, a map-style torch Dataset), so the batches
+of an epoch are a pure function of (seed, epoch) however many DataLoader workers build them, and
+a resumed run sees the batches an uninterrupted one saw. Under DDP each rank builds its own
+slice (`items[rank::world_size]`) of every global batch.
+
+Every segment contributes a chunk at a random offset, repeated ("signal padding") when shorter
+than T. The training set holds each segment once as is and once per augmented copy, the copies
+masked afresh every epoch. Evaluation feeds each whole segment alone: statistics pooling takes
+any length, so evaluation never pads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from merlib.audio.augment import SpecAugment
+from merlib.audio.augment import SpecAugment, mask_features
 
 
 @dataclass(frozen=True)
@@ -28,45 +36,134 @@ def training_items(count: int, augmented_copies: int) -> list[TrainingItem]:
     return [TrainingItem(i, c) for i in range(count) for c in range(augmented_copies + 1)]
 
 
-def take_chunk(features: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
-    """A `frames`-long chunk at a random offset; shorter segments are repeated to length."""
+@dataclass(frozen=True)
+class ChunkSpec:
+    """One chunk of a planned batch: everything needed to build it again, anywhere."""
+
+    index: int  # into the features list
+    frames: int  # T of its batch
+    offset: int  # start frame (0 when the segment is shorter than T: it is repeated)
+    augmenter: int  # -1: the original; else which augmenter masks this copy
+    mask_seed: int  # seed of the copy's masks
+
+
+def take_chunk(features: torch.Tensor, frames: int, offset: int) -> torch.Tensor:
+    """A `frames`-long chunk from `offset`; shorter segments are repeated to length."""
     length = features.shape[0]
     if length < frames:
-        repeats = -(-frames // length)
-        return features.repeat(repeats, 1)[:frames]
-    offset = int(rng.integers(0, length - frames + 1))
+        return features.repeat(-(-frames // length), 1)[:frames]
     return features[offset : offset + frames]
 
 
-def chunk_batches(
-    features: Sequence[torch.Tensor],
-    labels: Sequence[int],
+def plan_chunk_batches(
+    lengths: Sequence[int],
     items: Sequence[TrainingItem],
     batch_size: int,
     chunk_frames: Sequence[int],
     rng: np.random.Generator,
-    augmenters: Sequence[SpecAugment] = (),
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of (batch, T, mel) chunks and labels; copy k uses augmenters[(k-1) % len]."""
+    augmenters: int = 0,
+) -> list[list[ChunkSpec]]:
+    """One epoch's batches of chunk specs; copy k uses augmenter (k-1) % `augmenters`."""
     order = rng.permutation(len(items))
+    plan = []
     for start in range(0, len(order), batch_size):
         frames = int(rng.choice(chunk_frames))
-        chunks, targets = [], []
+        batch = []
         for position in order[start : start + batch_size]:
             item = items[position]
-            chunk = take_chunk(features[item.index], frames, rng)
-            if item.copy > 0 and augmenters:
-                chunk = augmenters[(item.copy - 1) % len(augmenters)](chunk)
+            length = lengths[item.index]
+            offset = int(rng.integers(0, length - frames + 1)) if length >= frames else 0
+            augmented = item.copy > 0 and augmenters > 0
+            batch.append(
+                ChunkSpec(
+                    item.index,
+                    frames,
+                    offset,
+                    (item.copy - 1) % augmenters if augmented else -1,
+                    int(rng.integers(2**31)) if augmented else 0,
+                )
+            )
+        plan.append(batch)
+    return plan
+
+
+def plan_index_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """One epoch of shuffled index batches (in-memory data: pooled vectors, token ids)."""
+    order = rng.permutation(count)
+    return [order[start : start + batch_size].tolist() for start in range(0, count, batch_size)]
+
+
+class ChunkBuilder:
+    """Builds (chunks, targets) from chunk specs: cut, repeat if short, mask with the copy's seed."""
+
+    def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[int], augmenters: Sequence[SpecAugment] = ()):
+        self.features, self.labels, self.augmenters = features, labels, augmenters
+
+    def __call__(self, specs: Sequence[ChunkSpec]) -> tuple[torch.Tensor, torch.Tensor]:
+        chunks = []
+        for spec in specs:
+            chunk = take_chunk(self.features[spec.index], spec.frames, spec.offset)
+            if spec.augmenter >= 0:
+                chunk = mask_features(chunk, self.augmenters[spec.augmenter], generator_seed=spec.mask_seed)[0]
             chunks.append(chunk)
-            targets.append(labels[item.index])
-        yield torch.stack(chunks), torch.tensor(targets, dtype=torch.long)
+        targets = torch.tensor([self.labels[spec.index] for spec in specs], dtype=torch.long)
+        return torch.stack(chunks), targets
+
+
+class TensorBuilder:
+    """Builds (inputs, targets) by indexing in-memory tensors."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
+        self.inputs, self.targets = inputs, targets
+
+    def __call__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.inputs[index], self.targets[index]
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """Batch b of an epoch = `build(plan[b][rank::world_size])`, with the global batch size.
+
+    A batch too small to give every rank two items is left out, on every rank: batch norm needs
+    two items to train on, and under DDP every rank must take part in every step. (Only an
+    epoch's last batch can be that small: its remainder of len(items) % batch_size.)
+    """
+
+    def __init__(self, plan: Sequence[Sequence], build: Callable, rank: int = 0, world_size: int = 1):
+        self.plan = [items for items in plan if len(items) >= 2 * world_size]
+        self.build, self.rank, self.world_size = build, rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, batch: int):
+        items = self.plan[batch]
+        inputs, targets = self.build(items[self.rank :: self.world_size])
+        return inputs, targets, len(items)
+
+
+def epoch_loader(plan: Sequence[Sequence], build: Callable, runtime, workers: int | None = None):
+    """A DataLoader over one epoch's planned batches: `runtime.num_workers` worker processes
+    (or `workers`), pinned memory on CUDA, batches in plan order."""
+    dataset = PlannedBatches(plan, build, runtime.rank, runtime.world_size)
+    workers = runtime.num_workers if workers is None else workers
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=runtime.pin_memory
+    )
 
 
 @torch.no_grad()
-def evaluate_full_length(model: torch.nn.Module, features: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Log-softmax scores (n, classes), each segment whole and alone (no padding)."""
+def evaluate_full_length(model: torch.nn.Module, features: Sequence[torch.Tensor], runtime=None) -> torch.Tensor:
+    """Log-softmax scores (n, classes) on the CPU, each segment whole and alone (no padding)."""
+    from merlib.runtime import CPU_FP32
+
+    runtime = runtime or CPU_FP32
     was_training = model.training
     model.eval()
-    scores = torch.stack([torch.log_softmax(model(x.unsqueeze(0))[0], dim=-1) for x in features])
+    scores = []
+    with runtime.autocast():
+        for x in features:
+            logits = model(runtime.to_device(x.unsqueeze(0)))[0]
+            scores.append(torch.log_softmax(logits.float(), dim=-1).cpu())
     model.train(was_training)
-    return scores
+    return torch.stack(scores)

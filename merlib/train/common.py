@@ -36,9 +36,10 @@ def build_backbone(config: Config) -> Backbone:
     return BACKBONES[config.speech.model.backbone](config)
 
 
-def build_augmenters(config: Config) -> list[SpecAugment]:
-    """One augmenter per name in augment.copy_policies (copy k uses the (k-1) % len-th one)."""
-    if config.augment.copies == 0:
+def build_augmenters(config: Config, copies: int | None = None) -> list[SpecAugment]:
+    """One augmenter per name in augment.copy_policies (copy k uses the (k-1) % len-th one);
+    none when there are no augmented copies (`copies`, default augment.copies)."""
+    if (config.augment.copies if copies is None else copies) == 0:
         return []
     return [
         SpecAugment(config.augment.policies[name], n_mels=config.features.n_mels)

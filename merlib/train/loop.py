@@ -1,15 +1,19 @@
 """The one training loop: epochs of batches, a per-epoch learning-rate schedule, gradient
 clipping, a divergence guard, per-epoch metrics, best-epoch tracking and atomic checkpoints
-that resume exactly where a run stopped.
+that resume exactly where a run stopped; on any device, in mixed precision, and under DDP.
 
 Reproducibility: epoch e draws its batches from `np.random.default_rng([seed, e])` and seeds
-torch with `(seed, e)`, so a resumed run gives the same result as an uninterrupted one.
+torch with `(seed, e, rank)`, so a resumed run gives the same result as an uninterrupted one.
+
+Several processes (`torchrun`): the model is wrapped in DistributedDataParallel for training;
+each rank's batches are its slice of the global batch, and its loss is weighted by its share of
+that batch, so the averaged gradient is the global batch's mean. Rank 0 alone evaluates (its
+metrics are broadcast, so every rank keeps the same best epoch) and writes checkpoints.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import pathlib
 import time
 from dataclasses import dataclass
@@ -22,6 +26,9 @@ from merlib.errors import MerlibError
 from merlib.io import save_torch
 from merlib.models.checkpoints import load_checkpoint
 from merlib.progress import progress_bar
+from merlib.runtime import CPU_FP32, Runtime
+
+GUARD_EVERY = 50  # on an accelerator, steps between looks at the losses (each look waits for the device)
 
 
 class TrainingDivergedError(MerlibError, RuntimeError):
@@ -57,7 +64,8 @@ def default_forward(model: torch.nn.Module, inputs) -> torch.Tensor:
 class Trainer:
     """Train `model` with `optimizer` (param groups carry their base lr in `initial_lr`).
 
-    make_batches(epoch, rng) yields (inputs, targets); evaluate(epoch) returns metrics such as
+    make_batches(epoch, rng) yields (inputs, targets) or (inputs, targets, global batch size),
+    on the CPU (the loop moves them to the runtime's device); evaluate(epoch) returns metrics such as
     {"holdout_ua": 0.61}; `select` names the metric whose best epoch is kept (higher is better).
     With `evaluate_start`, the model as it comes in is evaluated first (`evaluate(-1)`, kept in
     `start`): fine-tuning then shows where the probed model stood. With `keep_start_if_best` too,
@@ -78,8 +86,12 @@ class Trainer:
         select: str | None = None,
         description: str = "train",
         progress: bool = True,
+        runtime: Runtime = CPU_FP32,
+        fingerprint: dict | None = None,
     ):
-        self.model, self.optimizer = model, optimizer
+        self.model, self.optimizer, self.runtime, self.fingerprint = model, optimizer, runtime, fingerprint
+        self.train_model = model  # what training steps call: `model`, or its DDP wrapper once fit() starts
+        self.scaler = runtime.grad_scaler()
         self.schedule = schedule or Schedule(constant_epochs=10**9)
         self.checkpoint = pathlib.Path(checkpoint) if checkpoint else None
         self.seed, self.max_grad_norm, self.forward = seed, max_grad_norm, forward
@@ -94,31 +106,46 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _save(self, epoch: int) -> None:
-        if self.checkpoint is None:
+        if self.checkpoint is None or not self.runtime.is_main:
             return
         save_torch(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None,
                 "epoch": epoch,
                 "history": self.history,
                 "start": self.start,
                 "best_epoch": self.best_epoch,
                 "best_state": self.best_state,
+                "fingerprint": self.fingerprint,
             },
             self.checkpoint,
         )
 
     def _resume(self) -> int:
         """Load the checkpoint if there is one; returns the first epoch still to run."""
+        self.runtime.barrier()  # every rank reads what rank 0 finished writing
         if self.checkpoint is None or not self.checkpoint.is_file():
             return 0
         state = load_checkpoint(self.checkpoint)
+        found = state.get("fingerprint")
+        if self.fingerprint is not None and (found or {}).get("hash") != self.fingerprint["hash"]:
+            from merlib.fingerprint import Fingerprint, refusal
+
+            raise refusal(f"the checkpoint {self.checkpoint.name}", self.checkpoint.parent, found,
+                          Fingerprint(self.fingerprint["parts"]))  # fmt: skip
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.history, self.best_epoch, self.best_state = state["history"], state["best_epoch"], state["best_state"]
         self.start = state.get("start")
         return state["epoch"] + 1
+
+    def _evaluate(self, evaluate: Callable[[int], dict], epoch: int) -> dict:
+        """Rank 0 evaluates; every rank gets its metrics."""
+        return self.runtime.broadcast(evaluate(epoch) if self.runtime.is_main else None)
 
     def _metric_of(self, epoch: int) -> float:
         return (self.start if epoch == -1 else self.history[epoch])[self.select]
@@ -138,9 +165,13 @@ class Trainer:
         keep_start_if_best: bool = False,
     ) -> list[dict]:
         first = self._resume()
+        self.train_model = self.model
+        if self.runtime.distributed:
+            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         if evaluate_start and first == 0 and evaluate is not None:
-            self.start = evaluate(-1)
-            if self.progress:
+            self.start = self._evaluate(evaluate, -1)
+            if self.progress and self.runtime.is_main:
                 print(
                     f"{self.description}: start, " + ", ".join(f"{k} {v:.3f}" for k, v in self.start.items()),
                     flush=True,
@@ -148,7 +179,7 @@ class Trainer:
             if keep_start_if_best:
                 self._keep_if_best(-1, self.start)
         for epoch in range(first, epochs):
-            torch.manual_seed(self.seed * 100_003 + epoch)
+            torch.manual_seed((self.seed * 100_003 + epoch) * 1_009 + self.runtime.rank)
             rng = np.random.default_rng([self.seed, epoch])
             factor = self.schedule.factor(epoch)
             for group in self.optimizer.param_groups:
@@ -162,9 +193,11 @@ class Trainer:
                 "seconds": round(time.perf_counter() - started, 2),
             }
             if evaluate is not None:
-                row |= evaluate(epoch)
+                row |= self._evaluate(evaluate, epoch)
             self.history.append(row)
-            if self.progress:  # one line per epoch: readable in logs and in papermill-run notebooks
+            if (
+                self.progress and self.runtime.is_main
+            ):  # one line per epoch: readable in logs and in papermill-run notebooks
                 metrics = ", ".join(
                     f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "lr_factor", "seconds")
                 )
@@ -174,32 +207,67 @@ class Trainer:
         return self.history
 
     def run_epoch(self, epoch: int, batches: Iterable) -> tuple[float, int]:
+        """One pass over the batches; returns (loss summed over items, items), over all ranks.
+
+        Losses stay on the device (no host synchronisation per step on a GPU); the divergence
+        guard looks at them every step on the CPU and every `GUARD_EVERY` steps elsewhere.
+        """
+        runtime = self.runtime
         self.set_train_mode(self.model)
-        loss_sum, count = 0.0, 0
-        for step, (inputs, targets) in enumerate(
-            progress_bar(batches, self.progress, unit="batch", desc=f"{self.description} epoch {epoch + 1}")
+        guard_every = 1 if runtime.device.type == "cpu" else GUARD_EVERY
+        loss_sum = torch.zeros((), dtype=torch.float64, device=runtime.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)
+        count = 0
+        shown = self.progress and runtime.is_main
+        for step, batch in enumerate(
+            progress_bar(batches, shown, unit="batch", desc=f"{self.description} {epoch + 1}")
         ):
-            logits = self.forward(self.model, inputs)
-            loss = torch.nn.functional.cross_entropy(logits, targets)
-            if not math.isfinite(loss.item()):
-                lrs = [g["lr"] for g in self.optimizer.param_groups]
-                raise TrainingDivergedError(
-                    f"{self.description}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1} (lr {lrs}). "
-                    "Lower the learning rate, add warm-up or gradient clipping in the config; "
-                    + (
-                        f"the checkpoint of the last finished epoch is kept at {self.checkpoint}."
-                        if self.checkpoint
-                        else "nothing was checkpointed."
-                    )
-                )
+            inputs, targets = runtime.to_device(batch[0]), runtime.to_device(batch[1])
+            global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
+            with runtime.autocast():
+                logits = self.forward(self.train_model, inputs)
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+            first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
+            if step % guard_every == guard_every - 1:
+                self._stop_if_diverged(first_bad, epoch)
+            # DDP averages the ranks' gradients: weight each rank's mean by its share of the batch
+            weighted = loss * (len(targets) * runtime.world_size / global_size)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.scaler:
+                self.scaler.scale(weighted).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                weighted.backward()
             if self.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-            self.optimizer.step()
-            loss_sum += loss.item() * len(targets)
+            if self.scaler:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            loss_sum += loss.detach().double() * len(targets)
             count += len(targets)
-        return loss_sum, count
+        self._stop_if_diverged(first_bad, epoch)
+        total, count = runtime.all_reduce_sum(loss_sum.item(), count)
+        return total, int(count)
+
+    def _stop_if_diverged(self, first_bad: torch.Tensor, epoch: int) -> None:
+        """The divergence guard, decided together by all ranks (one rank stopping alone would
+        leave the others waiting at the next gradient exchange)."""
+        step = int(first_bad.item())
+        (diverged,) = self.runtime.all_reduce_sum(float(step >= 0))
+        if diverged:
+            lrs = [g["lr"] for g in self.optimizer.param_groups]
+            where = f"step {step + 1}" if step >= 0 else "a step of another process"
+            raise TrainingDivergedError(
+                f"{self.description}: the loss is not finite (nan or inf) at epoch {epoch + 1}, {where} (lr {lrs}). "
+                "Lower the learning rate, add warm-up or gradient clipping in the config; "
+                + (
+                    f"the checkpoint of the last finished epoch is kept at {self.checkpoint}."
+                    if self.checkpoint
+                    else "nothing was checkpointed."
+                )
+            )
 
     def restore_best(self) -> None:
         """Load the state of the best epoch by `select` (no-op without selection)."""

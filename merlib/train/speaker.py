@@ -10,12 +10,14 @@ import pathlib
 import numpy as np
 import torch
 
-from merlib.audio.dataset import chunk_batches, evaluate_full_length, training_items
+from merlib.audio.dataset import ChunkBuilder, epoch_loader, evaluate_full_length, plan_chunk_batches, training_items
 from merlib.audio.features import FeatureCache
 from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
 from merlib.io import save_torch, write_json
 from merlib.models.resnet import Classifier
+from merlib.runtime import Runtime, runtime_for
+from merlib.stages import Stage, check_stages
 from merlib.train.common import (
     build_augmenters,
     build_backbone,
@@ -34,13 +36,25 @@ def pretrain_speakers(
     out_dir: str | pathlib.Path,
     cache_dir: str | pathlib.Path,
     progress: bool = True,
+    runtime: Runtime | None = None,
+    stage: Stage | None = None,
+    rerun_changed: bool = False,
 ) -> pathlib.Path:
-    """Train, keep the best epoch by held-out speaker-ID accuracy, save the backbone; resumable."""
+    """Train, keep the best epoch by held-out speaker-ID accuracy, save the backbone; resumable.
+    With `stage` (its fingerprint), done with the same fingerprint: skipped; with another:
+    refused, or redone with `rerun_changed`."""
+    runtime = runtime or runtime_for(config)
     out_dir = pathlib.Path(out_dir)
     final = out_dir / BACKBONE_FILE
-    if final.is_file():
+    if stage is not None:
+        if runtime.is_main:
+            check_stages([stage], rerun_changed)
+        runtime.barrier()
+        if stage.state()[0] == "done" and final.is_file():
+            return final
+    elif final.is_file():
         return final
-    stage = config.pretrain.stage
+    settings = config.pretrain.stage
     speakers = sorted({r.speaker for r in records})
     index = {s: i for i, s in enumerate(speakers)}
     held = set()
@@ -48,44 +62,55 @@ def pretrain_speakers(
         held |= {r.id for r in [r for r in records if r.speaker == speaker][-config.pretrain.holdout_per_speaker :]}
     train = [r for r in records if r.id not in held]
     holdout = [r for r in records if r.id in held]
-    cache = FeatureCache(cache_dir, corpus_root, config.features)
-    features = dict(
-        zip((r.id for r in records), cache.compute_all([(r.id, r.wav) for r in records], "speaker features"))
-    )
+    with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
+        cache = FeatureCache(cache_dir, corpus_root, config.features)
+        computed = cache.compute_all([(r.id, r.wav) for r in records], "speaker features")
+    features = dict(zip((r.id for r in records), computed))
     train_features = [features[r.id] for r in train]
     holdout_features = [features[r.id] for r in holdout]
     train_labels = [index[r.speaker] for r in train]
     holdout_labels = np.array([index[r.speaker] for r in holdout])
 
     torch.manual_seed(config.seed)
-    model = Classifier(build_backbone(config), len(speakers))
+    model = Classifier(build_backbone(config), len(speakers)).to(runtime.device)
     backbone = model.backbone
     frame, segment = frame_and_segment_parameters(model)
-    optimizer = optimizer_for(frame, segment, dataclasses.replace(stage, backbone_lr=stage.backbone_lr or stage.lr))
+    optimizer = optimizer_for(
+        frame, segment, dataclasses.replace(settings, backbone_lr=settings.backbone_lr or settings.lr)
+    )
     items = training_items(len(train), config.pretrain.augment_copies)
-    augmenters = build_augmenters(config)
+    augmenters = build_augmenters(config, config.pretrain.augment_copies)
+    lengths = [features.shape[0] for features in train_features]
+    build = ChunkBuilder(train_features, train_labels, augmenters)
 
     def make_batches(epoch, rng):
-        return chunk_batches(train_features, train_labels, items, stage.batch_size, stage.chunk_frames, rng, augmenters)
+        plan = plan_chunk_batches(lengths, items, settings.batch_size, settings.chunk_frames, rng, len(augmenters))
+        return epoch_loader(plan, build, runtime)
 
     def evaluate(epoch):
-        predicted = evaluate_full_length(model, holdout_features).argmax(dim=1).numpy()
+        predicted = evaluate_full_length(model, holdout_features, runtime).argmax(dim=1).numpy()
         return {"holdout_speaker_accuracy": float((predicted == holdout_labels).mean())}
 
     trainer = Trainer(
         model,
         optimizer,
-        schedule=schedule_for(stage),
+        schedule=schedule_for(settings),
         checkpoint=out_dir / "pretrain.ckpt",
         seed=config.seed,
-        max_grad_norm=stage.max_grad_norm or None,
+        max_grad_norm=settings.max_grad_norm or None,
         select="holdout_speaker_accuracy",
         description="speaker pretraining",
         progress=progress,
+        runtime=runtime,
+        fingerprint=stage.fingerprint.as_dict() if stage else None,
     )
-    history = trainer.fit(stage.epochs, make_batches, evaluate)
+    history = trainer.fit(settings.epochs, make_batches, evaluate)
     trainer.restore_best()
-    write_json(
+    if not runtime.is_main:
+        runtime.barrier()
+        return final
+    save_torch(backbone.state_dict(), final)
+    write_json(  # last: the history records the fingerprint that marks the stage done
         out_dir / "pretrain_history.json",
         {
             "speakers": len(speakers),
@@ -96,6 +121,9 @@ def pretrain_speakers(
             "history": history,
             "features": dataclasses.asdict(config.features),
             "model": dataclasses.asdict(config.speech.model),
+            "runtime": runtime.describe(),
+            "fingerprint": stage.fingerprint.as_dict() if stage else None,
         },
     )
-    return save_torch(backbone.state_dict(), final)
+    runtime.barrier()
+    return final

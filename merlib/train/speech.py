@@ -18,6 +18,9 @@ layers see the same inputs either way; only the chunking of those inputs differs
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import pathlib
 import zlib
 
@@ -26,15 +29,27 @@ import torch
 
 from merlib import EMOTIONS
 from merlib.audio.augment import mask_features
-from merlib.audio.dataset import chunk_batches, evaluate_full_length, training_items
+from merlib.audio.dataset import (
+    ChunkBuilder,
+    TensorBuilder,
+    epoch_loader,
+    evaluate_full_length,
+    plan_chunk_batches,
+    plan_index_batches,
+    training_items,
+)
 from merlib.audio.features import FeatureCache
 from merlib.config import Config, SystemConfig
 from merlib.data.folds import Fold
+from merlib.errors import MerlibError
+from merlib.fingerprint import Fingerprint
 from merlib.io import save_torch, write_json
 from merlib.metrics import split_metrics
 from merlib.models.checkpoints import load_checkpoint
 from merlib.models.resnet import Classifier
+from merlib.runtime import CPU_FP32, Runtime, runtime_for
 from merlib.scores import write_scores
+from merlib.stages import Stage, check_stages, speech_stages
 from merlib.train.common import (
     build_augmenters,
     build_backbone,
@@ -44,6 +59,8 @@ from merlib.train.common import (
 )
 from merlib.train.loop import Trainer
 from merlib.train.pretrained import load_pretrained
+
+SPLITS = ("train", "holdout", "test")
 
 POOLED_VERSION = 3  # bump when a backbone's `pooled` changes (2: GE2E partials; 3: wespeaker's TSTP std)
 
@@ -63,52 +80,66 @@ def _frozen_frame_layers(model: Classifier) -> None:
         layer.eval()  # frozen batch-norm statistics stay as pretrained
 
 
+class _ProbedLayers(torch.nn.Module):
+    """The layers linear probing trains, as one module whose forward takes cached pooled vectors
+    (so DistributedDataParallel wraps exactly what is trained)."""
+
+    def __init__(self, classifier: Classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier.forward_pooled(pooled)
+
+
 class SpeechFold:
     """Everything one fold needs: features of its three splits, the model, the output folder."""
 
     def __init__(
-        self, config: Config, system: SystemConfig, fold: Fold, corpus_root, run_dir, cache_dir, progress: bool = True
+        self,
+        config: Config,
+        system: SystemConfig,
+        fold: Fold,
+        corpus_root,
+        run_dir,
+        cache_dir,
+        progress: bool = True,
+        runtime: Runtime = CPU_FP32,
     ):
-        self.config, self.fold, self.progress = config, fold, progress
+        self.config, self.fold, self.progress, self.runtime = config, fold, progress, runtime
         self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
         self.fold_dir = self.run_dir / f"fold{fold.fold}"
-        cache = FeatureCache(cache_dir, corpus_root, config.features)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
-        features = dict(
-            zip(
-                (u.id for u in every),
-                cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}"),
-            )
-        )
-        self.features = {
-            split: [features[u.id] for u in getattr(fold, split)] for split in ("train", "holdout", "test")
-        }
-        self.labels = {
-            split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)])
-            for split in ("train", "holdout", "test")
-        }
+        with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
+            cache = FeatureCache(cache_dir, corpus_root, config.features)
+            computed = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}")
+        features = dict(zip((u.id for u in every), computed))
+        self.features = {split: [features[u.id] for u in getattr(fold, split)] for split in SPLITS}
+        self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
 
-    def _write(
-        self, stage: str, model: Classifier, score_fn, history: list, best_epoch, start: dict | None = None
-    ) -> dict:
+    def _write(self, stage: str, score_fn, trainer: Trainer) -> dict | None:
+        """Scores and history of a finished stage (rank 0 writes; other ranks return None)."""
+        if not self.runtime.is_main:
+            return None
         holdout, test = score_fn("holdout"), score_fn("test")
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
-        write_scores(
-            self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels, torch.cat([holdout, test]).numpy()
-        )
+        scores = torch.cat([holdout, test]).numpy()
+        write_scores(self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels, scores)
         summary = {
             "stage": stage,
-            "best_epoch": best_epoch,
+            "best_epoch": trainer.best_epoch,
             **self._metrics(holdout, "holdout"),
             **self._metrics(test, "test"),
-            "history": history,
-            "start": start,
+            "history": trainer.history,
+            "start": trainer.start,
+            "runtime": self.runtime.describe(),
+            "fingerprint": trainer.fingerprint,
         }
         write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
         return summary
@@ -132,18 +163,17 @@ class SpeechFold:
                     if copy:
                         seed = zlib.crc32(f"{record.id}/{copy}/{self.config.seed}".encode())
                         version = mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0]
-                    self.pooled_cache[key] = model.backbone.pooled(version.unsqueeze(0))[0]
+                    with self.runtime.autocast():
+                        pooled = model.backbone.pooled(self.runtime.to_device(version.unsqueeze(0)))[0]
+                    self.pooled_cache[key] = pooled.float().cpu()
                     self._pooled_dirty = True
                 vectors.append(self.pooled_cache[key])
                 labels.append(label)
         return torch.stack(vectors), np.array(labels)
 
     def _open_pooled_cache(self, model: Classifier) -> None:
-        import dataclasses
-        import hashlib
-        import json
-
-        # the backbone's class and POOLED_VERSION stand for the code that computes the vectors
+        # the backbone's class and POOLED_VERSION stand for the code that computes the vectors;
+        # the precision for how (bf16 vectors differ from fp32 ones in the last bits)
         digest = hashlib.sha256(
             json.dumps(
                 [
@@ -152,81 +182,86 @@ class SpeechFold:
                     self.config.seed,
                     type(model.backbone).__name__,
                     POOLED_VERSION,
+                    self.runtime.precision,
                 ]
             ).encode()
         )
         for name, tensor in model.backbone.state_dict().items():  # the frozen weights themselves
             if not name.startswith("embedding."):
-                digest.update(tensor.numpy().tobytes())
+                digest.update(tensor.detach().cpu().numpy().tobytes())
         key = digest.hexdigest()[:16]
         self.pooled_path = self.run_dir / "pooled_cache" / f"{key}.pt"
         self.pooled_cache = load_checkpoint(self.pooled_path) if self.pooled_path.is_file() else {}
         self._pooled_dirty = False
 
-    def _save_pooled_cache(self) -> None:
-        if self._pooled_dirty:
-            save_torch(self.pooled_cache, self.pooled_path)
+    def _pooled_splits(self, model: Classifier) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+        with self.runtime.main_first():  # rank 0 computes and saves; the others read the saved vectors
+            self._open_pooled_cache(model)
+            pooled = {
+                split: self._pooled(model, split, self.config.augment.copies if split == "train" else 0)
+                for split in SPLITS
+            }
+            if self._pooled_dirty and self.runtime.is_main:
+                save_torch(self.pooled_cache, self.pooled_path)
+        return pooled
 
-    def linear_probe(self, model: Classifier) -> dict:
+    def linear_probe(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.linear_probe
-        self._open_pooled_cache(model)
-        train_x, train_y = self._pooled(model, "train", self.config.augment.copies)
-        holdout_x, _ = self._pooled(model, "holdout", 0)
-        test_x, _ = self._pooled(model, "test", 0)
-        self._save_pooled_cache()
+        pooled = self._pooled_splits(model)
+        train_x, train_y = pooled["train"]
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
         _, segment = frame_and_segment_parameters(model)
         for parameter in segment:
             parameter.requires_grad_(True)
         optimizer = optimizer_for([], segment, stage)
-        train_targets = torch.as_tensor(train_y, dtype=torch.long)
+        build = TensorBuilder(train_x, torch.as_tensor(train_y, dtype=torch.long))
 
-        def make_batches(epoch, rng):
-            order = torch.as_tensor(rng.permutation(len(train_targets)))
-            for start in range(0, len(order), stage.batch_size):
-                index = order[start : start + stage.batch_size]
-                yield train_x[index], train_targets[index]
+        def make_batches(epoch, rng):  # in-memory vectors: no worker processes
+            return epoch_loader(plan_index_batches(len(train_y), stage.batch_size, rng), build, self.runtime, 0)
 
+        @torch.no_grad()
         def score(split):
             model.eval()
-            with torch.no_grad():
-                return torch.log_softmax(model.forward_pooled(holdout_x if split == "holdout" else test_x), dim=-1)
+            with self.runtime.autocast():
+                logits = model.forward_pooled(self.runtime.to_device(pooled[split][0]))
+            return torch.log_softmax(logits.float(), dim=-1).cpu()
 
         trainer = Trainer(
-            model,
+            _ProbedLayers(model),
             optimizer,
             schedule=schedule_for(stage),
             checkpoint=self.fold_dir / f"{self.name}_lp.ckpt",
             seed=self.config.seed,
             max_grad_norm=stage.max_grad_norm or None,
-            forward=lambda m, x: m.forward_pooled(x),
-            set_train_mode=_frozen_frame_layers,
+            set_train_mode=lambda probed: _frozen_frame_layers(probed.classifier),
             select="holdout_ua",
             description=f"fold {self.fold.fold} {self.name} linear probe",
             progress=self.progress,
+            runtime=self.runtime,
+            fingerprint=fingerprint.as_dict(),
         )
-        history = trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        return self._write("lp", model, score, history, trainer.best_epoch)
+        return self._write("lp", score, trainer)
 
     # -- stage 2 ----------------------------------------------------------------------------
-    def fine_tune(self, model: Classifier) -> dict:
+    def fine_tune(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.fine_tune
         optimizer = optimizer_for(*frame_and_segment_parameters(model), stage)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
-        train_labels = self.labels["train"].tolist()
+        lengths = [features.shape[0] for features in self.features["train"]]
+        build = ChunkBuilder(self.features["train"], self.labels["train"].tolist(), augmenters)
 
         def make_batches(epoch, rng):
-            return chunk_batches(
-                self.features["train"], train_labels, items, stage.batch_size, stage.chunk_frames, rng, augmenters
-            )
+            plan = plan_chunk_batches(lengths, items, stage.batch_size, stage.chunk_frames, rng, len(augmenters))
+            return epoch_loader(plan, build, self.runtime)
 
         def score(split):
-            return evaluate_full_length(model, self.features[split])
+            return evaluate_full_length(model, self.features[split], self.runtime)
 
         trainer = Trainer(
             model,
@@ -238,10 +273,12 @@ class SpeechFold:
             select="holdout_ua",
             description=f"fold {self.fold.fold} {self.name} fine-tune",
             progress=self.progress,
+            runtime=self.runtime,
+            fingerprint=fingerprint.as_dict(),
         )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
-        history = trainer.fit(
+        trainer.fit(
             stage.epochs,
             make_batches,
             lambda epoch: self._metrics(score("holdout"), "holdout"),
@@ -249,27 +286,55 @@ class SpeechFold:
             keep_start_if_best=stage.keep_start_if_best,
         )
         trainer.restore_best()
-        return self._write("ft", model, score, history, trainer.best_epoch, start=trainer.start)
+        return self._write("ft", score, trainer)
+
+
+class StageOrderError(MerlibError, RuntimeError):
+    """A stage was asked for before the stage it starts from."""
 
 
 def run_speech_fold(
-    config: Config, system: str, fold: Fold, corpus_root, run_dir, cache_dir, stages=None, progress: bool = True
+    config: Config,
+    system: str,
+    fold: Fold,
+    corpus_root,
+    run_dir,
+    cache_dir,
+    stages=None,
+    progress: bool = True,
+    runtime: Runtime | None = None,
+    pretraining: Stage | None = None,
+    rerun_changed: bool = False,
 ) -> dict:
-    """Linear probe then fine-tune system `system` of `config` (each stage skipped when its scores
-    exist); returns the summaries of the stages run."""
+    """Linear probe then fine-tune system `system` of `config` (the run's config); a stage done
+    with the same fingerprint is skipped, one done with another is refused (or, with
+    `rerun_changed`, done again). Returns the summaries of the stages run (on rank 0)."""
     plan = config.system(system)
+    planned = speech_stages(config, system, fold, pathlib.Path(corpus_root), pathlib.Path(run_dir), pretraining)
     config = config.system_config(system)
-    stages = [stage for stage in plan.stages if stages is None or stage in stages]
-    run_dir = pathlib.Path(run_dir)
-    job = SpeechFold(config, plan, fold, corpus_root, run_dir, cache_dir, progress)
-    model = build_transfer_model(config, run_dir)
+    runtime = runtime or runtime_for(config)
+    wanted = [stage for stage in plan.stages if stages is None or stage in stages]
+    if runtime.is_main:
+        check_stages(list(planned.values()), rerun_changed)
+    runtime.barrier()
+    states = {name: stage.state()[0] for name, stage in planned.items()}
+    if "ft" in wanted and "lp" in planned and "lp" not in wanted and states["lp"] != "done":
+        raise StageOrderError(f"fold {fold.fold} {system}: fine-tuning starts from the linear probe, which has not "
+                              "run in this fold yet: run --stage lp (or both) first")  # fmt: skip
+    if all(states[name] == "done" for name in wanted):
+        return {}
+    job = SpeechFold(config, plan, fold, corpus_root, run_dir, cache_dir, progress, runtime)
+    model = build_transfer_model(config, run_dir).to(runtime.device)
     results = {}
-    lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
-    if (job.fold_dir / f"{job.name}_lp_scores.csv").is_file() and lp_state.is_file():
-        model.load_state_dict(load_checkpoint(lp_state))  # fine-tuning starts from the probed model
-    elif "lp" in stages:
-        results["lp"] = job.linear_probe(model)
-        save_torch(model.state_dict(), lp_state)
-    if "ft" in stages and not (job.fold_dir / f"{job.name}_ft_scores.csv").is_file():
-        results["ft"] = job.fine_tune(model)
+    if "lp" in planned:
+        lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
+        if states["lp"] == "done":
+            model.load_state_dict(load_checkpoint(lp_state))  # fine-tuning starts from the probed model
+        elif "lp" in wanted:
+            results["lp"] = job.linear_probe(model, planned["lp"].fingerprint)
+            if runtime.is_main:
+                save_torch(model.state_dict(), lp_state)
+    if "ft" in wanted and states["ft"] != "done":
+        results["ft"] = job.fine_tune(model, planned["ft"].fingerprint)
+    runtime.barrier()
     return results

@@ -23,13 +23,16 @@ import numpy as np
 import torch
 
 from merlib import EMOTIONS
+from merlib.audio.dataset import epoch_loader, plan_index_batches
 from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
 from merlib.io import write_json
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
+from merlib.runtime import CPU_FP32, Runtime, runtime_for
 from merlib.scores import write_scores
+from merlib.stages import check_stages, text_stage
 from merlib.train.loop import Trainer
 
 
@@ -84,44 +87,93 @@ class TokenizedCorpus:
         return dict(self.tokenizer.pad({"input_ids": [self.ids[i] for i in utterance_ids]}, return_tensors="pt"))
 
 
+def save_text_model(model, tokenizer, folder: pathlib.Path) -> pathlib.Path:
+    """The fine-tuned classifier as a transformers folder (config, tokenizer, safetensors
+    weights: loadable without running pickled code), written to a temporary folder and renamed."""
+    import shutil
+
+    temporary = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary, safe_serialization=True)
+    tokenizer.save_pretrained(temporary)
+    shutil.rmtree(folder, ignore_errors=True)
+    temporary.rename(folder)
+    return folder
+
+
+class TextBuilder:
+    """Builds (padded token ids, targets) for a planned batch of utterance indices."""
+
+    def __init__(self, corpus: TokenizedCorpus, utterance_ids: Sequence[str], labels: torch.Tensor):
+        self.corpus, self.utterance_ids, self.labels = corpus, utterance_ids, labels
+
+    def __call__(self, indices: Sequence[int]) -> tuple[dict, torch.Tensor]:
+        return self.corpus.batch([self.utterance_ids[i] for i in indices]), self.labels[list(indices)]
+
+
 @torch.no_grad()
-def score_texts(model, corpus: TokenizedCorpus, utterance_ids: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-    """Log-softmax scores (n, classes)."""
+def score_texts(
+    model, corpus: TokenizedCorpus, utterance_ids: Sequence[str], batch_size: int = 64, runtime: Runtime = CPU_FP32
+) -> torch.Tensor:
+    """Log-softmax scores (n, classes), on the CPU."""
     model.eval()
     scores = []
-    for start in range(0, len(utterance_ids), batch_size):
-        scores.append(torch.log_softmax(model(**corpus.batch(utterance_ids[start : start + batch_size])).logits, -1))
+    with runtime.autocast():
+        for start in range(0, len(utterance_ids), batch_size):
+            logits = model(**runtime.to_device(corpus.batch(utterance_ids[start : start + batch_size]))).logits
+            scores.append(torch.log_softmax(logits.float(), -1).cpu())
     return torch.cat(scores) if scores else torch.zeros(0, len(EMOTIONS))
 
 
 def run_text_fold(
-    config: Config, system: str, fold: Fold, utterances: Sequence[Utterance], run_dir, cache_dir, progress: bool = True
+    config: Config,
+    system: str,
+    fold: Fold,
+    utterances: Sequence[Utterance],
+    run_dir,
+    cache_dir,
+    progress: bool = True,
+    runtime: Runtime | None = None,
+    rerun_changed: bool = False,
 ) -> dict:
-    """Fine-tune text system `system` of `config`, keep the best hold-out epoch, write
-    <system>_scores.csv; skipped when it exists."""
+    """Fine-tune text system `system` of `config` (the run's config), keep the best hold-out
+    epoch, write <system>_scores.csv and the fine-tuned model (<system>_model/). Done with the
+    same fingerprint: skipped; with another: refused, or redone with `rerun_changed`. Returns
+    the summary (on rank 0; {} elsewhere and when skipped)."""
     name = config.system(system).name
+    stage = text_stage(config, system, fold, pathlib.Path(run_dir))
     config = config.system_config(system)
+    runtime = runtime or runtime_for(config)
     fold_dir = pathlib.Path(run_dir) / f"fold{fold.fold}"
-    if (fold_dir / f"{name}_scores.csv").is_file():
+    if runtime.is_main:
+        check_stages([stage], rerun_changed)
+    runtime.barrier()
+    if stage.state()[0] == "done":
         return {}
     text = config.text
     torch.manual_seed(config.seed)
     tokenizer, model = load_text_classifier(text.model, len(EMOTIONS))
-    corpus = TokenizedCorpus(tokenizer, resolve_text_model(text.model), utterances, text.max_length_quantile, cache_dir)
+    model.to(runtime.device)
+    with runtime.main_first():  # rank 0 tokenises and caches, the other ranks read the cache
+        corpus = TokenizedCorpus(
+            tokenizer, resolve_text_model(text.model), utterances, text.max_length_quantile, cache_dir
+        )
     train_ids = [u.id for u in fold.train]
     train_labels = torch.tensor([EMOTIONS.index(u.label) for u in fold.train])
     holdout_ids = [u.id for u in fold.holdout]
     holdout_labels = np.array([EMOTIONS.index(u.label) for u in fold.holdout])
     optimizer = torch.optim.Adam(model.parameters(), lr=text.lr, weight_decay=text.weight_decay)
 
+    build = TextBuilder(corpus, train_ids, train_labels)
+
     def make_batches(epoch, rng):
-        order = rng.permutation(len(train_ids))
-        for start in range(0, len(order), text.batch_size):
-            index = order[start : start + text.batch_size]
-            yield corpus.batch([train_ids[i] for i in index]), train_labels[index]
+        return epoch_loader(plan_index_batches(len(train_ids), text.batch_size, rng), build, runtime)
+
+    def score(ids):
+        return score_texts(model, corpus, ids, runtime=runtime)
 
     def evaluate(epoch):
-        return split_metrics(holdout_labels, score_texts(model, corpus, holdout_ids).numpy(), "holdout")
+        return split_metrics(holdout_labels, score(holdout_ids).numpy(), "holdout")
 
     checkpoint = fold_dir / f"{name}.ckpt"
     trainer = Trainer(
@@ -132,12 +184,17 @@ def run_text_fold(
         select="holdout_ua",
         description=f"fold {fold.fold} {name}",
         progress=progress,
+        runtime=runtime,
+        fingerprint=stage.fingerprint.as_dict(),
     )
     history = trainer.fit(text.epochs, make_batches, evaluate)
     trainer.restore_best()
+    if not runtime.is_main:
+        runtime.barrier()
+        return {}
 
     test_ids = [u.id for u in fold.test]
-    holdout_scores, test_scores = score_texts(model, corpus, holdout_ids), score_texts(model, corpus, test_ids)
+    holdout_scores, test_scores = score(holdout_ids), score(test_ids)
     write_scores(
         fold_dir / f"{name}_scores.csv",
         holdout_ids + test_ids,
@@ -167,7 +224,11 @@ def run_text_fold(
             test_predicted,
         ),
         "history": history,
+        "runtime": runtime.describe(),
+        "fingerprint": stage.fingerprint.as_dict(),
     }
-    write_json(fold_dir / f"{name}_history.json", summary)
-    checkpoint.unlink(missing_ok=True)  # hundreds of MB per fold; the scores and history are the result
+    save_text_model(model, tokenizer, fold_dir / f"{name}_model")
+    write_json(fold_dir / f"{name}_history.json", summary)  # last: it marks the stage done
+    checkpoint.unlink(missing_ok=True)  # the training state; the fine-tuned model is kept in <system>_model/
+    runtime.barrier()
     return summary

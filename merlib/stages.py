@@ -1,0 +1,176 @@
+"""The stages of a run, each with its fingerprint and its files.
+
+    pretrain                       speaker pretraining        runs/<name>/pretrain/
+    fold<k>/<system>/lp, /ft       a speech system's stages   fold<k>/<system>_lp*, <system>_ft*
+    fold<k>/<system>/text          a text system              fold<k>/<system>*
+
+A stage is *done* when the file that records its fingerprint (its history) exists with the
+fingerprint the current config gives; *in progress* when only its checkpoint exists (which
+records the fingerprint too); *stale* when either records another one. `check_stages` refuses
+stale stages, naming what changed, or — with `rerun_changed` — deletes their files so that they
+run again. A stage's fingerprint contains those it depends on (fine-tuning contains the probe's,
+a transferred system contains speaker pretraining's), so what is downstream of a change is stale
+too, and fusion and the report are recomputed from the scores every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shutil
+
+import torch
+
+from merlib.config import Config
+from merlib.data.folds import Fold
+from merlib.fingerprint import (
+    STAGE_VERSIONS,
+    Fingerprint,
+    StaleOutputError,
+    file_identity,
+    refusal,
+    stored_fingerprint,
+    utterances_identity,
+)
+
+SPLITS = ("train", "holdout", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    key: str  # pretrain, fold2/speech/lp, ...
+    fingerprint: Fingerprint
+    record: pathlib.Path  # the history that records the fingerprint once the stage is done
+    checkpoint: pathlib.Path | None  # the in-progress state (records the fingerprint too)
+    outputs: tuple[pathlib.Path, ...]  # every file or folder of results the stage writes
+    notebook: pathlib.Path | None = None  # its executed notebook: removed with it, no evidence of results
+
+    def state(self) -> tuple[str, dict | None]:
+        """("done" | "todo" | "running" | "stale", the fingerprint found)."""
+        if self.record.is_file():
+            found = stored_fingerprint(self.record)
+            return ("done" if found and found["hash"] == self.fingerprint.hash else "stale"), found
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            found = checkpoint_fingerprint(self.checkpoint)
+            return ("running" if found and found["hash"] == self.fingerprint.hash else "stale"), found
+        if any(path.exists() for path in self.outputs):
+            return "stale", None  # outputs without a record: an older merlib, or a broken run
+        return "todo", None
+
+    def remove(self) -> None:
+        for path in self.outputs + ((self.notebook,) if self.notebook else ()):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def checkpoint_fingerprint(path: pathlib.Path) -> dict | None:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint")
+    except Exception:  # a damaged checkpoint: the stage must run again
+        return {"hash": "unreadable", "parts": {"checkpoint": "unreadable"}}
+
+
+def _common(config: Config, stage: str) -> dict:
+    torch_version = ".".join(torch.__version__.split(".")[:2])
+    return {"stage": stage, "code": STAGE_VERSIONS[stage.split("_")[0]], "torch": torch_version, "seed": config.seed}
+
+
+def _fold_parts(config: Config, fold: Fold, root: pathlib.Path | None, fields: tuple[str, ...]) -> dict:
+    return {
+        "data": {"holdout": config.data.holdout, "holdout_fraction": config.data.holdout_fraction},
+        "fold": fold.fold,
+        "utterances": {split: utterances_identity(getattr(fold, split), root, fields) for split in SPLITS},
+    }
+
+
+def pretrain_stage(config: Config, run_dir: pathlib.Path, speaker_manifest: pathlib.Path) -> Stage:
+    parts = _common(config, "pretrain") | {
+        "features": dataclasses.asdict(config.features),
+        "augment": dataclasses.asdict(config.augment),
+        "speech.model": dataclasses.asdict(config.speech.model),
+        "pretrain": dataclasses.asdict(config.pretrain),
+        "speakers": file_identity(speaker_manifest),
+    }
+    folder = run_dir / "pretrain"
+    return Stage("pretrain", Fingerprint(parts), folder / "pretrain_history.json", folder / "pretrain.ckpt", (folder,))
+
+
+def _weights(config: Config, run_dir: pathlib.Path, pretraining: Stage | None):
+    source = config.speech.pretrained.source
+    if source == "pretrain":
+        return {"pretraining": pretraining.fingerprint.hash if pretraining else None}
+    if source in ("wespeaker", "checkpoint"):
+        return file_identity(pathlib.Path(config.speech.pretrained.path).expanduser())
+    if source == "resemblyzer":
+        from merlib.models.ge2e import resemblyzer_weights
+
+        return file_identity(resemblyzer_weights())
+    return None
+
+
+def speech_stages(
+    config: Config, system: str, fold: Fold, root: pathlib.Path, run_dir: pathlib.Path, pretraining: Stage | None
+) -> dict[str, Stage]:
+    """The lp and ft stages a speech system declares, in one fold (`config`: the run's)."""
+    plan = config.system(system)
+    resolved = config.system_config(system)
+    folder = run_dir / f"fold{fold.fold}"
+    notebook = folder / f"20_speech_fold.{system}.ipynb"
+    base = _fold_parts(resolved, fold, root, ("id", "label", "wav")) | {
+        "features": dataclasses.asdict(resolved.features),
+        "augment": dataclasses.asdict(resolved.augment),
+        "speech.model": dataclasses.asdict(resolved.speech.model),
+        "speech.pretrained": dataclasses.asdict(resolved.speech.pretrained),
+        "weights": _weights(resolved, run_dir, pretraining),
+    }
+    stages = {}
+    probe = None
+    if "lp" in plan.stages:
+        probe = (
+            _common(resolved, "speech_lp") | base | {"linear_probe": dataclasses.asdict(resolved.speech.linear_probe)}
+        )
+        files = [folder / f"{system}_lp{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model.pt")]
+        stages["lp"] = Stage(
+            f"fold{fold.fold}/{system}/lp", Fingerprint(probe), files[1], files[2], tuple(files), notebook
+        )
+    if "ft" in plan.stages:
+        parts = _common(resolved, "speech_ft") | ({"probe": probe} if probe else base)
+        parts["fine_tune"] = dataclasses.asdict(resolved.speech.fine_tune)
+        files = [folder / f"{system}_ft{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt")]
+        stages["ft"] = Stage(
+            f"fold{fold.fold}/{system}/ft", Fingerprint(parts), files[1], files[2], tuple(files), notebook
+        )
+    return stages
+
+
+def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -> Stage:
+    from merlib.models.text import resolve_text_model
+
+    resolved = config.system_config(system)
+    parts = (
+        _common(resolved, "text")
+        | _fold_parts(resolved, fold, None, ("id", "label", "transcript"))
+        | {
+            "text": dataclasses.asdict(resolved.text),
+            "model_files": file_identity(resolve_text_model(resolved.text.model)),
+        }
+    )
+    folder = run_dir / f"fold{fold.fold}"
+    files = [folder / f"{system}{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model")]
+    notebook = folder / f"30_text_fold.{system}.ipynb"
+    return Stage(f"fold{fold.fold}/{system}/text", Fingerprint(parts), files[1], files[2], tuple(files), notebook)
+
+
+def check_stages(stages: list[Stage], rerun_changed: bool = False) -> list[Stage]:
+    """Refuse stale stages (one error naming each and what changed), or with `rerun_changed`
+    remove their files; returns the stages removed."""
+    stale = [(stage, found) for stage in stages for state, found in [stage.state()] if state == "stale"]
+    if stale and not rerun_changed:
+        messages = [str(refusal(stage.key, stage.record.parent, found, stage.fingerprint)) for stage, found in stale]
+        raise StaleOutputError("\n".join(messages) if len(messages) == 1 else
+                               f"{len(messages)} stages are stale:\n" + "\n".join(messages))  # fmt: skip
+    for stage, _ in stale:
+        stage.remove()
+    return [stage for stage, _ in stale]

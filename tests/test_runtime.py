@@ -1,0 +1,317 @@
+"""Where stages run: devices, mixed precision, data-loading workers, DDP under torchrun, folds
+fanned out over devices and through submitit. Everything here runs on this CPU-only machine
+(DDP with the gloo backend on 2 processes); tests/test_gpu.py holds the CUDA ones."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from merlib.audio.dataset import ChunkBuilder, epoch_loader, plan_chunk_batches, training_items
+from merlib.cli import main
+from merlib.config import paper_config
+from merlib.runtime import CPU_FP32, DeviceError, Runtime, cpu_has_native_bf16, resolve_device, resolve_precision
+from merlib.train.loop import Trainer, TrainingDivergedError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the error for a device that is not there")
+
+
+@no_cuda
+@pytest.mark.parametrize("command", ["speech --fold 1", "text --fold 1", "pretrain", "run", "demo", "bench speech"])
+def test_a_device_that_is_not_there_is_one_clear_error_and_nothing_is_written(tmp_path, capsys, command):
+    argv = command.split() + ["--device", "cuda"] + ([] if command.startswith("bench") else ["--runs", str(tmp_path)])
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "runtime.device: cuda, but torch sees no CUDA device" in error
+    assert "Traceback" not in error and not any(tmp_path.iterdir())
+
+
+def test_auto_picks_what_this_machine_has():
+    assert resolve_device("auto") == (torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu"))
+    assert resolve_precision("auto", torch.device("cpu")) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(DeviceError, match="cuda:7"):
+        if torch.cuda.is_available() and torch.cuda.device_count() > 7:
+            pytest.skip("a machine with 8 GPUs")
+        resolve_device("cuda:7")
+
+
+def tiny_problem(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    features = [torch.randn(int(n), 16, generator=generator) for n in torch.randint(20, 60, (40,), generator=generator)]
+    labels = [int(i) % 4 for i in range(40)]
+    for x, y in zip(features, labels):
+        x[:, y * 4 : y * 4 + 4] += 1.0
+    return features, labels
+
+
+def tiny_model(seed=0):
+    from merlib.models.resnet import Classifier, ResNet34
+
+    torch.manual_seed(seed)
+    return Classifier(ResNet34(feat_dim=16, embed_dim=16, m_channels=2), 4)
+
+
+def chunk_batches(features, labels, runtime, workers):
+    from merlib.audio.augment import SpecAugment
+
+    policy = paper_config().augment.policies["aggressive"]
+    augmenters = [SpecAugment(policy, n_mels=16)]
+    items = training_items(len(features), 1)
+    lengths = [x.shape[0] for x in features]
+    build = ChunkBuilder(features, labels, augmenters)
+
+    def make(epoch, rng):
+        plan = plan_chunk_batches(lengths, items, 8, [12, 24], rng, len(augmenters))
+        return epoch_loader(plan, build, runtime, workers)
+
+    return make
+
+
+def fit(workers=0, precision="fp32", epochs=2, checkpoint=None, model=None):
+    features, labels = tiny_problem()
+    model = model or tiny_model()
+    runtime = Runtime(torch.device("cpu"), precision)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), checkpoint=checkpoint,
+                      seed=3, progress=False, runtime=runtime)  # fmt: skip
+    history = trainer.fit(epochs, chunk_batches(features, labels, runtime, workers))
+    return model, history
+
+
+def test_an_epochs_batches_are_the_same_whatever_the_number_of_workers():
+    features, labels = tiny_problem()
+    for epoch in range(2):
+        batches = [list(chunk_batches(features, labels, CPU_FP32, workers)(epoch, np.random.default_rng([3, epoch])))
+                   for workers in (0, 2)]  # fmt: skip
+        assert len(batches[0]) == len(batches[1]) == 10
+        for (x0, y0, n0), (x2, y2, n2) in zip(*batches):
+            assert torch.equal(x0, x2) and torch.equal(y0, y2) and n0 == n2
+    assert (x0 == 0).any()  # the augmented copies are masked
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_equals_an_uninterrupted_run_with_workers(tmp_path, workers):
+    straight, _ = fit(workers, epochs=3)
+    fit(workers, epochs=1, checkpoint=tmp_path / "run.ckpt")  # "killed" after epoch 1
+    resumed, history = fit(workers, epochs=3, checkpoint=tmp_path / "run.ckpt", model=tiny_model(seed=99))
+    assert [row["epoch"] for row in history] == [0, 1, 2]
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_resumes_and_keeps_the_divergence_guard(tmp_path, precision):
+    model, history = fit(precision=precision, epochs=3)
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay fp32
+    straight, _ = fit(precision=precision, epochs=2)
+    fit(precision=precision, epochs=1, checkpoint=tmp_path / "amp.ckpt")
+    resumed, _ = fit(precision=precision, epochs=2, checkpoint=tmp_path / "amp.ckpt", model=tiny_model(seed=5))
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in straight.state_dict().items())
+    if precision == "fp16":
+        assert torch.load(tmp_path / "amp.ckpt", weights_only=True)["scaler"]["scale"] > 0  # the scaler resumes too
+    runtime = Runtime(torch.device("cpu"), precision)
+    broken = tiny_model()
+    trainer = Trainer(broken, torch.optim.SGD(broken.parameters(), lr=0.05), progress=False, runtime=runtime)
+    x = torch.randn(8, 20, 16)
+    x[0, 0, 0] = float("nan")
+    with pytest.raises(TrainingDivergedError, match="loss is not finite"):
+        trainer.fit(1, lambda epoch, rng: [(x, torch.zeros(8, dtype=torch.long))])
+
+
+def test_fold_k_runs_on_device_k_mod_n(monkeypatch):
+    from merlib import runner
+    from merlib.launch import Launch
+
+    seen = {}
+    monkeypatch.setattr(runner, "_run_fold", lambda config, parameters, run_dir, fold: (seen.setdefault(
+        fold, parameters["device"]), (fold, None))[1])  # fmt: skip
+    launch = Launch(jobs=2, devices=("cuda:0", "cuda:1"))
+    assert (
+        runner._run_folds_here(None, {"config": "c"}, pathlib.Path("."), [1, 2, 3, 4], launch, time.perf_counter())
+        == {}
+    )
+    assert seen == {1: "cuda:1", 2: "cuda:0", 3: "cuda:1", 4: "cuda:0"}
+
+
+def test_the_paper_fold_estimate_is_the_documented_formula():
+    from merlib.bench import iemocap_fold_sizes, paper_fold_estimate, paper_text_fold_estimate
+
+    sizes = iemocap_fold_sizes(0.1)
+    assert sizes["test"] == pytest.approx(1106.2) and sizes["train"] + sizes["holdout"] + sizes[
+        "test"
+    ] == pytest.approx(5531)
+    # 20 epochs × ceil(3982.3 × 3 / 32) = 7480 steps of 1 s at 225/200 of the measured length
+    assert paper_fold_estimate(1.0, 0.0) == pytest.approx(20 * 374 * 1.125 / 3600)
+    assert paper_text_fold_estimate(1.0, 0.0) == pytest.approx(10 * 125 / 3600)
+
+
+def tiny_ddp_config(tmp_path, tiny_demo_corpus, epochs=2):
+    from merlib.data import iemocap
+
+    corpus, _ = tiny_demo_corpus
+    manifest = iemocap.write_prepared(iemocap.prepare_iemocap(corpus, corpus="demo"), tmp_path / "manifest", corpus)
+    config = tmp_path / "ddp.yaml"
+    config.write_text(f"""base: {REPO / "configs" / "demo.yaml"}
+name: ddp
+data: {{root: {corpus}, manifest: {manifest}}}
+features: {{n_mels: 32}}
+augment: {{copies: 1}}
+runtime: {{device: cpu, precision: fp32}}
+speech:
+  model: {{m_channels: 4, embed_dim: 32}}
+  pretrained: {{source: none}}
+  linear_probe: {{epochs: 2, batch_size: 8}}
+  fine_tune: {{epochs: {epochs}, chunk_frames: [50, 80], batch_size: 8, max_grad_norm: 5.0}}
+systems: [{{name: speech, modality: speech}}]
+fusions: []
+""")
+    return config
+
+
+def speech_command(config, runs, processes):
+    base = ["speech", "--config", str(config), "--fold", "2", "--runs", str(runs)]
+    if processes == 1:
+        return [sys.executable, "-m", "merlib", *base]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+            "-m", "merlib", *base]  # fmt: skip
+
+
+def run_speech(config, runs, processes):
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(speech_command(config, runs, processes), env=environment, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runs / "ddp" / "fold2"
+
+
+def _linear_problem():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(21, 8, generator=generator), torch.arange(21) % 4
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    return x, y, model
+
+
+def _train_linear(runtime):
+    from merlib.audio.dataset import TensorBuilder, plan_index_batches
+
+    x, y, model = _linear_problem()
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), seed=1, progress=False,
+                      runtime=runtime)  # fmt: skip
+    # 21 items in batches of 8: 8, 8, 5, so the last global batch splits 3 / 2 between the ranks
+    trainer.fit(3, lambda epoch, rng: epoch_loader(plan_index_batches(21, 8, rng), TensorBuilder(x, y), runtime, 0))
+    return model
+
+
+def _ddp_worker(rank, folder):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=(folder / "port").read_text())
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    model = _train_linear(Runtime(torch.device("cpu"), "fp32", rank=rank, world_size=2))
+    if rank == 0:
+        torch.save(model.state_dict(), folder / "ddp.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_gradients_are_the_global_batch_mean(tmp_path):
+    """Without batch norm, two processes that each take part of every global batch train exactly
+    the model one process trains on whole batches: DDP averages the gradients, and each rank's
+    loss is weighted by its share of the batch (3 and 2 items of the last one)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        (tmp_path / "port").write_text(str(sock.getsockname()[1]))
+    torch.multiprocessing.spawn(_ddp_worker, args=(tmp_path,), nprocs=2)
+    alone = _train_linear(CPU_FP32).state_dict()
+    together = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    for name, tensor in alone.items():
+        assert torch.allclose(tensor, together[name], atol=1e-6), name
+
+
+# Tolerance of the 2-process run against the 1-process run. The batches are the same items (each
+# rank takes half of every global batch of 8) and the gradients are averaged exactly, but batch
+# norm computes its statistics over each rank's 4 chunks instead of all 8 (SyncBatchNorm is
+# CUDA-only), so the two trajectories differ a little at every step. On this fold's 8-utterance
+# hold-out one utterance moves UA by 0.25 for its class / 4 classes; we allow two utterances' worth.
+DDP_UA_TOLERANCE = 0.25
+
+
+@pytest.mark.slow
+def test_ddp_on_two_processes_writes_what_one_process_writes(tmp_path, tiny_demo_corpus):
+    config = tiny_ddp_config(tmp_path, tiny_demo_corpus)
+    one = run_speech(config, tmp_path / "one", 1)
+    two = run_speech(config, tmp_path / "two", 2)
+    assert sorted(p.name for p in one.iterdir()) == sorted(p.name for p in two.iterdir())
+    for stage in ("lp", "ft"):
+        a, b = (json.loads((d / f"speech_{stage}_history.json").read_text()) for d in (one, two))
+        assert b["runtime"]["world_size"] == 2 and a["runtime"]["world_size"] == 1
+        assert abs(a["holdout_ua"] - b["holdout_ua"]) <= DDP_UA_TOLERANCE, (stage, a["holdout_ua"], b["holdout_ua"])
+        losses = np.array([[row["train_loss"] for row in h["history"]] for h in (a, b)])
+        assert np.allclose(losses[0], losses[1], rtol=0.35), losses  # the same data, per-rank BN statistics
+
+
+@pytest.mark.slow
+def test_ddp_killed_after_its_first_epoch_resumes_to_the_uninterrupted_result(tmp_path, tiny_demo_corpus):
+    config = tiny_ddp_config(tmp_path, tiny_demo_corpus, epochs=4)
+    straight = run_speech(config, tmp_path / "straight", 2)
+    runs = tmp_path / "killed"
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(speech_command(config, runs, 2), env=environment, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    checkpoint = runs / "ddp" / "fold2" / "speech_ft.ckpt"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        if checkpoint.is_file() and torch.load(checkpoint, weights_only=True)["epoch"] == 0:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, 9)  # kill -9 the whole torchrun job after its first fine-tuning epoch
+    process.wait()
+    assert torch.load(checkpoint, weights_only=True)["epoch"] < 3, "the run finished before it could be killed"
+    assert not (runs / "ddp" / "fold2" / "speech_ft_scores.csv").exists()
+    resumed = run_speech(config, runs, 2)
+    a, b = (pd.read_csv(d / "speech_ft_scores.csv") for d in (straight, resumed))
+    assert a["id"].tolist() == b["id"].tolist()
+    assert np.allclose(a[["ang", "hap", "neu", "sad"]], b[["ang", "hap", "neu", "sad"]], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_each_fold_as_a_job_and_resubmits_only_unfinished_ones(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from merlib import runner
+    from merlib.launch import Launch
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_run["runs"], runs)
+    for path in (runs / "tiny" / "fold2").glob("text_*"):  # the text system of fold 2 never ran: its job must
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    launch = Launch(launcher="submitit-local", gpus_per_fold=1, time_minutes=20)
+    assert runner.run(str(tiny_run["config"]), folds=[2], runs=str(runs), launch=launch) == 0
+    output = capsys.readouterr().out
+    assert "fold 2: job" in output and "submitted" in output
+    assert (runs / "tiny" / "fold2" / "text_scores.csv").is_file()
+    assert any((runs / "tiny" / "jobs").rglob("*_log.out"))
+    assert runner.run(str(tiny_run["config"]), folds=[2], runs=str(runs), launch=launch) == 0
+    assert "folds already finished, skipped: [2]" in capsys.readouterr().out
+    # a fold that cannot run is reported with the notebook that failed and the job's log
+    assert runner.run(str(tiny_run["config"]), folds=[7], runs=str(runs), launch=launch) == 1
+    error = capsys.readouterr().err
+    assert "fold 7 failed: open" in error and "job log:" in error
+
+
+@pytest.mark.slow
+def test_versions_json_records_the_device_and_precision_used(tiny_run):
+    saved = json.loads((tiny_run["run_dir"] / "versions.json").read_text())
+    assert saved["runtime"]["device"] == "cpu" and saved["runtime"]["precision"] in ("fp32", "bf16")
+    assert saved["runtime"]["torch"].startswith("2.9")
+    history = json.loads((tiny_run["run_dir"] / "fold2" / "speech_ft_history.json").read_text())
+    assert history["runtime"]["precision"] == saved["runtime"]["precision"]
