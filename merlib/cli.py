@@ -32,7 +32,12 @@ def _prepare(args) -> int:
     print(
         f"kept with empty transcript: {len(report.missing_transcripts)}; "
         f"ignored transcription lines: {report.ignored_transcription_lines}; "
-        f"files read as latin-1: {len(report.latin1_files)}"
+        f"lines read as cp1252 (not UTF-8): {len(report.cp1252_lines)}"
+        + (
+            f" ({', '.join(report.cp1252_lines[:3])}{' ...' if len(report.cp1252_lines) > 3 else ''})"
+            if report.cp1252_lines
+            else ""
+        )
     )
     print(f"wrote {manifest} in {elapsed:.1f} s")
     iemocap.check_counts(report, strict=args.strict, expected_path=expected_path)
@@ -42,13 +47,13 @@ def _prepare(args) -> int:
 def _folds(args) -> int:
     from merlib.data.folds import fold_table, make_folds
     from merlib.data.manifest import read_manifest
+    from merlib.pipeline import check_sessions
 
     path = pathlib.Path(args.manifest)
     if path.is_dir():
         path = path / "utterances.jsonl"
-    folds = make_folds(
-        read_manifest(path), holdout=args.holdout, holdout_fraction=args.holdout_fraction, seed=args.seed
-    )
+    utterances = check_sessions(read_manifest(path), path)
+    folds = make_folds(utterances, holdout=args.holdout, holdout_fraction=args.holdout_fraction, seed=args.seed)
     rows = fold_table(folds)
     print(f"LOSO folds of {path} (hold-out: {args.holdout})")
     print(f"{'fold':>4} {'split':>8} {'n':>6} {'ang':>5} {'hap':>5} {'neu':>5} {'sad':>5}  speakers")
@@ -102,7 +107,8 @@ def _run(args) -> int:
     launch = Launch(launcher=args.launcher, jobs=args.jobs, devices=devices, partition=args.partition,
                     account=args.account, gpus_per_fold=args.gpus_per_fold, cpus_per_fold=args.cpus_per_fold,
                     time_minutes=args.time)  # fmt: skip
-    return runner.run(args.config, folds=folds, runs=args.runs, overrides=_overrides(args), launch=launch)
+    return runner.run(args.config, folds=folds, runs=args.runs, overrides=_overrides(args), launch=launch,
+                      rerun_changed=args.rerun_changed)  # fmt: skip
 
 
 def _report(args) -> int:
@@ -129,7 +135,7 @@ def _demo(args) -> int:
         f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
         f"{time.perf_counter() - started:.0f} s)"
     )
-    status = runner.run(args.config, runs=args.runs, overrides=_overrides(args))
+    status = runner.run(args.config, runs=args.runs, overrides=_overrides(args), rerun_changed=args.rerun_changed)
     utterances, root = pipeline.load_utterances(config)
     result = baselines.run_baselines(utterances, root)
     print(
@@ -165,7 +171,9 @@ def _pretrain(args) -> int:
     from merlib import pipeline
 
     config = _config(args)
-    path = pipeline.pretrain(config, pipeline.run_directory(config, args.runs))
+    path = pipeline.pretrain(
+        config, pipeline.writable_run_directory(config, args.runs), rerun_changed=args.rerun_changed
+    )
     if _is_main_process():
         print(f"speaker backbone: {path}" if path else "no system of the plan transfers speaker pretraining "
               "(speech.pretrained.source: pretrain): nothing to do")  # fmt: skip
@@ -179,10 +187,9 @@ def _speech(args) -> int:
 
     config = _config(args)
     system = args.system or pipeline.default_system(config, "speech")
-    run_dir = pipeline.run_directory(config, args.runs)
-    pipeline.pretrain(config, run_dir)
+    run_dir = pipeline.writable_run_directory(config, args.runs)
     stages = None if args.stage == "both" else (args.stage,)
-    results = pipeline.speech_fold(config, args.fold, run_dir, system, stages)
+    results = pipeline.speech_fold(config, args.fold, run_dir, system, stages, rerun_changed=args.rerun_changed)
     if _is_main_process():
         for summary in filter(None, results.values()):
             print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
@@ -205,8 +212,8 @@ def _text(args) -> int:
 
     config = _config(args)
     system = args.system or pipeline.default_system(config, "text")
-    run_dir = pipeline.run_directory(config, args.runs)
-    summary = pipeline.text_fold(config, args.fold, run_dir, system)
+    run_dir = pipeline.writable_run_directory(config, args.runs)
+    summary = pipeline.text_fold(config, args.fold, run_dir, system, rerun_changed=args.rerun_changed)
     if _is_main_process():
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
         print(f"scores: {run_dir / f'fold{args.fold}' / f'{system}_scores.csv'}")
@@ -242,6 +249,22 @@ def _fuse(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    import json
+
+    from merlib.plan import output_titles
+    from merlib.predict import Predictor, format_prediction
+
+    predictor = Predictor(args.run, [args.fold] if args.fold else None)
+    prediction = predictor.predict(args.text, args.wav)
+    print(
+        json.dumps(prediction.as_dict())
+        if args.json
+        else format_prediction(prediction, output_titles(predictor.config))
+    )
+    return 0
+
+
 def _bench(args) -> int:
     from merlib import bench
 
@@ -250,6 +273,7 @@ def _bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="merlib", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     prepare = commands.add_parser("prepare", help="parse a corpus into utterances.jsonl")
@@ -309,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first"
     )
     fuse.add_argument("--method", choices=("weighted", "znorm"), default="weighted")
-    fuse.add_argument("--step", type=float, default=0.01, help="grid step of the weight search")
+    fuse.add_argument("--step", type=_grid_step, default=0.01, help="grid step of the weight search, in (0, 1]")
     fuse.add_argument("--out", help="write the fused scores here")
     fuse.set_defaults(handler=_fuse)
 
@@ -327,6 +351,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-fold", type=int, default=8, help="slurm: CPUs per fold's job")
     run.add_argument("--time", type=int, default=240, help="slurm: time limit of a job, in minutes")
     run.set_defaults(handler=_run)
+
+    predict = commands.add_parser("predict", help="a run's systems and fusions on your own sentence and/or recording")
+    predict.add_argument("--run", required=True, help="a finished run folder, e.g. runs/demo")
+    predict.add_argument("--text", help="the sentence (the text systems need it)")
+    predict.add_argument("--wav", help="a recording (any rate, mono or stereo; the speech systems need it)")
+    predict.add_argument("--fold", type=int, help="one fold's models (default: the mean over every fold's)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object")
+    predict.set_defaults(handler=_predict)
 
     report = commands.add_parser("report", help="fuse the saved scores of a run and write report.html + summary")
     report.add_argument("run_dir", help="runs/<name>")
@@ -358,15 +390,33 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
                         help="mixed precision (default: runtime.precision of the config)")  # fmt: skip
     if runs:
         parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+        parser.add_argument("--rerun-changed", action="store_true",
+                            help="redo the stages whose outputs were made by another config or input, and "
+                                 "what depends on them (without it: an error that names what changed)")  # fmt: skip
+
+
+def _grid_step(text: str) -> float:
+    step = float(text)
+    if not 0 < step <= 1:
+        raise argparse.ArgumentTypeError(f"{text}: the grid step must be in (0, 1], e.g. 0.01")
+    return step
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every error a user can cause ends here as one message and exit status 2; `--debug` (or
+    MERLIB_DEBUG=1) shows the traceback instead."""
+    import os
+
     from merlib.errors import MerlibError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except MerlibError as error:
+    except (MerlibError, OSError) as error:
+        if args.debug or os.environ.get("MERLIB_DEBUG"):
+            raise
+        if isinstance(error, OSError) and not isinstance(error, MerlibError):
+            error = f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
 

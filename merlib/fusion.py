@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from merlib import EMOTIONS
 from merlib.errors import MerlibError
 from merlib.metrics import label_indices
+from merlib.scores import log_softmax_problem
 
 
 class FusionError(MerlibError, ValueError):
@@ -46,6 +47,9 @@ def _check_scores(scores: Sequence) -> list[np.ndarray]:
             raise FusionError(
                 f"modality {index}: non-finite scores in {len(rows)} row(s), e.g. rows {rows[:5].tolist()}"
             )
+        problem = log_softmax_problem(array)
+        if problem:
+            raise FusionError(f"modality {index}: {problem}")
     return arrays
 
 
@@ -94,6 +98,8 @@ class WeightedFusion(_LateFusion):
         self.step = step
 
     def fit(self, scores, y):
+        if not 0 < self.step <= 1:
+            raise FusionError(f"the weight grid's step must be in (0, 1], got {self.step}")
         arrays = _check_scores(scores)
         y = label_indices(y)
         grid = simplex_grid(len(arrays), self.step)

@@ -9,14 +9,20 @@ A step names the system of the plan it trains; without one, the plan's first of 
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
 
 from merlib.config import Config
 from merlib.data import iemocap
 from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
-from merlib.data.manifest import Utterance, read_manifest
+from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
-from merlib.stages import Stage, pretrain_stage
+from merlib.paths import resolve
+from merlib.stages import Stage, check_stages, pretrain_stage, speech_stages, text_stage
+
+
+class RunFolderError(MerlibError, OSError):
+    """A run folder that cannot be used: not there, or not writable."""
 
 
 def corpus_root(config: Config) -> pathlib.Path:
@@ -24,7 +30,7 @@ def corpus_root(config: Config) -> pathlib.Path:
         root = default_data_dir() / "demo-corpus"
         generate_demo_corpus(root)
         return root
-    root = pathlib.Path(config.data.root).expanduser()
+    root = resolve(config.data.root)
     if not (root / "Session1").is_dir():
         raise DataNotFoundError(
             f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
@@ -44,8 +50,20 @@ def load_utterances(config: Config) -> tuple[list[Utterance], pathlib.Path]:
         if not manifest.is_file() or not marker.is_file() or marker.read_text() != stamp:
             iemocap.write_prepared(iemocap.prepare_iemocap(root, corpus="demo"), out, root)
             marker.write_text(stamp)
-        return read_manifest(manifest), root
-    return read_manifest(config.data.manifest), root
+        return check_sessions(read_manifest(manifest), manifest), root
+    manifest = resolve(config.data.manifest)
+    return check_sessions(read_manifest(manifest), manifest), root
+
+
+def check_sessions(utterances: list[Utterance], manifest: pathlib.Path) -> list[Utterance]:
+    """Leave-one-session-out needs utterances of two sessions at least."""
+    sessions = sorted({u.session for u in utterances})
+    if not utterances:
+        raise ManifestError(f"{manifest}: no utterances in it; prepare it again (merlib prepare iemocap ROOT)")
+    if len(sessions) < 2:
+        raise ManifestError(f"{manifest}: only session {sessions[0]} is in it, and leave-one-session-out needs two "
+                            "sessions at least (IEMOCAP has five): is this the whole corpus?")  # fmt: skip
+    return utterances
 
 
 def speaker_corpus_root(config: Config) -> pathlib.Path:
@@ -53,7 +71,7 @@ def speaker_corpus_root(config: Config) -> pathlib.Path:
         root = default_data_dir() / "demo-speakers"
         generate_demo_speakers(root)
         return root
-    return pathlib.Path(config.pretrain.corpus_root).expanduser()
+    return resolve(config.pretrain.corpus_root)
 
 
 def feature_cache_dir(root: pathlib.Path) -> pathlib.Path:
@@ -120,22 +138,28 @@ def default_system(config: Config, modality: str) -> str:
 
 
 def speech_fold(
-    config: Config, fold: int, run_dir: pathlib.Path, system: str | None = None, stages=None, progress: bool = True
+    config: Config,
+    fold: int,
+    run_dir: pathlib.Path,
+    system: str | None = None,
+    stages=None,
+    progress: bool = True,
+    rerun_changed: bool = False,
 ) -> dict:
-    """One fold of a speech system (default: the plan's first): linear probe, fine-tune."""
-    from merlib.train.speech import run_speech_fold
+    """One fold of a speech system (default: the plan's first): speaker pretraining when the
+    system transfers it, linear probe, fine-tune."""
+    from merlib.train.speech import check_stage_order, run_speech_fold
 
+    system = system or default_system(config, "speech")
     utterances, root = load_utterances(config)
-    return run_speech_fold(
-        config,
-        system or default_system(config, "speech"),
-        fold_of(config, utterances, fold),
-        root,
-        run_dir,
-        feature_cache_dir(root),
-        stages=stages,
-        progress=progress,
-    )
+    fold = fold_of(config, utterances, fold)
+    transfers = config.system_config(system).speech.pretrained.source == "pretrain"
+    pretraining = pretraining_stage(config, run_dir) if transfers else None
+    check_stage_order(speech_stages(config, system, fold, root, run_dir, pretraining), stages, fold.fold, system)
+    if transfers:  # the speaker backbone this system transfers (skipped when done)
+        pretrain(config, run_dir, progress=progress, rerun_changed=rerun_changed)
+    return run_speech_fold(config, system, fold, root, run_dir, feature_cache_dir(root), stages=stages,
+                           progress=progress, pretraining=pretraining, rerun_changed=rerun_changed)  # fmt: skip
 
 
 def text_fold(
@@ -153,3 +177,77 @@ def text_fold(
     return run_text_fold(config, system or default_system(config, "text"), fold_of(config, utterances, fold),
                          utterances, run_dir, feature_cache_dir(root), progress=progress,
                          rerun_changed=rerun_changed)  # fmt: skip
+
+
+def writable_run_directory(config: Config, runs: str | pathlib.Path = "runs") -> pathlib.Path:
+    """The run folder, made and checked writable before any work (a read-only place fails here,
+    not after minutes of computation)."""
+    from merlib.io import write_text
+
+    run_dir = run_directory(config, runs)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".writable.{os.getpid()}"  # one per process: torchrun's ranks check at once
+        write_text(probe, "")
+        probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise RunFolderError(f"{run_dir}: cannot write the run folder here ({error.strerror}); "
+                             "give another --runs folder") from None  # fmt: skip
+    return run_dir
+
+
+def shortest_segment_seconds(config: Config) -> float:
+    """The shortest audio every speech system of the plan can take: its backbone's minimum
+    number of frames at the front end's hop (0 without speech systems)."""
+    from merlib.train.common import build_backbone
+
+    shortest = 0.0
+    for system in config.systems_of("speech"):
+        resolved = config.system_config(system.name)
+        frames = build_backbone(resolved).min_frames
+        shortest = max(shortest, (frames - 1) * resolved.features.hop_ms / 1000)
+    return shortest
+
+
+def preflight(config: Config, run_dir: pathlib.Path, folds, rerun_changed: bool = False) -> list[Stage]:
+    """Everything a run can check before it computes anything: the manifest and its sessions, the
+    folds asked for, the audio against the manifest, and each stage's outputs against its
+    fingerprint (stale ones refused, or removed with `rerun_changed`). Returns the stages removed."""
+    from merlib.data.checks import check_audio
+
+    utterances, root = load_utterances(config)
+    if config.systems_of("speech"):
+        check_audio(utterances, root, shortest_segment_seconds(config), str(config.data.manifest))
+    fold_objects = [fold_of(config, utterances, fold) for fold in folds]
+    pretraining = pretraining_stage(config, run_dir)
+    stages = [pretraining] if pretraining else []
+    for fold in fold_objects:
+        for system in config.systems:
+            if system.modality == "text":
+                stages.append(text_stage(config, system.name, fold, run_dir))
+                continue
+            transfers = config.system_config(system.name).speech.pretrained.source == "pretrain"
+            stages += speech_stages(
+                config, system.name, fold, root, run_dir, pretraining if transfers else None
+            ).values()
+    removed = check_stages(stages + unplanned_stages(config, run_dir), rerun_changed)
+    return removed
+
+
+def unplanned_stages(config: Config, run_dir: pathlib.Path) -> list[Stage]:
+    """Score sets in the run's folds that no system of the plan writes (a system removed from the
+    config): stale, so that config.yaml always describes what the folder holds."""
+    from merlib.fingerprint import Fingerprint
+
+    planned = {output for system in config.systems for output in system.outputs()}
+    planned |= {fusion.name for fusion in config.fusions}
+    stages = []
+    for folder in sorted(pathlib.Path(run_dir).glob("fold[0-9]*")):
+        for scores in sorted(folder.glob("*_scores.csv")):
+            name = scores.name[: -len("_scores.csv")]
+            if name not in planned:
+                leftovers = tuple(folder.glob(f"{name}_*")) + tuple(folder.glob(f"{name}.*"))
+                stage = Stage(f"{folder.name}/{name} (not in the plan)", Fingerprint({"system": "not in the plan"}),
+                              folder / f"{name}_scores.csv", None, leftovers)  # fmt: skip
+                stages.append(stage)
+    return stages

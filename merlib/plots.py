@@ -1,5 +1,6 @@
 """Figures the notebooks, widgets and report show. Each takes plain data and returns a
-matplotlib Figure (or draws on a given Axes); none of them trains anything."""
+matplotlib Figure (or draws on a given Axes); none of them trains anything. `save_figure`
+writes a figure as PNG and SVG beside the CSV of the data it was drawn from."""
 
 from __future__ import annotations
 
@@ -31,13 +32,28 @@ def counts_by_session(utterances: Sequence[Utterance]) -> pd.DataFrame:
 
 def class_balance(utterances: Sequence[Utterance]):
     frame = manifest_frame(utterances)
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     sns.countplot(data=frame, x="session", hue="label", hue_order=list(EMOTIONS), ax=axes[0])
     axes[0].set_title("utterances per session and class")
+    axes[0].legend(title="class", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars
     sns.histplot(data=frame, x="duration", hue="label", hue_order=list(EMOTIONS), bins=30, element="step", ax=axes[1])
     axes[1].set_title("duration (s)")
     figure.tight_layout()
     return figure
+
+
+def save_figure(figure, data: pd.DataFrame | None, folder: str | pathlib.Path, name: str) -> list[pathlib.Path]:
+    """`folder/name.png`, `.svg` and (with `data`) `.csv`: a figure and the numbers drawn."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for suffix in ("png", "svg"):
+        paths.append(folder / f"{name}.{suffix}")
+        figure.savefig(paths[-1], dpi=120, bbox_inches="tight")
+    if data is not None:
+        paths.append(folder / f"{name}.csv")
+        data.to_csv(paths[-1], index=False)
+    return paths
 
 
 def row_percent(matrix: np.ndarray) -> np.ndarray:
@@ -62,7 +78,8 @@ def confusion_heatmap(
         annot=True,
         fmt=".1f" if percent else ".0f",
         cmap="Blues",
-        cbar=False,
+        cbar=True,
+        cbar_kws={"shrink": 0.8, "label": "% of the true class" if percent else "utterances"},
         square=True,
         xticklabels=labels,
         yticklabels=labels,
@@ -110,32 +127,69 @@ def fusion_curves(run_dir: str | pathlib.Path, fusion: str, first: str = "speech
     return figure
 
 
-def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua", title: str = ""):
-    """Training loss and a hold-out metric per epoch, best epoch marked; epoch 0 is the starting
-    point (the linear-probed model, for fine-tuning) when it was evaluated."""
+def history_frame(saved: dict, metric: str = "holdout_ua") -> pd.DataFrame:
+    """A stage's history (its *_history.json) as rows: epoch (0: the start, when recorded), train
+    loss and the hold-out metric."""
+    rows = [{"epoch": row["epoch"] + 1, "train_loss": row["train_loss"], metric: row.get(metric)}
+            for row in saved["history"]]  # fmt: skip
+    if saved.get("start") and metric in saved["start"]:
+        rows.insert(0, {"epoch": 0, "train_loss": None, metric: saved["start"][metric]})
+    return pd.DataFrame(rows)
+
+
+def _padded(ax, values, axis: str, pad: float = 0.08, least: float = 0.02) -> None:
+    """Axis limits that fit the data with a margin, readable for a single point too."""
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    if not len(values):
+        return
+    low, high = values.min(), values.max()
+    margin = max((high - low) * pad, least * max(abs(high), 1e-3), least)
+    (ax.set_ylim if axis == "y" else ax.set_xlim)(low - margin, high + margin)
+
+
+def draw_history(ax, saved: dict, metric: str = "holdout_ua", title: str = "") -> None:
+    """Train loss (left axis) and the hold-out metric in % (right axis) per epoch; epoch 0 is the
+    starting point (the linear-probed model, for fine-tuning); the kept epoch is marked."""
     from matplotlib.ticker import MaxNLocator
 
-    saved = json.loads(pathlib.Path(history_path).read_text())
-    history = pd.DataFrame(saved["history"])
-    figure, ax = plt.subplots(figsize=(6, 3.4))
-    ax.plot(history["epoch"] + 1, history["train_loss"], "o-", label="train loss")
+    frame = history_frame(saved, metric)
+    trained = frame.dropna(subset=["train_loss"])
+    ax.plot(trained["epoch"], trained["train_loss"], "o-", color="C0", label="train loss")
     ax.set_xlabel("epoch (0: start)" if saved.get("start") else "epoch")
-    ax.set_ylabel("train loss")
+    ax.set_ylabel("train loss", color="C0")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _padded(ax, trained["train_loss"], "y")
+    ax.set_xlim(frame["epoch"].min() - 0.5, frame["epoch"].max() + 0.5)
     handles = ax.get_legend_handles_labels()
-    if metric in history:
+    if frame[metric].notna().any():
         twin = ax.twinx()
-        curve = history[["epoch", metric]]
-        if saved.get("start") and metric in saved["start"]:
-            curve = pd.concat([pd.DataFrame([{"epoch": -1, metric: saved["start"][metric]}]), curve])
-        twin.plot(curve["epoch"] + 1, 100 * curve[metric], "s-", color="C1", label=metric)
-        twin.set_ylabel(f"{metric} (%)")
+        twin.plot(frame["epoch"], 100 * frame[metric], "s-", color="C1", label=metric.replace("_", " ") + " (%)")
+        twin.set_ylabel(f"{metric.replace('_', ' ')} (%)", color="C1")
+        _padded(twin, 100 * frame[metric], "y")
         if saved.get("best_epoch") is not None:
             twin.axvline(saved["best_epoch"] + 1, color="C1", linestyle=":", label="kept epoch")
         handles = tuple(a + b for a, b in zip(handles, twin.get_legend_handles_labels()))
     # one legend, under the axes: inside, it hid the points of short runs
-    ax.legend(*handles, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
-    ax.set_title(title or pathlib.Path(history_path).stem)
+    ax.legend(*handles, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3, fontsize=8, frameon=False)
+    ax.set_title(title, fontsize=10)
+
+
+def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua", title: str = ""):
+    """One stage's curves (one *_history.json)."""
+    figure, ax = plt.subplots(figsize=(6, 3.6))
+    draw_history(
+        ax, json.loads(pathlib.Path(history_path).read_text()), metric, title or pathlib.Path(history_path).stem
+    )
+    figure.tight_layout()
+    return figure
+
+
+def training_curves_by_fold(histories: dict[int, dict], title: str, metric: str = "holdout_ua"):
+    """A stage's curves in every fold, side by side (the report's training section)."""
+    figure, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.4), squeeze=False)
+    for ax, (fold, saved) in zip(axes[0], sorted(histories.items())):
+        draw_history(ax, saved, metric, f"fold {fold}")
+    figure.suptitle(title)
     figure.tight_layout()
     return figure
 
@@ -169,3 +223,22 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
     starts = np.concatenate([[indices[0]], indices[breaks + 1]])
     stops = np.concatenate([indices[breaks], [indices[-1]]]) + 1
     return list(zip(starts.tolist(), stops.tolist()))
+
+
+def probability_bars(probabilities: dict[str, dict[str, float]], titles: dict[str, str] | None = None):
+    """Class probabilities (%) of several score sets: one group of four bars per score set."""
+    titles = titles or {}
+    names = list(probabilities)
+    figure, ax = plt.subplots(figsize=(8, 0.55 * len(names) + 1.4))
+    rows = np.arange(len(names))
+    height = 0.8 / len(EMOTIONS)
+    for k, emotion in enumerate(EMOTIONS):
+        values = [100 * probabilities[name][emotion] for name in names]
+        ax.barh(rows + (k - (len(EMOTIONS) - 1) / 2) * height, values, height, label=SHORT[emotion], color=f"C{k}")
+    ax.set_yticks(rows, [titles.get(name, name) for name in names])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("probability (%)")
+    ax.legend(ncol=len(EMOTIONS), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    figure.tight_layout()
+    return figure

@@ -1,9 +1,10 @@
 """Progress bars where someone watches them, nothing where they would freeze into a log.
 
-A bar is shown on a terminal and in an interactive notebook; not under CI, in a log file, or in
-a notebook executed headless (`merlib run` sets MERLIB_PROGRESS=off for papermill's kernels),
-where a bar's last frame (`0batch [00:00, ?batch/s]`) is all that would remain. Training still
-prints one line per epoch everywhere. MERLIB_PROGRESS=on|off overrides the guess.
+A bar is shown on a terminal and in a notebook someone has open (a kernel that Jupyter Server
+started for a session, which sets JPY_SESSION_NAME); not under CI, in a log file, or in a
+notebook executed headless by papermill, where a bar's last frame (`0batch [00:00, ?batch/s]`)
+is all that would remain. Training still prints one line per epoch everywhere.
+MERLIB_PROGRESS=on|off overrides the guess (`merlib run` sets it off for its kernels).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def progress_enabled() -> bool:
     if setting in ("off", "0", "false") or os.environ.get("CI", "").lower() == "true":
         return False
     if "ipykernel" in sys.modules:
-        return True
+        return "JPY_SESSION_NAME" in os.environ
     return sys.stderr.isatty()
 
 

@@ -53,12 +53,14 @@ def fusion_info(run_dir) -> dict[int, dict]:
 
 def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
     """Fit every fusion of the plan whose inputs the fold has, on its hold-out; write their scores
-    and fusion.json: per fusion its method, inputs and weights, and for two-input weighted fusions
-    the hold-out and test UA along the w1 grid."""
+    and fusion.json: per fusion its method, inputs and fitted parameters (weights; z-norm means
+    and standard deviations), and for two-input weighted fusions the hold-out and test UA along
+    the w1 grid."""
     info = {}
     for fusion in config.fusions:
         paths = [fold_dir / f"{name}_scores.csv" for name in fusion.inputs]
-        if not all(path.is_file() for path in paths):
+        if not all(path.is_file() for path in paths):  # an input failed or is not done: no stale result either
+            (fold_dir / f"{fusion.name}_scores.csv").unlink(missing_ok=True)
             continue
         frames = [read_scores(path) for path in paths]
         fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step, per_class=fusion.per_class)
@@ -70,6 +72,9 @@ def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
             fused[list(EMOTIONS)].to_numpy(),
         )
         entry = {"method": fusion.method, "inputs": list(fusion.inputs)}
+        if fusion.method == "znorm":  # what `merlib predict` needs to apply it to new scores
+            entry |= {"mean": [np.atleast_1d(m).tolist() for m in fitted.mean_],
+                      "std": [np.atleast_1d(s).tolist() for s in fitted.std_]}  # fmt: skip
         if fusion.method == "weighted":
             entry["weights"] = dict(zip(fusion.inputs, fitted.weights_))
             if len(fusion.inputs) == 2:
@@ -170,6 +175,8 @@ def fusion_comparison(run_dir, summary: pd.DataFrame, config: Config) -> pd.Data
         if fusion.method != "weighted" or fusion.name not in table.index:
             continue
         weights = np.array(list(_weights_by_fold(run_dir, fusion.name).values()))
+        if not len(weights):
+            continue
         rows.append(
             {
                 "system": fusion.name,

@@ -25,20 +25,15 @@ import sys
 import time
 
 from merlib.config import Config, SystemConfig, load_config, save_config
-from merlib.errors import MerlibError
 from merlib.io import write_json, write_text
 from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
-from merlib.pipeline import run_directory
+from merlib.pipeline import RunFolderError, preflight, writable_run_directory
 from merlib.runtime import runtime_for
 from merlib.train.pretrained import pretraining_output
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 FOLD_NOTEBOOKS = {"speech": "20_speech_fold.ipynb", "text": "30_text_fold.ipynb"}
-
-
-class RunFolderError(MerlibError, FileNotFoundError):
-    """A folder given as a run folder is not one."""
 
 
 def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Path:
@@ -117,13 +112,21 @@ def run(
     report: bool = True,
     overrides: dict | None = None,
     launch: Launch | None = None,
+    rerun_changed: bool = False,
 ) -> int:
     """Run every fold of the config's plan (here, or as jobs: `launch`); then (unless `report`
-    is False) fusion and the report."""
+    is False) fusion and the report.
+
+    Before anything is computed: the device, the run folder (writable), the manifest, the folds,
+    the audio, and every stage's outputs against its fingerprint — stale ones are refused, or
+    removed with `rerun_changed`. Only then is the config saved as the run's config.yaml."""
     launch = launch or Launch()
     config = load_config(config_path, overrides)
     runtime = runtime_for(config)  # a device that is not there is an error before anything is written
-    run_dir = run_directory(config, runs).resolve()
+    run_dir = writable_run_directory(config, runs).resolve()
+    wanted = folds or config.data.folds
+    for stage in preflight(config, run_dir, wanted, rerun_changed):
+        print(f"  --rerun-changed: {stage.key} will run again")
     saved = save_config(config, run_dir / "config.yaml")
     write_json(run_dir / "versions.json", versions() | {"runtime": runtime.describe()})
     parameters = {"config": str(saved), "runs": str(run_dir.parent)}
@@ -143,7 +146,6 @@ def run(
                 return 1
         else:
             execute("10_speaker_pretrain.ipynb", run_dir / "10_speaker_pretrain.ipynb", parameters)
-    wanted = folds or config.data.folds
     todo = [f for f in wanted if not fold_finished(config, run_dir, f)]
     skipped = sorted(set(wanted) - set(todo))
     if skipped:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import platform
 from dataclasses import dataclass
 
@@ -151,7 +152,7 @@ class Runtime:
 
     def describe(self) -> dict:
         """What a run records in versions.json and in its histories."""
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu"
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else _cpu_name()
         return {
             "device": str(self.device),
             "device_name": name,
@@ -165,6 +166,16 @@ class Runtime:
 
 
 CPU_FP32 = Runtime(torch.device("cpu"), "fp32")
+
+
+def _cpu_name() -> str:
+    """The processor's model name (/proc/cpuinfo on Linux), and its core count."""
+    try:
+        lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "CPU"
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def _start_process_group(device: torch.device) -> None:

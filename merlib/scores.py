@@ -44,23 +44,51 @@ def write_scores(
     return path
 
 
+LOG_SOFTMAX_TOLERANCE = 1e-3  # |logsumexp| of a row; six written decimals leave ~1e-6
+
+
+def log_softmax_problem(values: np.ndarray) -> str | None:
+    """Why rows of (n, 4) scores are not log-softmax values (None when they are)."""
+    shifted = values.max(axis=1, keepdims=True)
+    lse = (shifted + np.log(np.exp(values - shifted).sum(axis=1, keepdims=True)))[:, 0]
+    bad = np.flatnonzero(np.abs(lse) > LOG_SOFTMAX_TOLERANCE)
+    if not len(bad):
+        return None
+    looks_like = ("they look like probabilities: write numpy.log of them" if (values >= 0).all() and (values <= 1).all()
+                  else "write log_softmax of logits, or numpy.log of probabilities")  # fmt: skip
+    return (f"scores must be log-softmax values (each row's logsumexp 0), but {len(bad)} row(s) are not, e.g. row "
+            f"{bad[0] + 1} has logsumexp {lse[bad[0]]:.3f}; {looks_like}")  # fmt: skip
+
+
 def validate_scores(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ScoresError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+    if frame.empty:
+        raise ScoresError(f"{where}: no rows (a header alone); the system that wrote it stopped early: rerun it")
+    for column in EMOTIONS:
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        text = numbers.isna() & frame[column].notna()
+        if text.any():
+            row = int(np.flatnonzero(text.to_numpy())[0])
+            raise ScoresError(f"{where}: column {column} holds a value that is not a number, "
+                              f"{frame[column].iloc[row]!r} at data row {row + 1}")  # fmt: skip
     bad_split = sorted(set(frame["split"]) - set(SPLITS))
     if bad_split:
         raise ScoresError(f"{where}: split must be holdout or test, found {bad_split}")
     bad_label = sorted(set(frame["label"]) - set(EMOTIONS))
     if bad_label:
         raise ScoresError(f"{where}: unknown label(s) {bad_label}; expected {', '.join(EMOTIONS)}")
-    values = frame[list(EMOTIONS)].to_numpy(dtype=float)
+    values = frame[list(EMOTIONS)].apply(pd.to_numeric).to_numpy(dtype=float)
     if not np.isfinite(values).all():
         rows = frame["id"][~np.isfinite(values).all(axis=1)].tolist()
         raise ScoresError(
             f"{where}: non-finite scores for {len(rows)} utterance(s), e.g. {', '.join(map(str, rows[:5]))}; "
             "the system that wrote them diverged or failed: rerun it"
         )
+    problem = log_softmax_problem(values)
+    if problem:
+        raise ScoresError(f"{where}: {problem}")
     duplicated = frame["id"][frame["id"].duplicated()].tolist()
     if duplicated:
         raise ScoresError(f"{where}: utterance id(s) listed twice: {', '.join(duplicated[:5])}")

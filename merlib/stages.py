@@ -16,6 +16,7 @@ too, and fusion and the report are recomputed from the scores every time.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import pathlib
 import shutil
 
@@ -32,6 +33,7 @@ from merlib.fingerprint import (
     stored_fingerprint,
     utterances_identity,
 )
+from merlib.paths import resolve
 
 SPLITS = ("train", "holdout", "test")
 
@@ -102,11 +104,9 @@ def _weights(config: Config, run_dir: pathlib.Path, pretraining: Stage | None):
     if source == "pretrain":
         return {"pretraining": pretraining.fingerprint.hash if pretraining else None}
     if source in ("wespeaker", "checkpoint"):
-        return file_identity(pathlib.Path(config.speech.pretrained.path).expanduser())
-    if source == "resemblyzer":
-        from merlib.models.ge2e import resemblyzer_weights
-
-        return file_identity(resemblyzer_weights())
+        return file_identity(resolve(config.speech.pretrained.path))
+    if source == "resemblyzer":  # weights shipped in a wheel: the wheel's version names them
+        return {"package": "resemblyzer", "version": importlib.metadata.version("resemblyzer")}
     return None
 
 
@@ -138,23 +138,29 @@ def speech_stages(
     if "ft" in plan.stages:
         parts = _common(resolved, "speech_ft") | ({"probe": probe} if probe else base)
         parts["fine_tune"] = dataclasses.asdict(resolved.speech.fine_tune)
-        files = [folder / f"{system}_ft{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt")]
+        files = [folder / f"{system}_ft{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model.pt")]
         stages["ft"] = Stage(
             f"fold{fold.fold}/{system}/ft", Fingerprint(parts), files[1], files[2], tuple(files), notebook
         )
     return stages
 
 
-def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -> Stage:
-    from merlib.models.text import resolve_text_model
+def _text_model_identity(name: str) -> dict:
+    from merlib.models.text import OFFLINE_DEFAULT, OFFLINE_PACKAGE, resolve_text_model
 
+    if name == OFFLINE_DEFAULT:  # the model shipped in a wheel: the wheel's version names it
+        return {"package": OFFLINE_PACKAGE, "version": importlib.metadata.version(OFFLINE_PACKAGE)}
+    return file_identity(resolve_text_model(name))
+
+
+def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -> Stage:
     resolved = config.system_config(system)
     parts = (
         _common(resolved, "text")
         | _fold_parts(resolved, fold, None, ("id", "label", "transcript"))
         | {
             "text": dataclasses.asdict(resolved.text),
-            "model_files": file_identity(resolve_text_model(resolved.text.model)),
+            "model_files": _text_model_identity(resolved.text.model),
         }
     )
     folder = run_dir / f"fold{fold.fold}"

@@ -1,36 +1,55 @@
 """The explorers of notebooks/50_explore: ipywidgets built from plain data (scores frames, a
-manifest), so each callback is a method that tests can call without a browser.
+manifest, a run folder), so each callback is a method that tests can call without a browser.
 
 - `FusionExplorer`: a w1 slider; live UA/WA on hold-out and test and a live test confusion
   matrix; the grid-searched w1 is marked.
-- `MaskExplorer`: utterance, policy and seed; original and masked log-mel with the masks
-  outlined, and an audio player.
-- `ConfusionExplorer`: fold and system; counts or row-normalised; the utterances (id,
-  transcript) behind a chosen cell.
+- `MaskExplorer`: utterance (with its emotion and transcript), policy and seed; original and
+  masked log-mel with the masks outlined, and the audio, as recorded or as the masks leave it.
+- `ConfusionExplorer`: fold and any score set of the run's plan; counts or row-normalised; the
+  utterances (id, transcript) behind a chosen cell.
+- `TryIt`: a sentence typed, a recording uploaded or spoken by espeak-ng with an emotion's
+  prosody; every system's and fusion's class probabilities, with the fusion weight to drag.
+
+Figures are drawn to PNG and shown in an Image widget: a redraw swaps the picture in one step,
+so quick changes never leave an empty output behind.
 """
 
 from __future__ import annotations
 
+import io
 import pathlib
+import tempfile
 from typing import Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
-from IPython.display import display
 
 from merlib import EMOTIONS, plots
 from merlib.fusion import WeightedFusion, align_scores
 from merlib.metrics import confusion, predicted_labels, unweighted_accuracy, weighted_accuracy
 
 
+def image() -> widgets.Image:
+    """A picture slot for a figure: as wide as its natural size, never wider than the cell."""
+    return widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto", max_width="100%"))
+
+
+def png(figure) -> bytes:
+    """A figure as PNG bytes (and closed: the widget shows the picture, not the figure)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
 class FusionExplorer:
     """Drag w1 (the first input's weight) and see what weighted fusion does on hold-out and test."""
 
-    def __init__(
-        self, speech: pd.DataFrame, text: pd.DataFrame, step: float = 0.01, names: tuple[str, str] = ("speech", "text")
-    ):
-        self.names = names
+    def __init__(self, speech: pd.DataFrame, text: pd.DataFrame, step: float = 0.01,
+                 names: tuple[str, str] = ("speech", "text"), fold: int | None = None):  # fmt: skip
+        self.names, self.fold = names, fold
         keys, (self.speech, self.text) = align_scores([speech, text], list(names))
         self.labels = keys["label"].to_numpy()
         self.holdout = (keys["split"] == "holdout").to_numpy()
@@ -39,30 +58,18 @@ class FusionExplorer:
             [self.speech[self.holdout], self.text[self.holdout]], self.labels[self.holdout]
         )
         self.chosen_w1 = fitted.weights_[0]
-        self.slider = widgets.FloatSlider(
-            value=self.chosen_w1,
-            min=0.0,
-            max=1.0,
-            step=step,
-            description="w1",
-            continuous_update=False,
-            readout_format=".2f",
-            layout=widgets.Layout(width="480px"),
-        )
+        self.slider = widgets.FloatSlider(value=self.chosen_w1, min=0.0, max=1.0, step=step, description="w1",
+                                          continuous_update=False, readout_format=".2f",
+                                          layout=widgets.Layout(width="480px"))  # fmt: skip
+        self.slider.add_class("merlib-fusion-w1")
         self.metrics = widgets.HTML()
-        self.matrix = widgets.Output()
+        self.matrix = image()
         self.slider.observe(lambda change: self.update(change["new"]), names="value")
-        self.widget = widgets.VBox(
-            [
-                widgets.HTML(
-                    f"<b>Weighted fusion</b>: S = w1·S<sub>{names[0]}</sub> + (1 − w1)·S<sub>{names[1]}</sub>; "
-                    f"w1 chosen on the hold-out = <b>{self.chosen_w1:.2f}</b>"
-                ),
-                self.slider,
-                self.metrics,
-                self.matrix,
-            ]
-        )
+        where = f" (fold {fold})" if fold is not None else ""
+        self.widget = widgets.VBox([
+            widgets.HTML(f"<b>Weighted fusion{where}</b>: S = w1·S<sub>{names[0]}</sub> + (1 − w1)·S<sub>{names[1]}"
+                         f"</sub>; w1 chosen on the hold-out = <b>{self.chosen_w1:.2f}</b>"),
+            self.slider, self.metrics, self.matrix])  # fmt: skip
         self.update(self.chosen_w1)
 
     def scores_at(self, w1: float) -> dict:
@@ -83,11 +90,8 @@ class FusionExplorer:
             f" &nbsp; | &nbsp; test UA <b class='merlib-test-ua'>{100 * result['test_ua']:.1f}%</b>"
             f" WA {100 * result['test_wa']:.1f}%</span>"
         )
-        self.matrix.clear_output(wait=True)
-        with self.matrix:
-            figure = plots.confusion_heatmap(result["test_confusion"], title=f"test, w1 = {w1:.2f}")
-            display(figure)
-            plt.close(figure)
+        where = f"fold {self.fold} " if self.fold is not None else ""
+        self.matrix.value = png(plots.confusion_heatmap(result["test_confusion"], title=f"{where}test, w1 = {w1:.2f}"))
         return result
 
 
@@ -101,20 +105,20 @@ class MaskExplorer:
         self.utterances = {u.id: u for u in utterances}
         self.corpus_root = pathlib.Path(corpus_root)
         self.front_end = build_front_end(config.features)
-        self.augmenters = {
-            name: SpecAugment(policy, n_mels=config.features.n_mels) for name, policy in config.augment.policies.items()
-        }
-        self.picker = widgets.Dropdown(options=list(self.utterances), description="utterance")
+        self.augmenters = {name: SpecAugment(policy, n_mels=config.features.n_mels)
+                           for name, policy in config.augment.policies.items()}  # fmt: skip
+        choices = [(f"{u.id} · {u.label} · {u.transcript[:50]}", u.id) for u in utterances]
+        self.picker = widgets.Dropdown(options=choices, description="utterance", layout=widgets.Layout(width="640px"))
         self.policy = widgets.Dropdown(options=list(self.augmenters), description="policy")
         self.seed = widgets.IntSlider(value=0, min=0, max=50, description="seed", continuous_update=False)
+        self.listen = widgets.ToggleButtons(options=["as recorded", "what the masks leave"], description="audio")
         self.info = widgets.HTML()
-        self.figure = widgets.Output()
+        self.figure = image()
         self.audio = widgets.Audio(autoplay=False, format="wav")
-        for control in (self.picker, self.policy, self.seed):
+        for control in (self.picker, self.policy, self.seed, self.listen):
             control.observe(lambda change: self.update(), names="value")
-        self.widget = widgets.VBox(
-            [widgets.HBox([self.picker, self.policy, self.seed]), self.info, self.figure, self.audio]
-        )
+        self.widget = widgets.VBox([self.picker, widgets.HBox([self.policy, self.seed]), self.info, self.figure,
+                                    widgets.HBox([self.listen, self.audio])])  # fmt: skip
         self.update()
 
     def update(self) -> dict:
@@ -126,62 +130,80 @@ class MaskExplorer:
         original = self.front_end(waveform)
         masked, mask = mask_features(original, self.augmenters[self.policy.value], generator_seed=self.seed.value)
         share = float(mask.float().mean())
-        self.info.value = (
-            f"<b>{record.id}</b> ({record.label}, {record.duration:.2f} s): “{record.transcript}” — "
-            f"{100 * share:.1f}% of cells masked"
-        )
-        self.audio.value = (self.corpus_root / record.wav).read_bytes()
-        self.figure.clear_output(wait=True)
-        with self.figure:
-            figure = plots.masked_spectrogram(
-                original.numpy(), masked.numpy(), mask.numpy(), title=f"{self.policy.value}, seed {self.seed.value}"
-            )
-            display(figure)
-            plt.close(figure)
+        self.info.value = (f"<b>{record.id}</b> ({record.label}, {record.duration:.2f} s): “{record.transcript}” — "
+                           f"<span class='merlib-masked'>{100 * share:.1f}% of cells masked</span>")  # fmt: skip
+        title = f"{self.policy.value}, seed {self.seed.value}"
+        self.figure.value = png(plots.masked_spectrogram(original.numpy(), masked.numpy(), mask.numpy(), title=title))
+        if self.listen.value == "what the masks leave":
+            self.audio.value = wav_bytes(masked_audio(self.front_end, waveform, mask))
+        else:
+            self.audio.value = (self.corpus_root / record.wav).read_bytes()
         return {"mask": mask, "masked_share": share}
+
+
+def masked_audio(front_end, waveform, mask) -> np.ndarray:
+    """What the masks leave, as sound: the log-mel with masked cells silenced, back to a power
+    spectrogram (torchaudio's InverseMelScale) and a waveform (GriffinLim). Only the log-mel front
+    end is inverted; for another one the recording is returned as it is."""
+    import torch
+    import torchaudio
+
+    from merlib.audio.features import LogMel
+
+    if not isinstance(front_end, LogMel):
+        return waveform.numpy()
+    config = front_end.config
+    with torch.no_grad():
+        log_mel = front_end.raw(waveform)  # (frames, n_mels), before normalisation
+        log_mel[mask] = log_mel.min()
+        n_stft = config.n_fft // 2 + 1
+        inverse = torchaudio.transforms.InverseMelScale(n_stft=n_stft, n_mels=config.n_mels,
+                                                        sample_rate=config.sample_rate)  # fmt: skip
+        power = inverse(log_mel.exp().T.contiguous())
+        spectrogram = front_end.spectrogram
+        griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=config.n_fft, win_length=spectrogram.win_length, hop_length=spectrogram.hop_length,
+            window_fn=torch.hamming_window, power=2.0, n_iter=32)  # fmt: skip
+        audio = griffin_lim(power.clamp_min(0))
+    return (audio / audio.abs().max().clamp_min(1e-6) * 0.5).numpy()
+
+
+def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:
+    import soundfile
+
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 class ConfusionExplorer:
     """Fold and system dropdowns, counts or recall, and the utterances behind one cell."""
 
-    def __init__(
-        self, scores: dict[tuple[int, str], pd.DataFrame], utterances: Sequence, titles: dict[str, str] | None = None
-    ):
+    def __init__(self, scores: dict[tuple[int, str], pd.DataFrame], utterances: Sequence,
+                 titles: dict[str, str] | None = None):  # fmt: skip
         """`titles`: {score set: title} in the order to offer them (the run's plan); without it,
         every score set found, by name."""
         self.scores = scores
         self.titles = titles or {system: system for system in sorted({system for _, system in scores})}
         self.transcripts = {u.id: u.transcript for u in utterances}
         folds = sorted({fold for fold, _ in scores})
-        systems = [
-            (title, system) for system, title in self.titles.items() if any(found == system for _, found in scores)
-        ]
+        systems = [(title, name) for name, title in self.titles.items() if any(found == name for _, found in scores)]
         self.fold = widgets.Dropdown(options=[("all folds", 0)] + [(f"fold {f}", f) for f in folds], description="fold")
-        self.system = widgets.Dropdown(options=systems, description="system")
+        self.system = widgets.Dropdown(options=systems, description="system", layout=widgets.Layout(width="520px"))
         self.mode = widgets.ToggleButtons(options=["row-normalised", "counts"], description="show")
         self.true_label = widgets.Dropdown(options=list(EMOTIONS), description="true")
         self.predicted_label = widgets.Dropdown(options=list(EMOTIONS), value="neu", description="predicted")
-        self.figure = widgets.Output()
+        self.figure = image()
         self.cell = widgets.HTML()
         for control in (self.fold, self.system, self.mode, self.true_label, self.predicted_label):
             control.observe(lambda change: self.update(), names="value")
-        self.widget = widgets.VBox(
-            [
-                widgets.HBox([self.fold, self.system]),
-                self.mode,
-                self.figure,
-                widgets.HBox([self.true_label, self.predicted_label]),
-                self.cell,
-            ]
-        )
+        self.widget = widgets.VBox([widgets.HBox([self.fold, self.system]), self.mode, self.figure,
+                                    widgets.HBox([self.true_label, self.predicted_label]), self.cell])  # fmt: skip
         self.update()
 
     def test_rows(self) -> pd.DataFrame:
-        frames = [
-            frame
-            for (fold, system), frame in self.scores.items()
-            if system == self.system.value and self.fold.value in (0, fold)
-        ]
+        frames = [frame for (fold, system), frame in self.scores.items()
+                  if system == self.system.value and self.fold.value in (0, fold)]  # fmt: skip
         rows = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split", "label", *EMOTIONS])
         rows = rows[rows["split"] == "test"].copy()
         rows["predicted"] = predicted_labels(rows[list(EMOTIONS)].to_numpy())
@@ -197,19 +219,111 @@ class ConfusionExplorer:
         matrix = confusion(rows["label"], rows["predicted"])
         normalized = self.mode.value == "row-normalised"
         shown = plots.row_percent(matrix) if normalized else matrix
-        self.figure.clear_output(wait=True)
-        with self.figure:
-            figure = plots.confusion_heatmap(
-                shown, normalize=False, percent=normalized, title=self.titles[self.system.value]
-            )
-            display(figure)
-            plt.close(figure)
+        where = "all folds" if self.fold.value == 0 else f"fold {self.fold.value}"
+        title = f"{self.titles[self.system.value]}, {where}"
+        self.figure.value = png(plots.confusion_heatmap(shown, normalize=False, percent=normalized, title=title))
         cell = self.cell_utterances()
-        self.cell.value = (
-            f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
-            f"{self.predicted_label.value}:" + cell.head(25).to_html(index=False, escape=True)
-        )
+        listed = cell.head(25).to_html(index=False, escape=True)
+        self.cell.value = (f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
+                           f"{self.predicted_label.value}:{listed}")  # fmt: skip
         return {"confusion": matrix, "shown": shown, "cell": cell}
+
+
+class TryIt:
+    """Your own sentence and recording through a finished run's systems and fusions."""
+
+    def __init__(self, run_dir: str | pathlib.Path, config=None, folds: list[int] | None = None):
+        from merlib.plan import output_titles, two_way_weighted
+        from merlib.predict import Predictor
+
+        self.predictor = Predictor(run_dir, folds, config)
+        self.titles = output_titles(self.predictor.config)
+        pairs = two_way_weighted(self.predictor.config)
+        self.pair = pairs[0] if pairs else None
+        self.sentence = widgets.Text(value="I can't believe you did that!", description="sentence",
+                                     layout=widgets.Layout(width="560px"))  # fmt: skip
+        self.emotion = widgets.Dropdown(options=list(EMOTIONS), value="ang", description="say it as")
+        self.say = widgets.Button(description="say it", icon="volume-up", tooltip="espeak-ng says the sentence")
+        self.upload = widgets.FileUpload(accept=".wav", multiple=False, description="or a wav")
+        self.audio = widgets.Audio(autoplay=False, format="wav")
+        self.run = widgets.Button(description="predict", button_style="primary")
+        self.slider = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, continuous_update=False,
+                                          description="w1", readout_format=".2f")  # fmt: skip
+        self.message = widgets.HTML()
+        self.table = widgets.HTML()
+        self.bars = image()
+        for control, name in ((self.sentence, "sentence"), (self.say, "say"), (self.run, "predict"),
+                              (self.slider, "w1"), (self.table, "table")):  # fmt: skip
+            control.add_class(f"merlib-tryit-{name}")  # what the browser test finds them by
+        self.wav_path: pathlib.Path | None = None
+        self.prediction = None
+        self.say.on_click(lambda button: self.synthesize())
+        self.upload.observe(lambda change: self.uploaded(), names="value")
+        self.run.on_click(lambda button: self.predict())
+        self.slider.observe(lambda change: self.show(), names="value")
+        fused = [widgets.HTML(f"fusion weight of <b>{self.pair.name}</b> ({' + '.join(self.pair.inputs)}):"),
+                 self.slider] if self.pair else []  # fmt: skip
+        self.widget = widgets.VBox([self.sentence, widgets.HBox([self.emotion, self.say, self.upload]), self.audio,
+                                    self.run, self.message, widgets.HBox(fused), self.table, self.bars])  # fmt: skip
+
+    def synthesize(self) -> pathlib.Path:
+        """espeak-ng says the sentence with the emotion's prosody (a demo corpus voice)."""
+        from merlib.data.demo import say
+
+        self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "said.wav"
+        self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value)))
+        self.audio.value = self.wav_path.read_bytes()
+        return self.wav_path
+
+    def uploaded(self) -> pathlib.Path | None:
+        files = self.upload.value
+        if not files:
+            return None
+        content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
+        self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "uploaded.wav"
+        self.wav_path.write_bytes(bytes(content))
+        self.audio.value = self.wav_path.read_bytes()
+        return self.wav_path
+
+    def predict(self):
+        from merlib.errors import MerlibError
+
+        try:
+            self.prediction = self.predictor.predict(self.sentence.value, self.wav_path)
+        except MerlibError as error:
+            self.message.value = f"<span class='merlib-error'>{error}</span>"
+            return None
+        self.message.value = "<br>".join(f"note: {note}" for note in self.prediction.notes)
+        if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
+            weights = [self.predictor.fusions[f].get(self.pair.name, {}).get("w1") for f in self.predictor.folds]
+            self.slider.value = float(np.mean([w for w in weights if w is not None] or [0.5]))
+        self.show()
+        return self.prediction
+
+    def probabilities(self) -> dict[str, dict[str, float]]:
+        """The prediction's probabilities, the two-way fusion recomputed at the slider's w1."""
+        from merlib.fusion import log_softmax
+
+        probabilities = dict(self.prediction.probabilities)
+        if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
+            first, second = (self.prediction.log_scores[name] for name in self.pair.inputs)
+            w1 = self.slider.value
+            fused = [np.exp(log_softmax((w1 * first[f] + (1 - w1) * second[f])[None])[0]) for f in first]
+            probabilities[self.pair.name] = dict(zip(EMOTIONS, np.mean(fused, axis=0).tolist()))
+        return probabilities
+
+    def show(self) -> None:
+        if self.prediction is None:
+            return
+        probabilities = self.probabilities()
+        rows = "".join(f"<tr><td>{self.titles.get(name, name)}</td>"
+                       + "".join(f"<td>{100 * p[e]:.1f}</td>" for e in EMOTIONS)
+                       + f"<td><b>{max(p, key=p.get)}</b></td></tr>" for name, p in probabilities.items())  # fmt: skip
+        header = "".join(f"<th>{e} %</th>" for e in EMOTIONS)
+        self.table.value = (
+            f"<table class='merlib-prediction'><tr><th></th>{header}<th>predicted</th></tr>{rows}</table>"
+        )
+        self.bars.value = png(plots.probability_bars(probabilities, self.titles))
 
 
 def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.DataFrame]:
@@ -234,9 +348,5 @@ def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config) -> FusionExp
         raise ValueError(f"config {config.name!r} declares no weighted fusion of two inputs to explore")
     first, second = pairs[0].inputs
     folder = pathlib.Path(run_dir) / f"fold{fold}"
-    return FusionExplorer(
-        read_scores(folder / f"{first}_scores.csv"),
-        read_scores(folder / f"{second}_scores.csv"),
-        step=pairs[0].step,
-        names=(first, second),
-    )
+    return FusionExplorer(read_scores(folder / f"{first}_scores.csv"), read_scores(folder / f"{second}_scores.csv"),
+                          step=pairs[0].step, names=(first, second), fold=fold)  # fmt: skip

@@ -31,7 +31,7 @@ def test_quirks_are_skipped_and_counted(iemocap_tree):
     assert report.ignored_transcription_lines == iemocap_tree.stray_lines
     assert any("Categorical" in f for f in report.ignored_files)
     assert any(pathlib.Path(f).name.startswith("._") for f in report.ignored_files)
-    assert len(report.latin1_files) == 1
+    assert len(report.cp1252_lines) == 1 and report.cp1252_lines[0].endswith(":1")
     assert not any("XX0" in u.id for u in report.utterances)
 
 

@@ -78,17 +78,38 @@ def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, capsys):
+def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, tmp_path, capsys):
+    import shutil
+
+    from merlib.data.folds import FoldError
+    from merlib.models.text import resolve_text_model
+
     fold_notebook = tiny_run["run_dir"] / "fold2" / "20_speech_fold.speech.ipynb"
     before = fold_notebook.stat().st_mtime
-    # fold 2 is finished: skipped; fold 7 does not exist in the corpus: it fails, named with its notebook
-    status = runner.run(str(tiny_run["config"]), folds=[2, 7], runs=str(tiny_run["runs"]))
+    # a fold the corpus cannot give is refused before any work
+    with pytest.raises(FoldError, match="fold 7: no utterances of session 7"):
+        runner.run(str(tiny_run["config"]), folds=[2, 7], runs=str(tiny_run["runs"]))
+    # fold 2 is finished: skipped; a system that fails at run time (its model folder has a config
+    # and no weights) is reported with its executed notebook, and the report is still written
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    shutil.copy(resolve_text_model("minilm-offline") / "config.json", broken)
+    config = tmp_path / "broken.yaml"
+    config.write_text(f"""base: {tiny_run["config"]}
+systems:
+  - {{name: speech, modality: speech}}
+  - {{name: text, modality: text}}
+  - {{name: broken, modality: text, overrides: {{text: {{model: {broken}}}}}}}
+""")
+    status = runner.run(str(config), folds=[2], runs=str(tiny_run["runs"]))
     captured = capsys.readouterr()
     assert status == 1
-    assert "folds already finished, skipped: [2]" in captured.out
-    assert re.search(r"fold 7 failed: open .*fold7/20_speech_fold\.speech\.ipynb", captured.err)
+    assert re.search(r"fold 2 failed: open .*fold2/30_text_fold\.broken\.ipynb", captured.err)
     assert fold_notebook.stat().st_mtime == before
     assert (tiny_run["run_dir"] / "report.html").is_file()
+    (tiny_run["run_dir"] / "fold2" / "30_text_fold.broken.ipynb").unlink(missing_ok=True)
+    runner.run(str(tiny_run["config"]), folds=[2], runs=str(tiny_run["runs"]))  # back to the tiny plan
+    assert "folds already finished, skipped: [2]" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -151,3 +172,26 @@ fusions:
     report = (run_dir / "report.html").read_text()
     assert "a second text system" in report and "fusion_texts" in report
     assert "speech_ft + speech_ge2e_ft + text" in report
+
+
+@pytest.mark.slow
+def test_the_report_says_what_produced_the_run_and_saves_every_figure(tiny_run):
+    run_dir = tiny_run["run_dir"]
+    report = (run_dir / "report.html").read_text()
+    for section in ("What produced this run", "Data", "Results", "Training", "Confusion matrices", "The fusion weight"):
+        assert section in report, section
+    assert "git " in report and "config.yaml" in report and "torch 2.9" in report and "MiniLM-L6" in report
+    assert report.index('id="What-produced-this-run"') < report.index('id="Data"') < report.index('id="Results"')
+    for name in ("confusions", "training_speech_lp", "training_speech_ft", "training_text", "weight_fusion_weighted"):
+        for suffix in ("png", "svg", "csv"):
+            assert (run_dir / "figures" / f"{name}.{suffix}").is_file(), (name, suffix)
+
+
+@pytest.mark.slow
+def test_executed_notebooks_hold_no_progress_bar_residue(tiny_run):
+    executed = sorted(tiny_run["run_dir"].rglob("*.ipynb"))
+    assert len(executed) == 5  # 00, 10, the fold's 20 and 30, and 40
+    for path in executed:
+        text = path.read_text()
+        assert not re.search(r"\d+(batch|utt|it) \[|it/s\]|\| \d+/\d+ \[", text), path
+        assert "application/vnd.jupyter.widget-view+json" not in text, path  # no tqdm widgets either

@@ -302,10 +302,15 @@ def test_submitit_local_runs_each_fold_as_a_job_and_resubmits_only_unfinished_on
     assert any((runs / "tiny" / "jobs").rglob("*_log.out"))
     assert runner.run(str(tiny_run["config"]), folds=[2], runs=str(runs), launch=launch) == 0
     assert "folds already finished, skipped: [2]" in capsys.readouterr().out
-    # a fold that cannot run is reported with the notebook that failed and the job's log
-    assert runner.run(str(tiny_run["config"]), folds=[7], runs=str(runs), launch=launch) == 1
+    # a fold that fails in its job is reported with the notebook that failed and the job's log
+    (runs / "tiny" / "fold2" / "text_scores.csv").unlink()
+    (runs / "tiny" / "fold2" / "text_history.json").unlink()
+    shutil.rmtree(runs / "tiny" / "fold2" / "text_model")
+    broken = {"systems": [{"name": "speech", "modality": "speech"},
+                          {"name": "text", "modality": "text", "overrides": {"text": {"lr": 1.0e9}}}]}  # fmt: skip
+    assert runner.run(str(tiny_run["config"]), folds=[2], runs=str(runs), launch=launch, overrides=broken) == 1
     error = capsys.readouterr().err
-    assert "fold 7 failed: open" in error and "job log:" in error
+    assert "fold 2 failed: open" in error and "30_text_fold.text.ipynb" in error and "job log:" in error
 
 
 @pytest.mark.slow

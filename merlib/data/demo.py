@@ -121,8 +121,10 @@ def _choose_text(emotion: str, rng: np.random.Generator) -> tuple[str, str]:
     return pool, opener + (sentence[0].lower() + sentence[1:] if opener and not sentence.startswith("I ") else sentence)
 
 
-def _jittered(emotion: str, voice: tuple[str, int], text: str, rng: np.random.Generator, seed: int) -> Rendering:
-    base, jitter = EMOTION_PROSODY[emotion], JITTER
+def _jittered(emotion: str, voice: tuple[str, int], text: str, rng: np.random.Generator, seed: int,
+              jitter: bool = True) -> Rendering:  # fmt: skip
+    base = EMOTION_PROSODY[emotion]
+    jitter = JITTER if jitter else Prosody(0, 0, 0.0, 0, 0.0, 0.0)
 
     def uniform(width):
         return rng.uniform(-width, width)
@@ -139,6 +141,22 @@ def _jittered(emotion: str, voice: tuple[str, int], text: str, rng: np.random.Ge
         noise_db=float(rng.uniform(-62, -54)),
         seed=seed,
     )
+
+
+def say(text: str, emotion: str, speaker: str = "Ses01F", seed: int = 0) -> np.ndarray:
+    """`text` spoken by one of the demo corpus's voices with `emotion`'s prosody (no jitter):
+    16 kHz float audio, as the corpus renders it (the "Try it" widget's voice)."""
+    import os
+    import tempfile
+
+    import soundfile
+
+    rng = np.random.default_rng(seed)
+    rendering = _jittered(emotion, emotion_voices()[speaker], text, rng, seed, jitter=False)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "said.wav")
+        render_to_file(rendering, path)
+        return soundfile.read(path, dtype="float32")[0]
 
 
 def plan_corpus(config: DemoCorpusConfig = DemoCorpusConfig()) -> list[PlannedUtterance]:

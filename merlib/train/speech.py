@@ -121,8 +121,9 @@ class SpeechFold:
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
 
-    def _write(self, stage: str, score_fn, trainer: Trainer) -> dict | None:
-        """Scores and history of a finished stage (rank 0 writes; other ranks return None)."""
+    def _write(self, stage: str, model: Classifier, score_fn, trainer: Trainer) -> dict | None:
+        """Scores, model (state dict, for `merlib predict` and for fine-tuning to start from) and,
+        last, the history that marks the stage done (rank 0 writes; other ranks return None)."""
         if not self.runtime.is_main:
             return None
         holdout, test = score_fn("holdout"), score_fn("test")
@@ -141,6 +142,7 @@ class SpeechFold:
             "runtime": self.runtime.describe(),
             "fingerprint": trainer.fingerprint,
         }
+        save_torch(model.state_dict(), self.fold_dir / f"{self.name}_{stage}_model.pt")
         write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
         return summary
 
@@ -149,15 +151,18 @@ class SpeechFold:
     def _pooled(self, model: Classifier, split: str, copies: int) -> tuple[torch.Tensor, np.ndarray]:
         """Frozen-network statistics of every segment (and, for train, its augmented copies).
 
-        They depend on the utterance, the frozen backbone and the masks only — not on the fold —
-        so they are cached per run and backbone (`pooled_cache/`) and computed once for all folds.
+        They depend on the utterance's features, the frozen backbone and the masks only — not on
+        the fold — so they are cached per run and backbone (`pooled_cache/`) and computed once for
+        all folds. An entry is keyed by its features' content too: features computed again from a
+        changed wav are not served a stale vector.
         """
         model.eval()
         augmenters = build_augmenters(self.config) if copies else []
         vectors, labels = [], []
         for record, features, label in zip(getattr(self.fold, split), self.features[split], self.labels[split]):
+            content = hashlib.sha1(features.numpy().tobytes()).hexdigest()[:12]
             for copy in range(copies + 1):
-                key = f"{record.id}/{copy}"
+                key = f"{record.id}/{copy}/{content}"
                 if key not in self.pooled_cache:
                     version = features
                     if copy:
@@ -245,7 +250,7 @@ class SpeechFold:
         trainer.restore_best()
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        return self._write("lp", score, trainer)
+        return self._write("lp", model, score, trainer)
 
     # -- stage 2 ----------------------------------------------------------------------------
     def fine_tune(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
@@ -286,11 +291,18 @@ class SpeechFold:
             keep_start_if_best=stage.keep_start_if_best,
         )
         trainer.restore_best()
-        return self._write("ft", score, trainer)
+        return self._write("ft", model, score, trainer)
 
 
 class StageOrderError(MerlibError, RuntimeError):
     """A stage was asked for before the stage it starts from."""
+
+
+def check_stage_order(planned: dict[str, Stage], stages, fold: int, system: str) -> None:
+    """Fine-tuning alone (`--stage ft`) needs the probe of its fold to be done."""
+    if stages and "ft" in stages and "lp" not in stages and "lp" in planned and planned["lp"].state()[0] != "done":
+        raise StageOrderError(f"fold {fold} {system}: fine-tuning starts from the linear probe, which has not run "
+                              "in this fold yet: run --stage lp (or both) first")  # fmt: skip
 
 
 def run_speech_fold(
@@ -317,10 +329,8 @@ def run_speech_fold(
     if runtime.is_main:
         check_stages(list(planned.values()), rerun_changed)
     runtime.barrier()
+    check_stage_order(planned, stages, fold.fold, system)
     states = {name: stage.state()[0] for name, stage in planned.items()}
-    if "ft" in wanted and "lp" in planned and "lp" not in wanted and states["lp"] != "done":
-        raise StageOrderError(f"fold {fold.fold} {system}: fine-tuning starts from the linear probe, which has not "
-                              "run in this fold yet: run --stage lp (or both) first")  # fmt: skip
     if all(states[name] == "done" for name in wanted):
         return {}
     job = SpeechFold(config, plan, fold, corpus_root, run_dir, cache_dir, progress, runtime)
@@ -332,8 +342,6 @@ def run_speech_fold(
             model.load_state_dict(load_checkpoint(lp_state))  # fine-tuning starts from the probed model
         elif "lp" in wanted:
             results["lp"] = job.linear_probe(model, planned["lp"].fingerprint)
-            if runtime.is_main:
-                save_torch(model.state_dict(), lp_state)
     if "ft" in wanted and states["ft"] != "done":
         results["ft"] = job.fine_tune(model, planned["ft"].fingerprint)
     runtime.barrier()

@@ -13,7 +13,6 @@ verbatim (case and punctuation normalised) in training, and UA on the unseen one
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 import re
@@ -27,6 +26,7 @@ from merlib.audio.dataset import epoch_loader, plan_index_batches
 from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
+from merlib.fingerprint import digest, file_identity
 from merlib.io import write_json
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
@@ -54,7 +54,11 @@ def leakage_diagnostic(train_texts: Sequence[str], test_texts: Sequence[str], te
 
 
 class TokenizedCorpus:
-    """Token ids of every transcript of a manifest, computed once and cached on disk."""
+    """Token ids of every transcript of a manifest, computed once and cached on disk.
+
+    The cache is keyed by the transcripts, the quantile and the tokenizer's files (path, size,
+    modification time): another tokenizer put in the same folder is not served stale ids. A
+    damaged cache file is computed again; a read-only cache folder is used without writing."""
 
     def __init__(
         self,
@@ -65,11 +69,17 @@ class TokenizedCorpus:
         cache_dir: pathlib.Path,
     ):
         texts = {u.id: u.transcript for u in utterances}
-        key = hashlib.sha256(json.dumps([str(model_path), quantile, sorted(texts.items())]).encode()).hexdigest()[:16]
+        tokenizer_files = {name: file_identity(pathlib.Path(model_path) / name)
+                           for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")}  # fmt: skip
+        key = digest([str(model_path), tokenizer_files, quantile, sorted(texts.items())])
         path = pathlib.Path(cache_dir) / f"tokens-{key}.json"
+        cached = None
         if path.is_file():
-            cached = json.loads(path.read_text())
-        else:
+            try:
+                cached = json.loads(path.read_text())
+            except ValueError:  # damaged: tokenise again
+                cached = None
+        if cached is None:
             lengths = [len(ids) for ids in tokenizer(list(texts.values()), add_special_tokens=True)["input_ids"]]
             limit = int(min(np.ceil(np.quantile(lengths, quantile)), tokenizer.model_max_length))
             encoded = tokenizer(list(texts.values()), truncation=True, max_length=limit)["input_ids"]
@@ -78,7 +88,10 @@ class TokenizedCorpus:
                 "truncated_share": float(np.mean([n > limit for n in lengths])),
                 "ids": dict(zip(texts, encoded)),
             }
-            write_json(path, cached, indent=None)
+            try:
+                write_json(path, cached, indent=None)
+            except OSError:  # a read-only cache: the ids are used without being kept
+                pass
         self.max_length, self.truncated_share, self.ids = cached["max_length"], cached["truncated_share"], cached["ids"]
         self.tokenizer = tokenizer
 

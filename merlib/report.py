@@ -1,0 +1,116 @@
+"""What report.html shows besides the results: what produced the run (configs, code revision,
+date, versions, device), the data it ran on, and how each stage trained. Every figure is also
+written to `runs/<name>/figures/` as PNG and SVG, with the CSV of the numbers it draws.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+
+import pandas as pd
+
+from merlib import EMOTIONS
+from merlib.config import Config
+from merlib.plan import output_titles, system_title
+
+
+def provenance(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
+    """Rows of (what, value): the run's config and plan, code revision, date, versions, device."""
+    versions = json.loads((run_dir / "versions.json").read_text()) if (run_dir / "versions.json").is_file() else {}
+    runtime = versions.pop("runtime", {})
+    revision = versions.pop("git_revision", "") or "unknown"
+    dirty = versions.pop("git_dirty", False)
+    rows = [
+        ("run", f"{config.name} ({run_dir})"),
+        ("config", f"{run_dir / 'config.yaml'} (resolved: every value the run used)"),
+        ("corpus", f"{config.data.corpus}: {config.data.root}"),
+        ("systems", "; ".join(f"{s.name}: {system_title(config, s)}" for s in config.systems)),
+        ("fusions", "; ".join(f"{f.name}: {f.method} of {' + '.join(f.inputs)}" for f in config.fusions) or "none"),
+        ("code", f"git {revision}" + (" with uncommitted changes" if dirty else "")),
+        ("report written", datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")),
+        (
+            "device",
+            f"{runtime.get('device_name', '?')} ({runtime.get('device', '?')}), "
+            f"{runtime.get('precision', '?')}, {runtime.get('world_size', 1)} process(es)",
+        ),  # fmt: skip
+        ("versions", ", ".join(f"{name} {version}" for name, version in versions.items())),
+    ]
+    if runtime.get("cuda"):
+        rows.append(("CUDA", runtime["cuda"]))
+    return pd.DataFrame(rows, columns=["what", "value"])
+
+
+def data_summary(config: Config, folds) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(session × class counts with totals, split sizes of every fold)."""
+    from merlib.data.folds import fold_table
+    from merlib.pipeline import fold_of, load_utterances
+    from merlib.plots import counts_by_session
+
+    utterances, _ = load_utterances(config)
+    rows = fold_table([fold_of(config, utterances, fold) for fold in folds])
+    sizes = pd.DataFrame(rows).pivot(index="fold", columns="split", values="n")[["train", "holdout", "test"]]
+    return counts_by_session(utterances), sizes.reset_index()
+
+
+def leakage(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
+    """Per text system and fold: test transcripts seen verbatim in training, and UA on the rest."""
+    rows = []
+    for system in config.systems_of("text"):
+        for path in sorted(run_dir.glob(f"fold*/{system.name}_history.json")):
+            saved = json.loads(path.read_text())
+            found = saved["leakage"]
+            unseen = found["test_unseen_ua"]
+            rows.append({"system": system.name, "fold": int(path.parent.name[4:]),
+                         "test UA %": round(100 * saved["test_ua"], 2),
+                         "test seen verbatim in training %": round(100 * found["test_seen_in_training_share"], 1),
+                         "unseen test utterances": found["test_unseen_count"],
+                         "test UA on the unseen %": None if unseen is None else round(100 * unseen, 2)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def stage_histories(run_dir: pathlib.Path, output: str) -> dict[int, dict]:
+    """{fold: history} of one score set's stage (speech_ft, text, ...)."""
+    return {int(path.parent.name[4:]): json.loads(path.read_text())
+            for path in sorted(run_dir.glob(f"fold*/{output}_history.json"))}  # fmt: skip
+
+
+def training_curves(run_dir: pathlib.Path, config: Config, save: bool = True) -> list:
+    """One figure per trained score set (every fold side by side); saved under figures/."""
+    from merlib.plots import history_frame, save_figure, training_curves_by_fold
+
+    titles = output_titles(config)
+    figures = []
+    for system in config.systems:
+        for output in system.outputs():
+            histories = stage_histories(run_dir, output)
+            if not histories:
+                continue
+            figure = training_curves_by_fold(histories, f"{titles[output]}: training curves")
+            if save:
+                data = pd.concat([history_frame(saved).assign(fold=fold) for fold, saved in histories.items()])
+                save_figure(figure, data, run_dir / "figures", f"training_{output}")
+            figures.append(figure)
+    return figures
+
+
+def confusion_data(confusions: dict) -> pd.DataFrame:
+    """Long table of pooled confusion counts: system, true, predicted, count."""
+    pairs = [(i, j) for i in range(len(EMOTIONS)) for j in range(len(EMOTIONS))]
+    rows = [{"system": system, "true": EMOTIONS[i], "predicted": EMOTIONS[j], "count": int(matrix[i, j])}
+            for system, matrix in confusions.items() for i, j in pairs]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fusion_curve_data(run_dir: pathlib.Path, fusion: str) -> pd.DataFrame:
+    from merlib.results import fusion_info
+
+    rows = []
+    for fold, info in sorted(fusion_info(run_dir).items()):
+        entry = info.get(fusion, {})
+        for w1, holdout, test in zip(
+            entry.get("grid", []), entry.get("holdout_ua_curve", []), entry.get("test_ua_curve", [])
+        ):
+            rows.append({"fold": fold, "w1": w1, "holdout_ua": holdout, "test_ua": test, "chosen": w1 == entry["w1"]})
+    return pd.DataFrame(rows)

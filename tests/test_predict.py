@@ -1,0 +1,73 @@
+"""Try it yourself: a finished run's systems and fusions on a new sentence and recording."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+
+from merlib import EMOTIONS
+from merlib.cli import main
+
+
+def tone(path, seconds=1.5, rate=16000, channels=1):
+    t = np.arange(int(rate * seconds)) / rate
+    mono = 0.3 * np.sin(2 * np.pi * (180 + 60 * t) * t)
+    soundfile.write(str(path), np.stack([mono] * channels, 1) if channels > 1 else mono, rate, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.slow
+def test_predict_gives_every_system_and_fusion_of_the_run(tiny_run, tmp_path, capsys):
+    wav = tone(tmp_path / "mine.wav")
+    assert main(["predict", "--run", str(tiny_run["run_dir"]), "--text", "I am so happy for you!",
+                 "--wav", str(wav), "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["probabilities"]) == {"speech_lp", "speech_ft", "text", "fusion_weighted", "fusion_znorm"}
+    for probabilities in result["probabilities"].values():
+        assert set(probabilities) == set(EMOTIONS) and abs(sum(probabilities.values()) - 1) < 1e-6
+    assert result["folds"] == [2] and result["notes"] == []
+    # one modality: the other's systems and the fusions are left out, and said so
+    assert main(["predict", "--run", str(tiny_run["run_dir"]), "--text", "Hello there."]) == 0
+    shown = capsys.readouterr().out
+    assert "text, MiniLM-L6 (offline)" in shown and "speech" not in shown.split("note:")[0]
+    assert "no recording: the speech systems are left out" in shown and "fusion_weighted needs" in shown
+
+
+@pytest.mark.slow
+def test_predict_inputs_are_checked_and_converted(tiny_run, tmp_path, capsys):
+    run = str(tiny_run["run_dir"])
+    assert main(["predict", "--run", run]) == 2
+    assert "nothing to predict from" in capsys.readouterr().err
+    (tmp_path / "junk.wav").write_bytes(b"RIFF....WAVEjunk")
+    assert main(["predict", "--run", run, "--wav", str(tmp_path / "junk.wav")]) == 2
+    assert "junk.wav: not a readable audio file" in capsys.readouterr().err
+    stereo = tone(tmp_path / "stereo.wav", rate=8000, channels=2)
+    assert main(["predict", "--run", run, "--wav", str(stereo), "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("2 channels, mixed down" in n for n in notes) and any("8000 Hz, resampled" in n for n in notes)
+    assert main(["predict", "--run", str(tmp_path), "--text", "x"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["predict", "--run", run, "--text", "x", "--fold", "4"]) == 2
+    assert "no fold [4]" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_try_it_widget_speaks_predicts_and_refuses(tiny_run):
+    from merlib.widgets import TryIt
+
+    widget = TryIt(tiny_run["run_dir"])
+    widget.sentence.value = "This is the best news I have heard all year!"
+    widget.emotion.value = "hap"
+    path = widget.synthesize()
+    assert path.is_file() and widget.audio.value[:4] == b"RIFF"
+    prediction = widget.predict()
+    assert {"speech_ft", "text", "fusion_weighted"} <= set(prediction.probabilities)
+    assert "merlib-prediction" in widget.table.value and widget.bars.value[:4] == b"\x89PNG"
+    at_text = widget.slider.value = 0.0
+    text_only = widget.probabilities()["fusion_weighted"]
+    expected = prediction.probabilities["text"]
+    assert at_text == 0.0 and np.allclose([text_only[e] for e in EMOTIONS], [expected[e] for e in EMOTIONS], atol=1e-6)
+    widget.sentence.value, widget.wav_path = "", None
+    widget.predict()
+    assert "nothing to predict from" in widget.message.value
