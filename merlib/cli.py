@@ -120,11 +120,11 @@ def _report(args) -> int:
 
 def _demo(args) -> int:
     """The main job on the embedded demo corpus: corpora, then the demo plan on all 5 folds
-    (every system of configs/demo.yaml), fusion, report, and the statistics yardstick."""
-    from merlib import baselines, pipeline, runner
+    (every system of configs/demo.yaml, the baselines among them), fusion, claims, report."""
+    from merlib import runner
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
 
-    config = _config(args)  # the config first: a mistake in it costs no corpus generation
+    _config(args)  # the config and device first: a mistake in them costs no corpus generation
     started = time.perf_counter()
     data = default_data_dir()
     print(SYNTHETIC_NOTICE)
@@ -136,12 +136,6 @@ def _demo(args) -> int:
         f"{time.perf_counter() - started:.0f} s)"
     )
     status = runner.run(args.config, runs=args.runs, overrides=_overrides(args), rerun_changed=args.rerun_changed)
-    utterances, root = pipeline.load_utterances(config)
-    result = baselines.run_baselines(utterances, root)
-    print(
-        "yardstick, logistic-regression baselines (LOSO, pooled): "
-        + ", ".join(f"{name} {100 * v['ua']:.1f}% UA" for name, v in result.items())
-    )
     print(f"make demo: {time.perf_counter() - started:.0f} s in all")
     return status
 
@@ -228,7 +222,7 @@ def _fuse(args) -> int:
 
     frames = [read_scores(path) for path in args.scores]
     names = [pathlib.Path(path).stem for path in args.scores]
-    fusion, fused = fuse_frames(frames, names, args.method, step=args.step)
+    fusion, fused = fuse_frames(frames, names, args.method, step=args.step, objective=args.objective)
     print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}")
     for name, frame in list(zip(names, frames)) + [("fused", fused)]:
         test = frame[frame["split"] == "test"]
@@ -334,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuse.add_argument("--method", choices=("weighted", "znorm"), default="weighted")
     fuse.add_argument("--step", type=_grid_step, default=0.01, help="grid step of the weight search, in (0, 1]")
+    fuse.add_argument("--objective", choices=("ua", "log_loss"), default="ua",
+                      help="weighted: maximise hold-out UA (the paper) or minimise hold-out cross-entropy")  # fmt: skip
     fuse.add_argument("--out", help="write the fused scores here")
     fuse.set_defaults(handler=_fuse)
 

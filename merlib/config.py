@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
+from merlib import EMOTIONS
 from merlib.errors import MerlibError
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -133,6 +134,7 @@ class StageConfig:
     warmup_epochs: int = field(metadata=at_least(0))
     max_grad_norm: float = field(metadata=at_least(0))  # 0: no clipping
     keep_start_if_best: bool  # fine-tuning: may the probed model win?
+    freeze_batchnorm: bool  # fine-tuning: frame-level batch norm keeps the statistics the probe saw
 
 
 @dataclass
@@ -151,6 +153,7 @@ class SpeechConfig:
     pretrained: PretrainedConfig
     linear_probe: StageConfig
     fine_tune: StageConfig
+    probe_chunks: int = field(metadata=at_least(0))  # 0: the probe trains on whole segments; N: on N chunks each
 
 
 @dataclass
@@ -188,16 +191,20 @@ class SystemConfig:
     stages: list[Stage] = field(default_factory=lambda: ["lp", "ft"], metadata=NONEMPTY)  # speech only
     paper_row: str = ""  # row prefix of data_manifests/iemocap/paper_results.json to compare with
     overrides: dict[str, Any] = field(default_factory=dict)
+    # not a network: a scikit-learn yardstick of its modality (merlib.baselines), on the same folds
+    baseline: Literal["", "log_mel_statistics", "tfidf"] = ""
 
     def outputs(self) -> list[str]:
-        """The score sets it writes: `<name>_<stage>` per speech stage, `<name>` for text."""
-        return [f"{self.name}_{stage}" for stage in self.stages] if self.modality == "speech" else [self.name]
+        """The score sets it writes: `<name>_<stage>` per speech stage, `<name>` for text and baselines."""
+        if self.modality == "speech" and not self.baseline:
+            return [f"{self.name}_{stage}" for stage in self.stages]
+        return [self.name]
 
     def paper_rows(self) -> dict[str, str]:
         """{output: paper row} for the outputs the paper reports."""
         if not self.paper_row:
             return {}
-        if self.modality == "speech":
+        if self.modality == "speech" and not self.baseline:
             return {f"{self.name}_{stage}": f"{self.paper_row}_{stage}" for stage in self.stages}
         return {self.name: self.paper_row}
 
@@ -212,7 +219,24 @@ class FusionConfig:
     title: str = ""
     paper_row: str = ""
     step: float = field(default=0.01, metadata=between(0, 1.000001))  # weighted: grid step on the simplex
+    # weighted: what the hold-out weight maximises: UA (the paper) or minus the cross-entropy of the
+    # fused log-probabilities (smooth: no flat ties on a small hold-out)
+    objective: Literal["ua", "log_loss"] = "ua"
     per_class: bool = True  # znorm: statistics per class column (merlib.fusion.ZNormFusion)
+
+
+@dataclass
+class ClaimConfig:
+    """One of the paper's claims, checked on a run (merlib.claims): `system` does better than
+    each score set of `than` (test UA, mean over folds), or (`kind: less_confused`) confuses the
+    two `classes` with each other less than each of them does."""
+
+    name: str
+    kind: Literal["better", "less_confused"]
+    system: str
+    than: list[str] = field(metadata=NONEMPTY)
+    paper: str = ""  # what the paper reports for it, as the paper states it
+    classes: list[str] = field(default_factory=list)  # less_confused: two of EMOTIONS
 
 
 @dataclass
@@ -228,6 +252,7 @@ class Config:
     runtime: RuntimeConfig
     systems: list[SystemConfig] = field(metadata=NONEMPTY)
     fusions: list[FusionConfig]
+    claims: list[ClaimConfig]
 
     # -- the plan --------------------------------------------------------------------------
     def system(self, name: str) -> SystemConfig:
@@ -239,7 +264,8 @@ class Config:
         )
 
     def systems_of(self, modality: str) -> list[SystemConfig]:
-        return [s for s in self.systems if s.modality == modality]
+        """The networks of a modality (the baselines are not trained by the training loop)."""
+        return [s for s in self.systems if s.modality == modality and not s.baseline]
 
     def system_config(self, name: str) -> "Config":
         """This config with system `name`'s overrides applied: what trains that system."""
@@ -460,6 +486,10 @@ def check_config(config: Config, where: str) -> None:
     for system in config.systems:
         if not re.fullmatch(r"[A-Za-z][\w-]*", system.name):
             raise ConfigError(f"{where}: system name {system.name!r}: use letters, digits, _ and - (it names files)")
+        expected = {"log_mel_statistics": "speech", "tfidf": "text"}.get(system.baseline, system.modality)
+        if system.modality != expected or (system.baseline and system.overrides):
+            raise ConfigError(f"{where}: system {system.name}: baseline {system.baseline} is a {expected} system "
+                              "without overrides")  # fmt: skip
         allowed = OVERRIDABLE[system.modality]
         stray = sorted(set(system.overrides) - set(allowed))
         if stray:
@@ -468,7 +498,7 @@ def check_config(config: Config, where: str) -> None:
                 f"a {system.modality} system may override: {', '.join(allowed)}"
             )
         resolved = config.system_config(system.name)
-        if system.modality == "speech":
+        if system.modality == "speech" and not system.baseline:
             _check_speech(resolved, f"{where}: system {system.name}")
             if resolved.speech.pretrained.source == "pretrain" and (
                 resolved.features != config.features or resolved.speech.model != config.speech.model
@@ -478,6 +508,9 @@ def check_config(config: Config, where: str) -> None:
                     "(speech.pretrained.source: pretrain), which uses the run's features and "
                     "speech.model; it must not override them"
                 )
+    for claim in config.claims:  # score sets the plan lacks: the claims table says "not checked"
+        if claim.kind == "less_confused" and (len(claim.classes) != 2 or not set(claim.classes) <= set(EMOTIONS)):
+            raise ConfigError(f"{where}: claim {claim.name}: classes must be two of {', '.join(EMOTIONS)}")
     for fusion in config.fusions:
         unknown = [name for name in fusion.inputs if name not in outputs]
         if unknown:

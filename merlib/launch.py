@@ -52,6 +52,8 @@ def fold_job(run_fold: Callable, config: Config, parameters: dict, run_dir: path
     fold's notebooks (which skip what is done). Returns (fold, failed notebook or None)."""
     if gpus > 1:
         for system in config.systems:
+            if system.baseline:
+                continue
             _torchrun([system.modality, "--config", parameters["config"], "--runs", parameters["runs"],
                        "--fold", str(fold), "--system", system.name], gpus)  # fmt: skip
     return run_fold(config, parameters, run_dir, fold)

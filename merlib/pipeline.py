@@ -223,6 +223,8 @@ def preflight(config: Config, run_dir: pathlib.Path, folds, rerun_changed: bool 
     stages = [pretraining] if pretraining else []
     for fold in fold_objects:
         for system in config.systems:
+            if system.baseline:  # scikit-learn, recomputed in seconds: no stage to keep
+                continue
             if system.modality == "text":
                 stages.append(text_stage(config, system.name, fold, run_dir))
                 continue

@@ -11,6 +11,10 @@ import pathlib
 from merlib.config import STAGE_TITLES, Config, FusionConfig, SystemConfig
 
 BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E"}
+BASELINE_TITLES = {
+    "log_mel_statistics": "baseline: log-mel statistics + logistic regression",
+    "tfidf": "baseline: TF-IDF + logistic regression",
+}
 SOURCE_TITLES = {
     "pretrain": "speaker-pretrained",
     "none": "random init",
@@ -28,6 +32,8 @@ def text_model_title(model: str) -> str:
 def system_title(config: Config, system: SystemConfig) -> str:
     if system.title:
         return system.title
+    if system.baseline:
+        return BASELINE_TITLES[system.baseline]
     resolved = config.system_config(system.name)
     if system.modality == "text":
         return f"text, {text_model_title(resolved.text.model)}"
@@ -36,7 +42,8 @@ def system_title(config: Config, system: SystemConfig) -> str:
 
 
 def fusion_title(fusion: FusionConfig) -> str:
-    return fusion.title or f"{fusion.method} fusion: {' + '.join(fusion.inputs)}"
+    chooser = " (by hold-out cross-entropy)" if fusion.method == "weighted" and fusion.objective == "log_loss" else ""
+    return fusion.title or f"{fusion.method} fusion{chooser}: {' + '.join(fusion.inputs)}"
 
 
 def output_titles(config: Config) -> dict[str, str]:
@@ -44,7 +51,7 @@ def output_titles(config: Config) -> dict[str, str]:
     titles = {}
     for system in config.systems:
         title = system_title(config, system)
-        if system.modality == "speech":
+        if system.modality == "speech" and not system.baseline:
             titles |= {f"{system.name}_{stage}": f"{title}, {STAGE_TITLES[stage]}" for stage in system.stages}
         else:
             titles[system.name] = title

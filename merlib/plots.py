@@ -93,12 +93,23 @@ def confusion_heatmap(
     return ax.figure
 
 
+CONFUSION_COLUMNS = 4
+
+
 def confusion_figure(confusions: dict[str, np.ndarray], titles: dict[str, str] | None = None, normalize: bool = True):
-    """Side-by-side matrices, as the paper's Figure 2 (speech, text, fusion)."""
+    """Matrices side by side, as the paper's Figure 2 (speech, text, fusion), in rows of at most
+    CONFUSION_COLUMNS; long titles wrapped."""
+    import textwrap
+
     titles = titles or {}
-    figure, axes = plt.subplots(1, len(confusions), figsize=(4.2 * len(confusions), 4))
-    for ax, (system, matrix) in zip(np.atleast_1d(axes), confusions.items()):
-        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=titles.get(system, system))
+    columns = min(len(confusions), CONFUSION_COLUMNS)
+    rows = -(-len(confusions) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows), squeeze=False)
+    for ax, (system, matrix) in zip(axes.flat, confusions.items()):
+        title = textwrap.fill(titles.get(system, system), 34)
+        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=title)
+    for ax in axes.flat[len(confusions) :]:
+        ax.set_visible(False)
     figure.tight_layout()
     return figure
 
@@ -117,11 +128,13 @@ def fusion_curves(run_dir: str | pathlib.Path, fusion: str, first: str = "speech
         ax.plot(grid, 100 * np.array(info["holdout_ua_curve"]), color=color, linestyle="--", alpha=0.7)
         ax.plot(grid, 100 * np.array(info["test_ua_curve"]), color=color, label=f"fold {fold}")
         ax.axvline(info["w1"], color=color, linestyle=":", alpha=0.8)
-    ax.plot([], [], "k--", label="hold-out (chooses w1)")
+    by_ua = all(info.get("objective", "ua") == "ua" for info in folds.values())
+    ax.plot([], [], "k--", label="hold-out (chooses w1)" if by_ua else "hold-out")
     ax.plot([], [], "k-", label="test")
     ax.set_xlabel(f"w1 ({first} weight; {second} gets 1 − w1)")
     ax.set_ylabel("UA (%)")
-    ax.set_title(f"{fusion}: UA against w1 (dotted: w1 chosen on the hold-out)")
+    chooser = "hold-out UA" if by_ua else "hold-out cross-entropy"
+    ax.set_title(f"{fusion}: UA against w1 (dotted: w1 chosen by {chooser})")
     ax.legend(fontsize=8, ncol=2)
     figure.tight_layout()
     return figure

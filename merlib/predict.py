@@ -7,6 +7,8 @@ each text system's fine-tuned classifier (`<system>_model/`: config, tokenizer, 
 and each fusion's fitted parameters (`fusion.json`: weights, z-norm statistics). A prediction
 runs every fold's models (or one fold's) and averages their class probabilities; a fusion is
 applied fold by fold, to that fold's scores, with that fold's parameters, then averaged too.
+Baseline systems (the folds' scikit-learn yardsticks) are not kept as models: neither they nor
+fusions of them are predicted.
 """
 
 from __future__ import annotations
@@ -158,7 +160,10 @@ class Predictor:
 
     def _fused_scores(self, scores: dict, notes: list[str]) -> dict[str, dict[int, np.ndarray]]:
         fused = {}
+        baselines = {system.name for system in self.config.systems if system.baseline}
         for fusion in self.config.fusions:
+            if baselines & set(fusion.inputs):  # not kept as models (module docstring)
+                continue
             if not all(name in scores for name in fusion.inputs):
                 notes.append(f"{fusion.name} needs {' + '.join(fusion.inputs)}: left out")
                 continue

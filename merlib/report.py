@@ -39,6 +39,13 @@ def provenance(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
     ]
     if runtime.get("cuda"):
         rows.append(("CUDA", runtime["cuda"]))
+    pretraining = run_dir / "pretrain" / "pretrain_history.json"
+    if pretraining.is_file():  # what the transferred backbone learnt: held-out speaker-ID accuracy
+        saved = json.loads(pretraining.read_text())
+        accuracy = saved["history"][saved["best_epoch"]]["holdout_speaker_accuracy"]
+        learnt = (f"{len(saved['history'])} epoch(s); held-out speaker-ID accuracy {100 * accuracy:.1f}% "
+                  f"on {saved['speakers']} speakers (chance {100 * saved['chance']:.1f}%)")  # fmt: skip
+        rows.append(("speaker pretraining", learnt))
     return pd.DataFrame(rows, columns=["what", "value"])
 
 

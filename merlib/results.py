@@ -63,7 +63,8 @@ def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
             (fold_dir / f"{fusion.name}_scores.csv").unlink(missing_ok=True)
             continue
         frames = [read_scores(path) for path in paths]
-        fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step, per_class=fusion.per_class)
+        fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step,
+                                    per_class=fusion.per_class, objective=fusion.objective)  # fmt: skip
         write_scores(
             fold_dir / f"{fusion.name}_scores.csv",
             fused["id"],
@@ -76,6 +77,7 @@ def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
             entry |= {"mean": [np.atleast_1d(m).tolist() for m in fitted.mean_],
                       "std": [np.atleast_1d(s).tolist() for s in fitted.std_]}  # fmt: skip
         if fusion.method == "weighted":
+            entry["objective"] = fusion.objective
             entry["weights"] = dict(zip(fusion.inputs, fitted.weights_))
             if len(fusion.inputs) == 2:
                 test = (fused["split"] == "test").to_numpy()
@@ -188,6 +190,28 @@ def fusion_comparison(run_dir, summary: pd.DataFrame, config: Config) -> pd.Data
             }
         )
     return pd.DataFrame(rows)
+
+
+def weight_distances(run_dir, config: Config) -> pd.DataFrame:
+    """Per two-input weighted fusion and fold: the w1 chosen on the hold-out, the w1 that would
+    have been best on test (of the test-best ones, the nearest to the chosen), their distance and
+    what it cost in test UA points. A diagnostic of how well a hold-out objective picks the
+    weight; the test curve never chooses anything."""
+    rows = []
+    for fold, info in sorted(fusion_info(run_dir).items()):
+        for fusion in config.fusions:
+            entry = info.get(fusion.name, {})
+            if "test_ua_curve" not in entry:
+                continue
+            grid, test = np.array(entry["grid"]), np.array(entry["test_ua_curve"])
+            best = np.flatnonzero(np.isclose(test, test.max()))
+            nearest = best[np.argmin(np.abs(grid[best] - entry["w1"]))]
+            chosen = int(np.argmin(np.abs(grid - entry["w1"])))
+            rows.append({"fusion": fusion.name, "objective": entry.get("objective", "ua"), "fold": fold,
+                         "w1": entry["w1"], "test_best_w1": float(grid[nearest]),
+                         "distance": abs(float(grid[nearest]) - entry["w1"]),
+                         "test_ua_cost": 100 * float(test.max() - test[chosen])})  # fmt: skip
+    return pd.DataFrame(rows).round(3)
 
 
 def markdown_table(table: pd.DataFrame) -> str:

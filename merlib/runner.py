@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from merlib import baselines
 from merlib.config import Config, SystemConfig, load_config, save_config
 from merlib.io import write_json, write_text
 from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
@@ -92,6 +93,9 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
     for system in config.systems:
         if _has_outputs(run_dir, fold, system):
             continue
+        if system.baseline:  # scikit-learn in this process: seconds, no notebook
+            baselines.baseline_fold(config, fold, run_dir, system)
+            continue
         output = run_dir / f"fold{fold}" / executed_notebook(system)
         try:
             execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
@@ -159,6 +163,8 @@ def run(
         execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
         path = write_report(run_dir)
         print((run_dir / "summary.md").read_text())
+        if (run_dir / "claims.md").is_file():
+            print((run_dir / "claims.md").read_text())
         print(f"report: {path}  ({time.perf_counter() - started:.0f} s in all)")
     for fold, what in sorted(failures.items()):
         print(f"fold {fold} failed: {what}", file=sys.stderr)

@@ -100,16 +100,21 @@ pretrain:
   stage: {{epochs: 1, chunk_frames: [60], batch_size: 8}}
 speech:
   model: {{m_channels: 4, embed_dim: 32}}
-  linear_probe: {{epochs: 2, batch_size: 8}}
+  linear_probe: {{epochs: 2, batch_size: 8, chunk_frames: [50, 80]}}
   fine_tune: {{epochs: 1, chunk_frames: [50, 80], batch_size: 8}}
 text: {{epochs: 1, batch_size: 16}}
 systems:
   - {{name: speech, modality: speech}}
+  - {{name: speech_random, modality: speech, stages: [lp], overrides: {{speech: {{pretrained: {{source: none}}}}}}}}
   - {{name: text, modality: text}}
+  - {{name: baseline_speech_stats, modality: speech, baseline: log_mel_statistics}}
+  - {{name: baseline_text_tfidf, modality: text, baseline: tfidf}}
 fusions:
   - {{name: fusion_weighted, method: weighted, inputs: [speech_ft, text]}}
+  - {{name: fusion_weighted_logloss, method: weighted, objective: log_loss, inputs: [speech_ft, text]}}
   - {{name: fusion_znorm, method: znorm, inputs: [speech_ft, text]}}
-""")
+  - {{name: baseline_fusion, method: weighted, inputs: [baseline_speech_stats, baseline_text_tfidf]}}
+""")  # the claims: demo.yaml's
     runs = base / "runs"
     status = runner.run(str(config), folds=[2], runs=str(runs))
     return {"config": config, "runs": runs, "run_dir": runs / "tiny", "status": status}

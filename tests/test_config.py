@@ -150,7 +150,22 @@ def test_a_system_resolves_its_overrides_over_the_run():
     )
     assert ge2e.speech.fine_tune.max_grad_norm == config.speech.fine_tune.max_grad_norm  # the rest is the run's
     assert config.system_config("speech") is config
-    assert [s.name for s in config.systems_of("speech")] == ["speech", "speech_ge2e"]
+    assert [s.name for s in config.systems_of("speech")] == ["speech", "speech_random", "speech_ge2e"]  # networks
+    assert [s.name for s in config.systems if s.baseline] == ["baseline_speech_stats", "baseline_text_tfidf"]
+    assert config.system("baseline_speech_stats").outputs() == ["baseline_speech_stats"]  # no stages
+
+
+def test_a_baseline_is_a_system_of_its_own_modality_without_overrides():
+    base = {"fusions": [], "claims": []}
+    with pytest.raises(ConfigError, match="baseline tfidf is a text system without overrides"):
+        load_config("configs/demo.yaml", base | {"systems": [{"name": "b", "modality": "speech", "baseline": "tfidf"}]})
+    with pytest.raises(ConfigError, match="baseline log_mel_statistics is a speech system without overrides"):
+        system = {"name": "b", "modality": "speech", "baseline": "log_mel_statistics",
+                  "overrides": {"speech": {"probe_chunks": 1}}}  # fmt: skip
+        load_config("configs/demo.yaml", base | {"systems": [system]})
+    with pytest.raises(ConfigError, match="classes must be two of ang, hap, neu, sad"):
+        claim = {"name": "c", "kind": "less_confused", "system": "text", "than": ["text"], "classes": ["hap", "exc"]}
+        load_config("configs/demo.yaml", {"claims": [claim]})
 
 
 @pytest.mark.parametrize(

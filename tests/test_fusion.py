@@ -25,7 +25,21 @@ def test_weighted_fusion_finds_the_best_hold_out_weight_and_breaks_ties_towards_
     expected = 0.5 * SPEECH + 0.5 * TEXT
     assert np.allclose(fusion.decision_function([SPEECH, TEXT]), expected)
     assert fusion.predict([SPEECH, TEXT]).tolist() == expected.argmax(1).tolist()
-    assert clone(fusion).get_params() == {"step": 0.25}
+    assert clone(fusion).get_params() == {"step": 0.25, "objective": "ua"}
+
+
+def test_log_loss_objective_picks_the_weight_of_least_hold_out_cross_entropy_without_ties():
+    fusion = WeightedFusion(step=0.25, objective="log_loss").fit([SPEECH, TEXT], Y)
+    by_hand = []
+    for w1 in (0, 0.25, 0.5, 0.75, 1):  # cross-entropy of log_softmax(w1 * speech + (1 - w1) * text)
+        fused = w1 * SPEECH + (1 - w1) * TEXT
+        log_p = fused - np.log(np.exp(fused).sum(1, keepdims=True))
+        by_hand.append(-log_p[np.arange(4), Y].mean())
+    assert np.allclose(-fusion.objective_curve_, by_hand)
+    assert fusion.weights_[0] == [0, 0.25, 0.5, 0.75, 1][int(np.argmin(by_hand))]
+    assert fusion.curve_.tolist() == [1.0, 1.0, 1.0, 0.75, 0.5]  # the hold-out UA, kept for plots
+    with pytest.raises(FusionError, match="objective 'auc'"):
+        WeightedFusion(objective="auc").fit([SPEECH, TEXT], Y)
 
 
 def test_weighted_fusion_on_the_simplex_for_three_modalities():

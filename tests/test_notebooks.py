@@ -66,15 +66,21 @@ def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
     assert [line.split(",")[0] for line in summary[1:]] == [
         "speech_lp",
         "speech_ft",
+        "speech_random_lp",
         "text",
+        "baseline_speech_stats",
+        "baseline_text_tfidf",
         "fusion_weighted",
+        "fusion_weighted_logloss",
         "fusion_znorm",
+        "baseline_fusion",
     ]
     report = (run_dir / "report.html").read_text()
     assert "SYNTHETIC" in report and "fusion_weighted" in report and "def " not in report
     assert json.loads((run_dir / "versions.json").read_text())["torch"].startswith("2.9")
     saved = load_config(run_dir / "config.yaml")  # resolved: no base, and loads to the same config
-    assert "base" not in (run_dir / "config.yaml").read_text() and saved == load_config(tiny_run["config"])
+    assert not re.search(r"^base:", (run_dir / "config.yaml").read_text(), re.M)
+    assert saved == load_config(tiny_run["config"])
 
 
 @pytest.mark.slow
@@ -98,7 +104,10 @@ def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, tmp_
     config.write_text(f"""base: {tiny_run["config"]}
 systems:
   - {{name: speech, modality: speech}}
+  - {{name: speech_random, modality: speech, stages: [lp], overrides: {{speech: {{pretrained: {{source: none}}}}}}}}
   - {{name: text, modality: text}}
+  - {{name: baseline_speech_stats, modality: speech, baseline: log_mel_statistics}}
+  - {{name: baseline_text_tfidf, modality: text, baseline: tfidf}}
   - {{name: broken, modality: text, overrides: {{text: {{model: {broken}}}}}}}
 """)
     status = runner.run(str(config), folds=[2], runs=str(tiny_run["runs"]))
@@ -127,6 +136,7 @@ def test_adding_systems_to_the_plan_is_a_config_change_only(tiny_run, tmp_path):
     bigger.write_text(f"""base: {tiny_run["config"]}
 systems:
   - {{name: speech, modality: speech}}
+  - {{name: speech_random, modality: speech, stages: [lp], overrides: {{speech: {{pretrained: {{source: none}}}}}}}}
   - name: speech_ge2e
     modality: speech
     overrides:
@@ -137,9 +147,13 @@ systems:
         fine_tune: {{epochs: 1, optimizer: adam, lr: 0.001, backbone_lr: 0.0001, chunk_frames: [160]}}
   - {{name: text, modality: text}}
   - {{name: text_again, modality: text, title: "a second text system", overrides: {{text: {{lr: 5.0e-5}}}}}}
+  - {{name: baseline_speech_stats, modality: speech, baseline: log_mel_statistics}}
+  - {{name: baseline_text_tfidf, modality: text, baseline: tfidf}}
 fusions:
   - {{name: fusion_weighted, method: weighted, inputs: [speech_ft, text]}}
+  - {{name: fusion_weighted_logloss, method: weighted, objective: log_loss, inputs: [speech_ft, text]}}
   - {{name: fusion_znorm, method: znorm, inputs: [speech_ft, text]}}
+  - {{name: baseline_fusion, method: weighted, inputs: [baseline_speech_stats, baseline_text_tfidf]}}
   - {{name: fusion_texts, method: weighted, inputs: [speech_ft, text_again]}}
   - {{name: fusion_3way, method: weighted, inputs: [speech_ft, speech_ge2e_ft, text]}}
 """)
@@ -160,12 +174,17 @@ fusions:
     assert systems == [
         "speech_lp",
         "speech_ft",
+        "speech_random_lp",
         "speech_ge2e_lp",
         "speech_ge2e_ft",
         "text",
         "text_again",
+        "baseline_speech_stats",
+        "baseline_text_tfidf",
         "fusion_weighted",
+        "fusion_weighted_logloss",
         "fusion_znorm",
+        "baseline_fusion",
         "fusion_texts",
         "fusion_3way",
     ]
@@ -178,9 +197,19 @@ fusions:
 def test_the_report_says_what_produced_the_run_and_saves_every_figure(tiny_run):
     run_dir = tiny_run["run_dir"]
     report = (run_dir / "report.html").read_text()
-    for section in ("What produced this run", "Data", "Results", "Training", "Confusion matrices", "The fusion weight"):
+    for section in (
+        "What produced this run",
+        "Data",
+        "Results",
+        "Training",
+        "Confusion matrices",
+        "The fusion weight",
+        "How far the chosen weight is from the test-best one",
+        "The paper's claims on this run",
+    ):
         assert section in report, section
     assert "git " in report and "config.yaml" in report and "torch 2.9" in report and "MiniLM-L6" in report
+    assert "held-out speaker-ID accuracy" in report and "on 6 speakers" in report
     assert report.index('id="What-produced-this-run"') < report.index('id="Data"') < report.index('id="Results"')
     for name in ("confusions", "training_speech_lp", "training_speech_ft", "training_text", "weight_fusion_weighted"):
         for suffix in ("png", "svg", "csv"):
@@ -190,8 +219,35 @@ def test_the_report_says_what_produced_the_run_and_saves_every_figure(tiny_run):
 @pytest.mark.slow
 def test_executed_notebooks_hold_no_progress_bar_residue(tiny_run):
     executed = sorted(tiny_run["run_dir"].rglob("*.ipynb"))
-    assert len(executed) == 5  # 00, 10, the fold's 20 and 30, and 40
+    assert len(executed) == 6  # 00, 10, the fold's two 20s (speech, speech_random) and 30, and 40
     for path in executed:
         text = path.read_text()
         assert not re.search(r"\d+(batch|utt|it) \[|it/s\]|\| \d+/\d+ \[", text), path
         assert "application/vnd.jupyter.widget-view+json" not in text, path  # no tqdm widgets either
+
+
+def test_the_claims_table_is_computed_from_the_run(tiny_run):
+    """Every claim of the config, its figures the run's own (the summary's UA), a verdict; in
+    claims.csv and at the end of the report."""
+    import pandas as pd
+
+    from merlib.claims import VERDICTS
+
+    run_dir = tiny_run["run_dir"]
+    table = pd.read_csv(run_dir / "claims.csv").set_index("claim")
+    assert list(table.index) == [claim.name for claim in load_config(tiny_run["config"]).claims]
+    assert set(table["verdict"]) <= set(VERDICTS)
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("system")
+    for claim, system, other in (
+        ("fine-tuning beats linear probing", "speech_ft", "speech_lp"),
+        ("speaker pretraining beats random convolutions (probe)", "speech_lp", "speech_random_lp"),
+        ("the deep speech model beats engineered statistics", "speech_ft", "baseline_speech_stats"),
+    ):
+        mine, theirs = (float(part.split()[0]) for part in table.at[claim, "this run"].split(" vs "))
+        assert abs(mine - summary.at[system, "ua"]) < 0.06 and abs(theirs - summary.at[other, "ua"]) < 0.06
+        margin = float(table.at[claim, "margin"].split()[0])
+        assert abs(margin - (summary.at[system, "ua"] - summary.at[other, "ua"])) < 0.1
+        assert (margin > 0) == (table.at[claim, "verdict"] != "does not hold")
+    report = (run_dir / "report.html").read_text()
+    assert report.index("How far the chosen weight") < report.index("claims on this run")
+    assert "fine-tuning beats linear probing" in report

@@ -23,7 +23,9 @@ def test_predict_gives_every_system_and_fusion_of_the_run(tiny_run, tmp_path, ca
     assert main(["predict", "--run", str(tiny_run["run_dir"]), "--text", "I am so happy for you!",
                  "--wav", str(wav), "--json"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
-    assert set(result["probabilities"]) == {"speech_lp", "speech_ft", "text", "fusion_weighted", "fusion_znorm"}
+    # every network of the plan and the fusions of networks (the baselines do not predict)
+    assert set(result["probabilities"]) == {"speech_lp", "speech_ft", "speech_random_lp", "text", "fusion_weighted",
+                                            "fusion_weighted_logloss", "fusion_znorm"}  # fmt: skip
     for probabilities in result["probabilities"].values():
         assert set(probabilities) == set(EMOTIONS) and abs(sum(probabilities.values()) - 1) < 1e-6
     assert result["folds"] == [2] and result["notes"] == []

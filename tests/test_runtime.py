@@ -2,6 +2,7 @@
 fanned out over devices and through submitit. Everything here runs on this CPU-only machine
 (DDP with the gloo backend on 2 processes); tests/test_gpu.py holds the CUDA ones."""
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -16,7 +17,7 @@ import torch
 
 from merlib.audio.dataset import ChunkBuilder, epoch_loader, plan_chunk_batches, training_items
 from merlib.cli import main
-from merlib.config import paper_config
+from merlib.config import load_config, paper_config
 from merlib.runtime import CPU_FP32, DeviceError, Runtime, cpu_has_native_bf16, resolve_device, resolve_precision
 from merlib.train.loop import Trainer, TrainingDivergedError
 
@@ -306,8 +307,11 @@ def test_submitit_local_runs_each_fold_as_a_job_and_resubmits_only_unfinished_on
     (runs / "tiny" / "fold2" / "text_scores.csv").unlink()
     (runs / "tiny" / "fold2" / "text_history.json").unlink()
     shutil.rmtree(runs / "tiny" / "fold2" / "text_model")
-    broken = {"systems": [{"name": "speech", "modality": "speech"},
-                          {"name": "text", "modality": "text", "overrides": {"text": {"lr": 1.0e9}}}]}  # fmt: skip
+    systems = [dataclasses.asdict(system) for system in load_config(tiny_run["config"]).systems]
+    for system in systems:
+        if system["name"] == "text":
+            system["overrides"] = {"text": {"lr": 1.0e9}}
+    broken = {"systems": systems}
     assert runner.run(str(tiny_run["config"]), folds=[2], runs=str(runs), launch=launch, overrides=broken) == 1
     error = capsys.readouterr().err
     assert "fold 2 failed: open" in error and "30_text_fold.text.ipynb" in error and "job log:" in error

@@ -3,10 +3,20 @@
 SYNTHETIC SPEECH. Numbers measured on it show that the pipeline works and how the parts
 interact; they say nothing about IEMOCAP.
 
-Five sessions, each with one female and one male espeak-ng voice (10 voices). Emotion is
-carried the way IEMOCAP carries it: the voice mostly tells arousal (ang/hap loud, fast, wide
-pitch; neu/sad calm, slow, flat), the words mostly tell valence (merlib.data.demo_text), with
-per-utterance jitter so classes overlap; neither modality alone is enough, fusion helps.
+Five sessions, each with one female and one male espeak-ng voice (10 voices). As in real
+speech, the evidence is spread over modalities and over time:
+- **when things happen** (CONTOURS): every utterance is spoken in three parts, each with its
+  own pitch offset and rate, with one long pause. Every emotion uses the same offsets, rates
+  and pause in another order (anger starts high and fast and falls away; happiness rises and
+  speeds up; neutral has a mid accent then declines; sadness sinks, pauses, lifts), so
+  whole-utterance statistics hardly tell them apart, and a model over time does;
+- **a weak global cue** (EMOTION_PROSODY): level and brightness mark arousal by less than the
+  per-utterance jitter;
+- **speakers** (speaker_traits): how far a speaker's pitch moves and how fast they speak vary
+  by speaker, so knowing the speaker helps to read the contour;
+- **words** (merlib.data.demo_text) mostly tell valence; neither modality alone is enough.
+The speaker-pretraining corpus (generate_demo_speakers) has 240 other voices, each with its own
+base pitch, rate and spectral tilt, speaking with espeak-ng's plain intonation.
 Generation is deterministic for a seed (identical audio with the same espeak-ng version) and
 cached: a second call with the same config hash does nothing; a changed config regenerates.
 """
@@ -21,6 +31,7 @@ import os
 import pathlib
 import shutil
 import time
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +41,7 @@ from merlib.data import demo_text
 from merlib.data.espeak import Rendering, check_voices_distinct, espeak_version, render_to_file
 from merlib.progress import progress_bar
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3  # 2: emotion in contours over time (CONTOURS), a weak global cue; 3: narrower excursions
 SYNTHETIC_NOTICE = (
     "SYNTHETIC demo corpus (espeak-ng speech): these numbers show the pipeline works; they say nothing about IEMOCAP."
 )
@@ -48,24 +59,48 @@ BASE_PITCH = {"F": 58, "M": 40}
 
 
 @dataclass(frozen=True)
-class Prosody:
-    pitch: int  # offset to the speaker's base pitch (espeak -p units)
-    pitch_range: int  # SSML range, %
-    rate: float  # factor on 165 words per minute
-    word_gap: int  # 10 ms units
-    tilt: float
-    gain_db: float
+class Contour:
+    """How an emotion moves through an utterance of three parts: each part's pitch offset (in
+    units of the utterance's excursion), its rate (× the utterance's rate), and after which part
+    the long pause falls. Every contour uses the same offsets, rates and pauses in another order,
+    so whole-utterance statistics (mean and spread of pitch, mean rate, total pause) hardly differ
+    between emotions: the evidence is in *when* things happen."""
+
+    pitch: tuple[float, float, float]
+    rate: tuple[float, float, float]
+    pause_after: int  # 1: after the first part, 2: after the second
 
 
-# Arousal: ang/hap vs neu/sad differ a lot; within an arousal level only a little.
-EMOTION_PROSODY = {
-    "ang": Prosody(pitch=6, pitch_range=150, rate=1.12, word_gap=0, tilt=0.7, gain_db=4.0),
-    "hap": Prosody(pitch=10, pitch_range=170, rate=1.08, word_gap=0, tilt=0.4, gain_db=3.0),
-    "neu": Prosody(pitch=0, pitch_range=80, rate=0.98, word_gap=1, tilt=0.0, gain_db=0.0),
-    "sad": Prosody(pitch=-4, pitch_range=55, rate=0.90, word_gap=2, tilt=-0.3, gain_db=-2.0),
+CONTOURS = {
+    "ang": Contour(pitch=(1, 0, -1), rate=(1.25, 1.0, 0.8), pause_after=1),  # an outburst that falls away
+    "hap": Contour(pitch=(-1, 0, 1), rate=(0.8, 1.0, 1.25), pause_after=2),  # rising, speeding up to the end
+    "neu": Contour(pitch=(0, 1, -1), rate=(1.0, 1.25, 0.8), pause_after=2),  # a mid accent, then declination
+    "sad": Contour(pitch=(0, -1, 1), rate=(1.0, 0.8, 1.25), pause_after=1),  # sinks, pauses, lifts
 }
-# Per-utterance jitter (uniform ± these), so the classes overlap.
-JITTER = Prosody(pitch=7, pitch_range=45, rate=0.10, word_gap=1, tilt=0.35, gain_db=3.0)
+
+
+@dataclass(frozen=True)
+class Prosody:
+    """Whole-utterance settings: a weak arousal cue (level and brightness) and the ranges of the
+    per-utterance jitter."""
+
+    gain_db: float
+    tilt: float
+
+
+# Arousal, weak on purpose: a global cue with more jitter (below) than difference between classes.
+EMOTION_PROSODY = {
+    "ang": Prosody(gain_db=1.0, tilt=0.15),
+    "hap": Prosody(gain_db=1.0, tilt=0.15),
+    "neu": Prosody(gain_db=-1.0, tilt=-0.15),
+    "sad": Prosody(gain_db=-1.0, tilt=-0.15),
+}
+JITTER = {"pitch": 6, "rate": 0.10, "gain_db": 3.0, "tilt": 0.35, "part_rate": 0.08}
+# Pitch offset of a part, % of the voice's pitch, drawn per utterance (× the speaker's excursion).
+# Narrow enough that a contour's big step (2 units) is always larger than a small one (1 unit),
+# whoever speaks: a model hearing only a stretch of the utterance can tell them apart.
+EXCURSION_PERCENT = (26, 34)
+LONG_PAUSE_MS, SHORT_PAUSE_MS = (250, 450), (0, 120)
 
 
 @dataclass(frozen=True)
@@ -121,25 +156,51 @@ def _choose_text(emotion: str, rng: np.random.Generator) -> tuple[str, str]:
     return pool, opener + (sentence[0].lower() + sentence[1:] if opener and not sentence.startswith("I ") else sentence)
 
 
-def _jittered(emotion: str, voice: tuple[str, int], text: str, rng: np.random.Generator, seed: int,
+def speaker_traits(speaker: str) -> dict:
+    """What sets a speaker apart beyond the voice: how far their pitch moves and how fast they
+    speak (a speaker-independent model must see past these; a speaker encoder knows them)."""
+    rng = np.random.default_rng(zlib.crc32(speaker.encode()))
+    return {"excursion": float(rng.uniform(0.85, 1.15)), "rate": float(rng.uniform(0.9, 1.1))}
+
+
+def _parts(text: str, contour: Contour, excursion: float, rng: np.random.Generator, jitter: bool) -> tuple:
+    """Three consecutive word groups with the contour's pitch, rate and pauses."""
+    count = len(text.split())
+    sizes = [count // 3 + (1 if k < count % 3 else 0) for k in range(3)]
+    parts = []
+    for k, size in enumerate(sizes):
+        rate = contour.rate[k] * (1 + (rng.uniform(-1, 1) * JITTER["part_rate"] if jitter else 0))
+        if k == 2:
+            pause = 0
+        elif k + 1 == contour.pause_after:
+            pause = int(rng.uniform(*LONG_PAUSE_MS)) if jitter else int(np.mean(LONG_PAUSE_MS))
+        else:
+            pause = int(rng.uniform(*SHORT_PAUSE_MS)) if jitter else 0
+        parts.append((size, int(round(contour.pitch[k] * excursion)), int(round(100 * rate)), pause))
+    return tuple(parts)
+
+
+def _jittered(emotion: str, speaker: str, text: str, rng: np.random.Generator, seed: int,
               jitter: bool = True) -> Rendering:  # fmt: skip
-    base = EMOTION_PROSODY[emotion]
-    jitter = JITTER if jitter else Prosody(0, 0, 0.0, 0, 0.0, 0.0)
+    voice, base_pitch = emotion_voices()[speaker]
+    traits, global_cue = speaker_traits(speaker), EMOTION_PROSODY[emotion]
 
     def uniform(width):
-        return rng.uniform(-width, width)
+        return rng.uniform(-width, width) if jitter else 0.0
 
+    excursion = traits["excursion"] * (rng.uniform(*EXCURSION_PERCENT) if jitter else np.mean(EXCURSION_PERCENT))
     return Rendering(
         text=text,
-        voice=voice[0],
-        pitch=int(np.clip(voice[1] + base.pitch + uniform(jitter.pitch), 5, 95)),
-        pitch_range=int(max(10, base.pitch_range + uniform(jitter.pitch_range))),
-        rate=int(165 * (base.rate + uniform(jitter.rate))),
-        word_gap=int(max(0, base.word_gap + round(uniform(jitter.word_gap)))),
-        tilt=float(np.clip(base.tilt + uniform(jitter.tilt), -0.8, 1.0)),
-        gain_db=float(base.gain_db + uniform(jitter.gain_db)),
+        voice=voice,
+        pitch=int(np.clip(base_pitch + uniform(JITTER["pitch"]), 5, 95)),
+        pitch_range=int(100 + uniform(30)),
+        rate=int(165 * traits["rate"] * (1 + uniform(JITTER["rate"]))),
+        word_gap=int(rng.integers(0, 2)) if jitter else 0,
+        tilt=float(np.clip(global_cue.tilt + uniform(JITTER["tilt"]), -0.8, 1.0)),
+        gain_db=float(global_cue.gain_db + uniform(JITTER["gain_db"])),
         noise_db=float(rng.uniform(-62, -54)),
         seed=seed,
+        parts=_parts(text, CONTOURS[emotion], excursion, rng, jitter),
     )
 
 
@@ -152,7 +213,7 @@ def say(text: str, emotion: str, speaker: str = "Ses01F", seed: int = 0) -> np.n
     import soundfile
 
     rng = np.random.default_rng(seed)
-    rendering = _jittered(emotion, emotion_voices()[speaker], text, rng, seed, jitter=False)
+    rendering = _jittered(emotion, speaker, text, rng, seed, jitter=False)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "said.wav")
         render_to_file(rendering, path)
@@ -164,7 +225,6 @@ def plan_corpus(config: DemoCorpusConfig = DemoCorpusConfig()) -> list[PlannedUt
     rng = np.random.default_rng(config.seed)
     plan = []
     for session in range(1, 6):
-        voices = session_voices(session)
         dialogs = [
             f"Ses{session:02d}{'FM'[i % 2]}_impro{i + 1:02d}" for i in range(config.dialogs_per_session // 2)
         ] + [
@@ -189,7 +249,7 @@ def plan_corpus(config: DemoCorpusConfig = DemoCorpusConfig()) -> list[PlannedUt
             utterance_id = f"{dialog}_{gender}{number:03d}"
             pool, text = _choose_text(emotion if raw in EMOTIONS or raw == "exc" else raw, rng)
             seed = int(rng.integers(2**31))
-            rendering = _jittered(emotion, voices[f"Ses{session:02d}{gender}"], text, rng, seed)
+            rendering = _jittered(emotion, f"Ses{session:02d}{gender}", text, rng, seed)
             plan.append(PlannedUtterance(utterance_id, session, dialog, raw, emotion, pool, rendering))
     return plan
 
@@ -302,6 +362,8 @@ def generate_demo_corpus(
 # ---------------------------------------------------------------------------------------------
 # The synthetic speaker corpus for speaker pretraining (VoxCeleb layout).
 
+SPEAKER_GENERATOR_VERSION = 1  # the speaker corpus's own: the emotion corpus's changes leave it be
+
 SPEAKER_ACCENTS = (
     "en-us",
     "en-gb-scotland",
@@ -375,7 +437,7 @@ class DemoSpeakersConfig:
 
     def hash(self) -> str:
         keyed = dataclasses.asdict(self) | {
-            "generator": GENERATOR_VERSION,
+            "generator": SPEAKER_GENERATOR_VERSION,
             "espeak": espeak_version(),
             "variants": SPEAKER_VARIANTS,
             "accents": SPEAKER_ACCENTS,

@@ -61,11 +61,31 @@ class Rendering:
     gain_db: float  # level relative to -20 dBFS RMS
     noise_db: float  # noise floor, dBFS RMS
     seed: int
+    # the utterance in consecutive parts, each (words, pitch offset %, rate %, pause after in ms):
+    # prosody that moves within the utterance; empty: one prosody for the whole utterance
+    parts: tuple = ()
+
+
+def ssml_of(rendering: Rendering) -> str:
+    """The SSML espeak-ng reads: the pitch range over the utterance, and each part's own pitch
+    offset and rate with the pause that follows it."""
+    if not rendering.parts:
+        body = _escape(rendering.text)
+    else:
+        words, pieces, start = rendering.text.split(), [], 0
+        for count, pitch, rate, pause in rendering.parts:
+            chunk = _escape(" ".join(words[start : start + count]))
+            start += count
+            pieces.append(f'<prosody pitch="{pitch:+d}%" rate="{rate:d}%">{chunk}</prosody>')
+            if pause:
+                pieces.append(f'<break time="{pause:d}ms"/>')
+        body = " ".join(pieces)
+    return f'<speak><prosody range="{rendering.pitch_range}%">{body}</prosody></speak>'
 
 
 def synthesize_raw(rendering: Rendering) -> tuple[np.ndarray, int]:
     """espeak-ng's own output (22.05 kHz float)."""
-    ssml = f'<speak><prosody range="{rendering.pitch_range}%">{_escape(rendering.text)}</prosody></speak>'
+    ssml = ssml_of(rendering)
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "out.wav")
         command = [

@@ -36,6 +36,7 @@ from merlib.audio.dataset import (
     evaluate_full_length,
     plan_chunk_batches,
     plan_index_batches,
+    take_chunk,
     training_items,
 )
 from merlib.audio.features import FeatureCache
@@ -62,7 +63,7 @@ from merlib.train.pretrained import load_pretrained
 
 SPLITS = ("train", "holdout", "test")
 
-POOLED_VERSION = 3  # bump when a backbone's `pooled` changes (2: GE2E partials; 3: wespeaker's TSTP std)
+POOLED_VERSION = 4  # bump when the pooled vectors change (2: GE2E partials; 3: TSTP std; 4: chunk keys)
 
 
 def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classifier:
@@ -148,8 +149,11 @@ class SpeechFold:
 
     # -- stage 1 ----------------------------------------------------------------------------
     @torch.no_grad()
-    def _pooled(self, model: Classifier, split: str, copies: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Frozen-network statistics of every segment (and, for train, its augmented copies).
+    def _pooled(self, model: Classifier, split: str, copies: int, chunks: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+        """Frozen-network vectors of every segment (and, for train, its augmented copies): the
+        whole segment, or (`chunks` > 0) that many random chunks of linear_probe.chunk_frames
+        lengths, drawn from a seed of the segment, copy and chunk number. Shape (segments ×
+        (copies + 1), chunks or 1, dim).
 
         They depend on the utterance's features, the frozen backbone and the masks only — not on
         the fold — so they are cached per run and backbone (`pooled_cache/`) and computed once for
@@ -158,21 +162,35 @@ class SpeechFold:
         """
         model.eval()
         augmenters = build_augmenters(self.config) if copies else []
+        lengths = self.config.speech.linear_probe.chunk_frames
         vectors, labels = [], []
         for record, features, label in zip(getattr(self.fold, split), self.features[split], self.labels[split]):
             content = hashlib.sha1(features.numpy().tobytes()).hexdigest()[:12]
             for copy in range(copies + 1):
-                key = f"{record.id}/{copy}/{content}"
-                if key not in self.pooled_cache:
-                    version = features
-                    if copy:
-                        seed = zlib.crc32(f"{record.id}/{copy}/{self.config.seed}".encode())
-                        version = mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0]
-                    with self.runtime.autocast():
-                        pooled = model.backbone.pooled(self.runtime.to_device(version.unsqueeze(0)))[0]
-                    self.pooled_cache[key] = pooled.float().cpu()
-                    self._pooled_dirty = True
-                vectors.append(self.pooled_cache[key])
+                version = None
+                row = []
+                for chunk in range(max(chunks, 1)):
+                    key = f"{record.id}/{copy}/{content}"
+                    if chunks:
+                        seed = zlib.crc32(f"{record.id}/{copy}/{chunk}/{self.config.seed}".encode())
+                        draw = np.random.default_rng(seed)
+                        frames = int(draw.choice(lengths))
+                        room = features.shape[0] - frames
+                        offset = int(draw.integers(0, room + 1)) if room > 0 else 0
+                        key += f"/{frames}@{offset}"
+                    if key not in self.pooled_cache:
+                        if version is None:
+                            version = features
+                            if copy:
+                                seed = zlib.crc32(f"{record.id}/{copy}/{self.config.seed}".encode())
+                                version = mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0]
+                        piece = take_chunk(version, frames, offset) if chunks else version
+                        with self.runtime.autocast():
+                            pooled = model.backbone.pooled(self.runtime.to_device(piece.unsqueeze(0)))[0]
+                        self.pooled_cache[key] = pooled.float().cpu()
+                        self._pooled_dirty = True
+                    row.append(self.pooled_cache[key])
+                vectors.append(torch.stack(row))
                 labels.append(label)
         return torch.stack(vectors), np.array(labels)
 
@@ -200,12 +218,13 @@ class SpeechFold:
         self._pooled_dirty = False
 
     def _pooled_splits(self, model: Classifier) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
+        """Train: probe_chunks chunks per segment and copy (or the whole segment); hold-out and
+        test: whole segments, as every evaluation."""
         with self.runtime.main_first():  # rank 0 computes and saves; the others read the saved vectors
             self._open_pooled_cache(model)
-            pooled = {
-                split: self._pooled(model, split, self.config.augment.copies if split == "train" else 0)
-                for split in SPLITS
-            }
+            copies, chunks = self.config.augment.copies, self.config.speech.probe_chunks
+            pooled = {"train": self._pooled(model, "train", copies, chunks),
+                      "holdout": self._pooled(model, "holdout", 0), "test": self._pooled(model, "test", 0)}  # fmt: skip
             if self._pooled_dirty and self.runtime.is_main:
                 save_torch(self.pooled_cache, self.pooled_path)
         return pooled
@@ -213,23 +232,29 @@ class SpeechFold:
     def linear_probe(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.linear_probe
         pooled = self._pooled_splits(model)
-        train_x, train_y = pooled["train"]
+        train_x, train_y = pooled["train"]  # (items, chunks, dim)
+        items, chunks = train_x.shape[:2]
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
         _, segment = frame_and_segment_parameters(model)
         for parameter in segment:
             parameter.requires_grad_(True)
         optimizer = optimizer_for([], segment, stage)
-        build = TensorBuilder(train_x, torch.as_tensor(train_y, dtype=torch.long))
+        targets = torch.as_tensor(train_y, dtype=torch.long).repeat_interleave(chunks)
+        build = TensorBuilder(train_x.flatten(0, 1), targets)
 
-        def make_batches(epoch, rng):  # in-memory vectors: no worker processes
-            return epoch_loader(plan_index_batches(len(train_y), stage.batch_size, rng), build, self.runtime, 0)
+        def make_batches(epoch, rng):  # in-memory vectors, no worker processes; this epoch's chunk of each item
+            drawn = rng.integers(chunks, size=items)
+            batches = plan_index_batches(items, stage.batch_size, rng)
+            return epoch_loader(
+                [[i * chunks + int(drawn[i]) for i in batch] for batch in batches], build, self.runtime, 0
+            )
 
         @torch.no_grad()
         def score(split):
             model.eval()
             with self.runtime.autocast():
-                logits = model.forward_pooled(self.runtime.to_device(pooled[split][0]))
+                logits = model.forward_pooled(self.runtime.to_device(pooled[split][0][:, 0]))
             return torch.log_softmax(logits.float(), dim=-1).cpu()
 
         trainer = Trainer(
@@ -275,6 +300,7 @@ class SpeechFold:
             checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
             seed=self.config.seed,
             max_grad_norm=stage.max_grad_norm or None,
+            set_train_mode=_frozen_frame_layers if stage.freeze_batchnorm else None,
             select="holdout_ua",
             description=f"fold {self.fold.fold} {self.name} fine-tune",
             progress=self.progress,
