@@ -5,7 +5,8 @@ and, as systems of the plan with `baseline:` set, as yardsticks next to the deep
 same folds (`baseline_fold`):
 - speech: logistic regression on utterance statistics of (un-normalised) log-mel frames;
 - text: TF-IDF + logistic regression;
-- fusion: the mean of the two log-probabilities.
+- fusion (`run_baselines`): the mean of the two log-probabilities (in a plan, fusions of
+  baselines are declared like any other).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +28,7 @@ from merlib import EMOTIONS
 from merlib.audio.features import LogMel, load_audio
 from merlib.config import Config, SystemConfig, paper_config
 from merlib.data.manifest import Utterance
+from merlib.io import write_json
 from merlib.metrics import unweighted_accuracy, weighted_accuracy
 from merlib.scores import write_scores
 
@@ -88,39 +91,54 @@ def run_baselines(records: Sequence[Utterance], corpus_root: str | os.PathLike, 
     return result
 
 
-_STATISTICS: dict[tuple, np.ndarray] = {}  # (corpus root, utterance): its statistics, for the folds of one process
+# (corpus root, utterance, the wav's size and mtime): its statistics, for the folds of one process
+_STATISTICS: dict[tuple, np.ndarray] = {}
+_STATISTICS_LOCK = threading.Lock()  # folds may run in threads: compute each utterance once
 
 
 def _cached_statistics(records: Sequence[Utterance], corpus_root: pathlib.Path) -> np.ndarray:
-    keys = [(str(corpus_root), r.id, r.wav, r.start, r.end) for r in records]
-    missing = [r for r, key in zip(records, keys) if key not in _STATISTICS]
-    if missing:
-        for record, row in zip(missing, utterance_statistics(missing, corpus_root)):
-            _STATISTICS[(str(corpus_root), record.id, record.wav, record.start, record.end)] = row
-    return np.stack([_STATISTICS[key] for key in keys])
+    def key(record):
+        stat = (pathlib.Path(corpus_root) / record.wav).stat()
+        return str(corpus_root), record.id, record.wav, record.start, record.end, stat.st_size, stat.st_mtime_ns
+
+    keys = [key(r) for r in records]
+    with _STATISTICS_LOCK:
+        missing = [(r, k) for r, k in zip(records, keys) if k not in _STATISTICS]
+        if missing:
+            rows = utterance_statistics([r for r, _ in missing], corpus_root)
+            _STATISTICS.update({k: row for (_, k), row in zip(missing, rows)})
+        return np.stack([_STATISTICS[k] for k in keys])
 
 
 def baseline_fold(config: Config, fold: int, run_dir: pathlib.Path, system: SystemConfig) -> pathlib.Path:
     """A baseline system of the plan on one fold, as the networks are: fitted on the fold's
     training sessions, scored on its hold-out and test rows (the scores contract), so it is
-    fused, tabled and plotted like any system."""
+    fused, tabled and plotted like any system; its history records UA and the stage fingerprint
+    (merlib.stages.baseline_stage)."""
     from merlib.pipeline import fold_of, load_utterances
+    from merlib.stages import baseline_stage
 
     utterances, root = load_utterances(config)
     split = fold_of(config, utterances, fold)
+    stage = baseline_stage(config, system.name, split, root, pathlib.Path(run_dir))
     if system.baseline == "log_mel_statistics":
         model, inputs = speech_statistics_model(), lambda records: _cached_statistics(records, root)
     else:
         model, inputs = text_tfidf_model(), lambda records: [r.transcript for r in records]
     model.fit(inputs(split.train), [EMOTIONS.index(r.label) for r in split.train])
     scored = list(split.holdout) + list(split.test)
-    return write_scores(
-        pathlib.Path(run_dir) / f"fold{fold}" / f"{system.name}_scores.csv",
-        [r.id for r in scored],
-        ["holdout"] * len(split.holdout) + ["test"] * len(split.test),
-        [r.label for r in scored],
-        model.predict_log_proba(inputs(scored)),
-    )
+    # a class missing from the training sessions gets no column from scikit-learn: a floor, renormalised
+    log_p = np.full((len(scored), len(EMOTIONS)), np.log(1e-9))
+    log_p[:, model.classes_] = model.predict_log_proba(inputs(scored))
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    splits = ["holdout"] * len(split.holdout) + ["test"] * len(split.test)
+    path = write_scores(stage.outputs[0], [r.id for r in scored], splits, [r.label for r in scored], log_p)
+    labels, predicted = np.array([EMOTIONS.index(r.label) for r in scored]), log_p.argmax(1)
+    summary = {f"{name}_ua": unweighted_accuracy(labels[np.array(splits) == name], predicted[np.array(splits) == name])
+               for name in ("holdout", "test")}  # fmt: skip
+    write_json(stage.record, {"stage": "baseline", "baseline": system.baseline, **summary,
+                              "fingerprint": stage.fingerprint.as_dict()})  # fmt: skip
+    return path
 
 
 def speaker_id_baseline(records, corpus_root: str | os.PathLike, test_per_speaker: int = 5) -> dict:

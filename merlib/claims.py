@@ -70,8 +70,9 @@ def _statistic(claim: ClaimConfig):
 
 
 def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int = 0,
-                config: Config | None = None) -> dict | None:  # fmt: skip
-    """One claim on one run (None when the run lacks its score sets in every fold)."""
+                config: Config | None = None) -> dict:  # fmt: skip
+    """One claim on one run: its row (verdict "not checked: ..." when the plan or every fold lacks
+    a score set it compares)."""
     if config is not None:
         absent = [name for name in [claim.system, *claim.than] if name not in config.outputs()]
         if absent:  # the plan was changed: say so rather than drop the claim
@@ -79,7 +80,8 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
             return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: the plan has no {absent_sets}"}
     folds = _test_predictions(pathlib.Path(run_dir), [claim.system, *claim.than])
     if not folds:
-        return None
+        names = ", ".join([claim.system, *claim.than])
+        return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: no fold has all of {names}"}
     statistic, sign = _statistic(claim)
     rng = np.random.default_rng(seed)
     value = {name: [] for name in [claim.system, *claim.than]}  # per fold
@@ -120,8 +122,7 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
 def claims_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFrame:
     """The config's claims, checked on the run: one row each (margins in points, positive when
     the claim's direction holds)."""
-    rows = [check_claim(claim, run_dir, n_resamples, config=config) for claim in config.claims]
-    return pd.DataFrame([row for row in rows if row])
+    return pd.DataFrame([check_claim(claim, run_dir, n_resamples, config=config) for claim in config.claims])
 
 
 def write_claims(run_dir, config: Config) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from typing import Iterable
 from merlib.errors import MerlibError
 
 # Bumped when a stage's code changes what it computes (so older outputs are not reused).
-STAGE_VERSIONS = {"pretrain": 1, "speech": 1, "text": 1}
+STAGE_VERSIONS = {"pretrain": 1, "speech": 1, "text": 1, "baseline": 1}
 
 
 class StaleOutputError(MerlibError, RuntimeError):

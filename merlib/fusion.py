@@ -4,7 +4,8 @@
 ang, hap, neu, sad. `fit` learns on the hold-out, `decision_function` / `predict` apply to test.
 
 - `WeightedFusion`: S = w1·S_speech + (1 − w1)·S_text, w1 grid-searched on the hold-out for the
-  best UA (ties broken towards equal weights); with more modalities, the same grid on the simplex.
+  best UA (the paper; ties broken towards equal weights) or, with `objective="log_loss"`, for the
+  least cross-entropy of log_softmax(S); with more modalities, the same grid on the simplex.
 - `ZNormFusion`: each modality z-normalised with hold-out statistics, then averaged with equal
   weights. The paper's eq. (2), S_n = (S − μ_S)/σ_S, does not say whether μ_S and σ_S are one
   pair per modality or one per class column. With one pair per modality (`per_class=False`) the

@@ -18,7 +18,7 @@ from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_de
 from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 from merlib.paths import resolve
-from merlib.stages import Stage, check_stages, pretrain_stage, speech_stages, text_stage
+from merlib.stages import Stage, baseline_stage, check_stages, pretrain_stage, speech_stages, text_stage
 
 
 class RunFolderError(MerlibError, OSError):
@@ -137,6 +137,15 @@ def default_system(config: Config, modality: str) -> str:
     return systems[0].name
 
 
+def network_system(config: Config, name: str | None, modality: str) -> str:
+    """The system a training command trains: `name`, or the plan's first network of the modality."""
+    if name and config.system(name).baseline:
+        raise MerlibError(f"system {name!r} is a baseline ({config.system(name).baseline}), not a network: "
+                          f"`merlib run` computes it; train one of: "
+                          + ", ".join(s.name for s in config.systems_of(modality)))  # fmt: skip
+    return name or default_system(config, modality)
+
+
 def speech_fold(
     config: Config,
     fold: int,
@@ -150,7 +159,7 @@ def speech_fold(
     system transfers it, linear probe, fine-tune."""
     from merlib.train.speech import check_stage_order, run_speech_fold
 
-    system = system or default_system(config, "speech")
+    system = network_system(config, system, "speech")
     utterances, root = load_utterances(config)
     fold = fold_of(config, utterances, fold)
     transfers = config.system_config(system).speech.pretrained.source == "pretrain"
@@ -174,7 +183,7 @@ def text_fold(
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    return run_text_fold(config, system or default_system(config, "text"), fold_of(config, utterances, fold),
+    return run_text_fold(config, network_system(config, system, "text"), fold_of(config, utterances, fold),
                          utterances, run_dir, feature_cache_dir(root), progress=progress,
                          rerun_changed=rerun_changed)  # fmt: skip
 
@@ -223,7 +232,8 @@ def preflight(config: Config, run_dir: pathlib.Path, folds, rerun_changed: bool 
     stages = [pretraining] if pretraining else []
     for fold in fold_objects:
         for system in config.systems:
-            if system.baseline:  # scikit-learn, recomputed in seconds: no stage to keep
+            if system.baseline:
+                stages.append(baseline_stage(config, system.name, fold, root, run_dir))
                 continue
             if system.modality == "text":
                 stages.append(text_stage(config, system.name, fold, run_dir))

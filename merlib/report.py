@@ -90,6 +90,8 @@ def training_curves(run_dir: pathlib.Path, config: Config, save: bool = True) ->
     titles = output_titles(config)
     figures = []
     for system in config.systems:
+        if system.baseline:  # fitted in one go: no curve
+            continue
         for output in system.outputs():
             histories = stage_histories(run_dir, output)
             if not histories:

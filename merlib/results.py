@@ -211,7 +211,8 @@ def weight_distances(run_dir, config: Config) -> pd.DataFrame:
                          "w1": entry["w1"], "test_best_w1": float(grid[nearest]),
                          "distance": abs(float(grid[nearest]) - entry["w1"]),
                          "test_ua_cost": 100 * float(test.max() - test[chosen])})  # fmt: skip
-    return pd.DataFrame(rows).round(3)
+    columns = ["fusion", "objective", "fold", "w1", "test_best_w1", "distance", "test_ua_cost"]
+    return pd.DataFrame(rows, columns=columns).round(3)
 
 
 def markdown_table(table: pd.DataFrame) -> str:

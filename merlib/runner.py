@@ -89,12 +89,17 @@ def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
 
 
 def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
-    """Each system of the plan in this fold; returns (fold, None) or (fold, the notebook that failed)."""
+    """Each system of the plan in this fold (a network: its notebook; a baseline: in this process);
+    returns (fold, None) or (fold, the notebook or baseline that failed)."""
     for system in config.systems:
         if _has_outputs(run_dir, fold, system):
             continue
         if system.baseline:  # scikit-learn in this process: seconds, no notebook
-            baselines.baseline_fold(config, fold, run_dir, system)
+            try:
+                baselines.baseline_fold(config, fold, run_dir, system)
+            except Exception as error:
+                print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
+                return fold, f"baseline {system.name} (merlib.baselines.baseline_fold)"
             continue
         output = run_dir / f"fold{fold}" / executed_notebook(system)
         try:

@@ -3,6 +3,7 @@
     pretrain                       speaker pretraining        runs/<name>/pretrain/
     fold<k>/<system>/lp, /ft       a speech system's stages   fold<k>/<system>_lp*, <system>_ft*
     fold<k>/<system>/text          a text system              fold<k>/<system>*
+    fold<k>/<system>/baseline      a baseline system          fold<k>/<system>_scores.csv, _history.json
 
 A stage is *done* when the file that records its fingerprint (its history) exists with the
 fingerprint the current config gives; *in progress* when only its checkpoint exists (which
@@ -129,7 +130,12 @@ def speech_stages(
     probe = None
     if "lp" in plan.stages:
         probe = (
-            _common(resolved, "speech_lp") | base | {"linear_probe": dataclasses.asdict(resolved.speech.linear_probe)}
+            _common(resolved, "speech_lp")
+            | base
+            | {
+                "linear_probe": dataclasses.asdict(resolved.speech.linear_probe),
+                "probe_chunks": resolved.speech.probe_chunks,
+            }
         )
         files = [folder / f"{system}_lp{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model.pt")]
         stages["lp"] = Stage(
@@ -167,6 +173,16 @@ def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -
     files = [folder / f"{system}{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model")]
     notebook = folder / f"30_text_fold.{system}.ipynb"
     return Stage(f"fold{fold.fold}/{system}/text", Fingerprint(parts), files[1], files[2], tuple(files), notebook)
+
+
+def baseline_stage(config: Config, system: str, fold: Fold, root: pathlib.Path, run_dir: pathlib.Path) -> Stage:
+    """A baseline system in one fold: its scores, and a history that records the fingerprint."""
+    plan = config.system(system)
+    fields = ("id", "label", "wav") if plan.modality == "speech" else ("id", "label", "transcript")
+    parts = _common(config, "baseline") | _fold_parts(config, fold, root, fields) | {"baseline": plan.baseline}
+    folder = run_dir / f"fold{fold.fold}"
+    files = [folder / f"{system}{suffix}" for suffix in ("_scores.csv", "_history.json")]
+    return Stage(f"fold{fold.fold}/{system}/baseline", Fingerprint(parts), files[1], None, tuple(files))
 
 
 def check_stages(stages: list[Stage], rerun_changed: bool = False) -> list[Stage]:

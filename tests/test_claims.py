@@ -52,7 +52,7 @@ def test_a_clear_win_holds_a_small_one_is_not_significant_and_a_tie_or_a_loss_do
 
 
 def test_a_claim_over_several_comparisons_takes_the_weakest(run):
-    assert check_claim(_better("right", "coin", "right"), run)["verdict"] == "does not hold"
+    assert check_claim(_better("right", "right", "coin"), run)["verdict"] == "does not hold"  # not the last one
 
 
 def test_less_confused_counts_the_pair_both_ways(run):
@@ -64,5 +64,5 @@ def test_less_confused_counts_the_pair_both_ways(run):
     assert result["this run"].startswith("0.0 vs ") and 40 < confusion < 60
 
 
-def test_a_claim_on_score_sets_the_run_lacks_gives_no_row(run):
-    assert check_claim(_better("right", "missing"), run) is None
+def test_a_claim_on_score_sets_the_run_lacks_says_it_was_not_checked(run):
+    assert check_claim(_better("right", "missing"), run)["verdict"] == "not checked: no fold has all of right, missing"

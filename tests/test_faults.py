@@ -75,6 +75,18 @@ def test_a_stage_command_on_a_drifted_folder_is_refused_and_a_drifted_checkpoint
 
 
 @pytest.mark.slow
+def test_baselines_have_stages_too_and_are_not_trained_as_networks(finished_run, capsys):
+    runs = str(finished_run["runs"])
+    text = ["text", "--config", str(finished_run["config"]), "--fold", "2", "--runs", runs]
+    assert main(text + ["--system", "baseline_text_tfidf"]) == 2
+    assert "'baseline_text_tfidf' is a baseline (tfidf), not a network" in capsys.readouterr().err
+    changed = changed_config(finished_run, "data: {holdout_fraction: 0.25}\n")  # other folds: every stage is stale
+    assert main(["run", "--config", str(changed), "--folds", "2", "--runs", runs]) == 2
+    error = capsys.readouterr().err
+    assert "fold2/baseline_speech_stats/baseline" in error and "fold2/baseline_text_tfidf/baseline" in error
+
+
+@pytest.mark.slow
 def test_a_system_removed_from_the_plan_is_refused_or_cleared(finished_run, capsys):
     only_speech = changed_config(finished_run, "systems: [{name: speech, modality: speech}]\nfusions: []\n")
     arguments = ["run", "--config", str(only_speech), "--folds", "2", "--runs", str(finished_run["runs"])]

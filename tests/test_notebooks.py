@@ -1,12 +1,14 @@
 """The workbook: committed notebooks are clean and parameterised; `merlib run` executes them
 headless on a tiny corpus, fold by fold, skips finished folds, reports failed ones."""
 
+import dataclasses
 import json
 import pathlib
 import re
 
 import nbformat
 import pytest
+import yaml
 
 from merlib import runner
 from merlib.config import load_config
@@ -75,6 +77,8 @@ def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
         "fusion_znorm",
         "baseline_fusion",
     ]
+    baseline = json.loads((run_dir / "fold2" / "baseline_speech_stats_history.json").read_text())
+    assert baseline["fingerprint"]["parts"]["baseline"] == "log_mel_statistics" and 0 <= baseline["test_ua"] <= 1
     report = (run_dir / "report.html").read_text()
     assert "SYNTHETIC" in report and "fusion_weighted" in report and "def " not in report
     assert json.loads((run_dir / "versions.json").read_text())["torch"].startswith("2.9")
@@ -101,15 +105,9 @@ def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, tmp_
     broken.mkdir()
     shutil.copy(resolve_text_model("minilm-offline") / "config.json", broken)
     config = tmp_path / "broken.yaml"
-    config.write_text(f"""base: {tiny_run["config"]}
-systems:
-  - {{name: speech, modality: speech}}
-  - {{name: speech_random, modality: speech, stages: [lp], overrides: {{speech: {{pretrained: {{source: none}}}}}}}}
-  - {{name: text, modality: text}}
-  - {{name: baseline_speech_stats, modality: speech, baseline: log_mel_statistics}}
-  - {{name: baseline_text_tfidf, modality: text, baseline: tfidf}}
-  - {{name: broken, modality: text, overrides: {{text: {{model: {broken}}}}}}}
-""")
+    systems = [dataclasses.asdict(system) for system in load_config(tiny_run["config"]).systems]
+    systems.append({"name": "broken", "modality": "text", "overrides": {"text": {"model": str(broken)}}})
+    config.write_text(yaml.safe_dump({"base": str(tiny_run["config"]), "systems": systems}))
     status = runner.run(str(config), folds=[2], runs=str(tiny_run["runs"]))
     captured = capsys.readouterr()
     assert status == 1
@@ -133,30 +131,21 @@ def test_adding_systems_to_the_plan_is_a_config_change_only(tiny_run, tmp_path):
     done = [runs / "tiny" / "fold2" / name for name in ("30_text_fold.text.ipynb", "20_speech_fold.speech.ipynb")]
     before = [path.stat().st_mtime for path in done]
     bigger = tmp_path / "tiny_plus.yaml"
-    bigger.write_text(f"""base: {tiny_run["config"]}
-systems:
-  - {{name: speech, modality: speech}}
-  - {{name: speech_random, modality: speech, stages: [lp], overrides: {{speech: {{pretrained: {{source: none}}}}}}}}
-  - name: speech_ge2e
-    modality: speech
-    overrides:
-      features: {{kind: ge2e_mel, n_mels: 40, normalization: none}}
-      speech:
-        model: {{backbone: ge2e}}
-        pretrained: {{source: resemblyzer}}
-        fine_tune: {{epochs: 1, optimizer: adam, lr: 0.001, backbone_lr: 0.0001, chunk_frames: [160]}}
-  - {{name: text, modality: text}}
-  - {{name: text_again, modality: text, title: "a second text system", overrides: {{text: {{lr: 5.0e-5}}}}}}
-  - {{name: baseline_speech_stats, modality: speech, baseline: log_mel_statistics}}
-  - {{name: baseline_text_tfidf, modality: text, baseline: tfidf}}
-fusions:
-  - {{name: fusion_weighted, method: weighted, inputs: [speech_ft, text]}}
-  - {{name: fusion_weighted_logloss, method: weighted, objective: log_loss, inputs: [speech_ft, text]}}
-  - {{name: fusion_znorm, method: znorm, inputs: [speech_ft, text]}}
-  - {{name: baseline_fusion, method: weighted, inputs: [baseline_speech_stats, baseline_text_tfidf]}}
-  - {{name: fusion_texts, method: weighted, inputs: [speech_ft, text_again]}}
-  - {{name: fusion_3way, method: weighted, inputs: [speech_ft, speech_ge2e_ft, text]}}
-""")
+    tiny = load_config(tiny_run["config"])
+    systems = [dataclasses.asdict(system) for system in tiny.systems]
+    ge2e = {"name": "speech_ge2e", "modality": "speech", "overrides": {
+        "features": {"kind": "ge2e_mel", "n_mels": 40, "normalization": "none"},
+        "speech": {"model": {"backbone": "ge2e"}, "pretrained": {"source": "resemblyzer"},
+                   "fine_tune": {"epochs": 1, "optimizer": "adam", "lr": 0.001, "backbone_lr": 0.0001,
+                                 "chunk_frames": [160]}}}}  # fmt: skip
+    text_again = {"name": "text_again", "modality": "text", "title": "a second text system",
+                  "overrides": {"text": {"lr": 5.0e-5}}}  # fmt: skip
+    systems = systems[:2] + [ge2e] + systems[2:3] + [text_again] + systems[3:]  # speech, random, GE2E, texts, baselines
+    fusions = [dataclasses.asdict(fusion) for fusion in tiny.fusions] + [
+        {"name": "fusion_texts", "method": "weighted", "inputs": ["speech_ft", "text_again"]},
+        {"name": "fusion_3way", "method": "weighted", "inputs": ["speech_ft", "speech_ge2e_ft", "text"]},
+    ]
+    bigger.write_text(yaml.safe_dump({"base": str(tiny_run["config"]), "systems": systems, "fusions": fusions}))
     assert runner.run(str(bigger), folds=[2], runs=str(runs)) == 0
     run_dir = runs / "tiny"
     assert [path.stat().st_mtime for path in done] == before
