@@ -28,8 +28,9 @@ from merlib import EMOTIONS
 from merlib.audio.features import LogMel, load_audio
 from merlib.config import Config, SystemConfig, paper_config
 from merlib.data.manifest import Utterance
+from merlib.fusion import log_softmax
 from merlib.io import write_json
-from merlib.metrics import unweighted_accuracy, weighted_accuracy
+from merlib.metrics import split_metrics, unweighted_accuracy, weighted_accuracy
 from merlib.scores import write_scores
 
 
@@ -130,12 +131,12 @@ def baseline_fold(config: Config, fold: int, run_dir: pathlib.Path, system: Syst
     # a class missing from the training sessions gets no column from scikit-learn: a floor, renormalised
     log_p = np.full((len(scored), len(EMOTIONS)), np.log(1e-9))
     log_p[:, model.classes_] = model.predict_log_proba(inputs(scored))
-    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    log_p = log_softmax(log_p)
     splits = ["holdout"] * len(split.holdout) + ["test"] * len(split.test)
     path = write_scores(stage.outputs[0], [r.id for r in scored], splits, [r.label for r in scored], log_p)
-    labels, predicted = np.array([EMOTIONS.index(r.label) for r in scored]), log_p.argmax(1)
-    summary = {f"{name}_ua": unweighted_accuracy(labels[np.array(splits) == name], predicted[np.array(splits) == name])
-               for name in ("holdout", "test")}  # fmt: skip
+    held = len(split.holdout)
+    summary = split_metrics([r.label for r in split.holdout], log_p[:held], "holdout")
+    summary |= split_metrics([r.label for r in split.test], log_p[held:], "test")
     write_json(stage.record, {"stage": "baseline", "baseline": system.baseline, **summary,
                               "fingerprint": stage.fingerprint.as_dict()})  # fmt: skip
     return path
