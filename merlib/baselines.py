@@ -34,24 +34,63 @@ from merlib.metrics import split_metrics, unweighted_accuracy, weighted_accuracy
 from merlib.scores import write_scores
 
 
-def utterance_statistics(records: Sequence[Utterance], corpus_root: str | os.PathLike, parts: int = 1) -> np.ndarray:
-    """Per utterance: mean and std over time of each log-mel bin and of its delta, and duration.
-    `parts` > 1: the same statistics of each of that many consecutive stretches of the utterance,
-    side by side (a crude model over time: it knows what happens early and late)."""
+def _log_mels(records: Sequence[Utterance], corpus_root: str | os.PathLike):
+    """Each record's 40-bin log-mel, un-normalised: per-segment normalisation would make the
+    statistics 0 and 1 by construction."""
     import torch
 
-    # No per-segment normalisation here: the statistics would be 0 and 1 by construction.
     front_end = LogMel(dataclasses.replace(paper_config().features, n_mels=40, normalization="none"))
-    rows = []
     with torch.no_grad():
         for record in records:
-            log_mel = front_end(load_audio(os.path.join(corpus_root, record.wav)))
-            pieces = []
-            for stretch in torch.tensor_split(log_mel, parts):
-                delta = stretch[1:] - stretch[:-1]
-                pieces += [stretch.mean(0), stretch.std(0), delta.std(0)]
-            rows.append(torch.cat([*pieces, torch.tensor([record.duration])]).numpy())
-    return np.stack(rows)
+            yield front_end(load_audio(os.path.join(corpus_root, record.wav)))
+
+
+def _plain_statistics(log_mel, duration: float) -> np.ndarray:
+    """Mean and std over time of each bin and of its delta, and the duration: all blind to the
+    direction of time (the same for the utterance played backwards)."""
+    import torch
+
+    delta = log_mel[1:] - log_mel[:-1]
+    return torch.cat([log_mel.mean(0), log_mel.std(0), delta.std(0), torch.tensor([duration])]).numpy()
+
+
+LOCAL_LAGS = (2, 4, 8, 16)  # frames (10 ms): from a syllable's edge to most of a gesture
+
+
+def _local_patterns(log_mel) -> np.ndarray:
+    """At each of LOCAL_LAGS, signed local patterns: the skewness of the level's change within
+    sound (slow rises with sudden falls, or the reverse) and which way the spectrum moves (the
+    mean squared mismatch of a frame with the frame `lag` later shifted one bin up, less that
+    shifted one bin down: < 0 when the pattern climbs)."""
+    import torch
+
+    level = log_mel.mean(1)
+    voiced = level > level.median()
+    features = []
+    for lag in LOCAL_LAGS:
+        both = voiced[lag:] & voiced[:-lag]  # within sound, not across its edges
+        change = level[lag:] - level[:-lag]
+        change = change[both] if both.sum() > 2 else change
+        centred = change - change.mean()
+        features.append((centred**3).mean() / (centred.std() ** 3 + 1e-6))
+        later, now = log_mel[lag:], log_mel[:-lag]
+        up = ((later[:, 1:] - now[:, :-1]) ** 2).mean()
+        down = ((later[:, :-1] - now[:, 1:]) ** 2).mean()
+        features.append(up - down)
+    return torch.stack(features).numpy()
+
+
+def utterance_statistics(records: Sequence[Utterance], corpus_root: str | os.PathLike) -> np.ndarray:
+    """The yardstick's features: whole-utterance statistics of log-mel frames (_plain_statistics)."""
+    return np.stack([_plain_statistics(m, r.duration) for r, m in zip(records, _log_mels(records, corpus_root))])
+
+
+def local_pattern_statistics(records: Sequence[Utterance], corpus_root: str | os.PathLike) -> np.ndarray:
+    """The yardstick's features and the signed local patterns that they cannot see, because they
+    do not know which way time runs (_local_patterns): a crude detector of what happens within
+    ~0.02-0.2 s, anywhere in the utterance."""
+    return np.stack([np.concatenate([_plain_statistics(m, r.duration), _local_patterns(m)])
+                     for r, m in zip(records, _log_mels(records, corpus_root))])  # fmt: skip
 
 
 def speech_statistics_model():
@@ -77,11 +116,12 @@ def _take(inputs, index):
     return inputs[index] if isinstance(inputs, np.ndarray) else [inputs[i] for i in index]
 
 
-def run_baselines(records: Sequence[Utterance], corpus_root: str | os.PathLike, parts: int = 1) -> dict:
-    """LOSO UA/WA (pooled over folds) of the speech (`parts` stretches), text and fused baselines."""
+def run_baselines(records: Sequence[Utterance], corpus_root: str | os.PathLike, local: bool = False) -> dict:
+    """LOSO UA/WA (pooled over folds) of the speech (whole-utterance statistics; with `local`,
+    also the local patterns), text and fused baselines."""
     labels = np.array([EMOTIONS.index(r.label) for r in records])
     sessions = np.array([r.session for r in records])
-    statistics = utterance_statistics(records, corpus_root, parts)
+    statistics = (local_pattern_statistics if local else utterance_statistics)(records, corpus_root)
     speech = _loso_log_probabilities(speech_statistics_model, statistics, labels, sessions)
     text = _loso_log_probabilities(text_tfidf_model, [r.transcript for r in records], labels, sessions)
     fused = (speech + text) / 2

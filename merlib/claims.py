@@ -8,6 +8,10 @@ comparison: the difference, its spread over folds, and a paired bootstrap interv
 resampled test utterances for both score sets, within every fold). The verdict: *holds* when the
 interval is on the claimed side of 0, *holds, not significant* when only the mean is, *does not
 hold* otherwise; a claim over several comparisons takes the weakest.
+
+Over several finished runs (`merlib claims RUN ...`: seeds, precisions, machines), each run's
+saved config's claims are checked on that run, then summed up claim by claim: in how many runs it
+holds, and the mean and range of its margin (the weakest comparison's, for several).
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import pandas as pd
 
 from merlib import EMOTIONS
 from merlib.config import ClaimConfig, Config
+from merlib.errors import MerlibError
 from merlib.metrics import label_indices
 from merlib.results import fold_directories
 from merlib.scores import read_scores
 
 VERDICTS = ("holds", "holds, not significant", "does not hold")
+NUMERIC_COLUMNS = ("margin_min", "margin_min_vs")  # in claims.csv, not in claims.md (the margin column has them)
 
 
 def _test_predictions(run_dir: pathlib.Path, names: list[str]) -> dict[int, tuple]:
@@ -101,6 +107,7 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
         comparisons.append({"than": other, "margin": 100 * per_fold.mean(), "interval": (100 * low, 100 * high),
                             "folds_won": int((per_fold > 0).sum()),
                             "fold_range": (100 * per_fold.min(), 100 * per_fold.max())})  # fmt: skip
+    weakest = min(comparisons, key=lambda c: c["margin"])
     unit = "UA" if claim.kind == "better" else f"{'/'.join(claim.classes)} confusion"
     return {
         "claim": claim.name,
@@ -116,6 +123,9 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
         "95% interval": "; ".join(f"[{c['interval'][0]:+.1f}, {c['interval'][1]:+.1f}]" for c in comparisons),
         "verdict": VERDICTS[max(verdicts)],
         "folds": ",".join(map(str, sorted(folds))),
+        # the numbers behind "margin" (claims.csv only): the weakest comparison, in points
+        "margin_min": float(weakest["margin"]),
+        "margin_min_vs": weakest["than"],
     }
 
 
@@ -135,6 +145,150 @@ def write_claims(run_dir, config: Config) -> pd.DataFrame:
     write_text(run_dir / "claims.csv", table.to_csv(index=False))
     heading = f"# {run_dir.name}: the paper's claims on this run"
     how = __doc__.split("\n\n")[1]  # the module docstring's paragraph on margins and verdicts
-    body = markdown_table(table) if len(table) else "No claim could be checked: the run has none of their score sets."
+    shown = table.drop(columns=[c for c in NUMERIC_COLUMNS if c in table.columns])  # "margin" says it
+    body = markdown_table(shown) if len(table) else "No claim could be checked: the run has none of their score sets."
     write_text(run_dir / "claims.md", f"{heading}\n\n{how}\n\n{body}\n")
     return table
+
+
+# -- the claims over several runs (`merlib claims RUN ...`) -------------------------------------
+RUNS_NOTE = (
+    "Margin: points of test UA (or of pair confusion, fewer being better), mean over folds, positive "
+    "when the claim's direction holds; for a claim over several comparisons, the weakest one's (the "
+    "minimum over its `than` score sets). Verdicts as in each run's claims.md: *holds* when the "
+    "bootstrap 95% interval is above 0, *holds, not significant* when only the mean is."
+)
+
+
+class RunClaimsError(MerlibError, ValueError):
+    """A folder given as a run that is not one, or a run whose config has no claims."""
+
+
+def run_config(run_dir) -> Config:
+    """The config a run folder saved (its config.yaml), as `merlib report` reads it."""
+    from merlib.config import load_config
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        what = (
+            "no such folder" if not run_dir.exists() else "not a folder" if not run_dir.is_dir() else "no config.yaml"
+        )
+        raise RunClaimsError(f"{run_dir}: not a run folder ({what}); give the runs/<name> folders of finished runs")
+    return load_config(run_dir / "config.yaml")
+
+
+def run_metadata(run_dir, config: Config) -> dict:
+    """What made the run, as it recorded it: its seed (config), and the precision and device it
+    resolved (versions.json, else a fold's history; else the configured precision)."""
+    import json
+
+    run_dir = pathlib.Path(run_dir)
+    recorded = [run_dir / "versions.json", *sorted(run_dir.glob("fold*/*_history.json"))]
+    runtime = {}
+    for path in recorded:
+        try:
+            runtime = json.loads(path.read_text()).get("runtime") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if runtime:
+            break
+    precision = runtime.get("precision") or f"{config.runtime.precision} (configured)"
+    return {"seed": config.seed, "precision": precision, "device": runtime.get("device_name", "")}
+
+
+def _run_labels(run_dirs: list[pathlib.Path]) -> list[str]:
+    """Each run's folder name; where two share one (runs_seed0/demo, runs_seed1/demo), the
+    shortest end of their paths that tells them apart."""
+    parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    labels = []
+    for mine in parts:
+        for depth in range(1, len(mine) + 1):
+            if sum(other[-depth:] == mine[-depth:] for other in parts) == 1 or depth == len(mine):
+                labels.append("/".join(mine[-depth:]))
+                break
+    return labels
+
+
+def claims_over_runs(run_dirs, n_resamples: int = 1000) -> pd.DataFrame:
+    """Every claim of each run's saved config, checked on that run: one row a claim and run (claim
+    by claim, the runs in the order given) with its verdict and `margin` (float, points: the
+    weakest comparison's; NaN when not checked), `margins` (every comparison, as claims.md writes
+    them), and the run's seed, precision and device. Claims are matched across runs by name."""
+    run_dirs = [pathlib.Path(run_dir) for run_dir in run_dirs]
+    configs = [run_config(run_dir) for run_dir in run_dirs]  # every folder checked before any work
+    for run_dir, config in zip(run_dirs, configs):
+        if not config.claims:
+            raise RunClaimsError(f"{run_dir}: its config.yaml has no claims (a `claims:` list); nothing to check")
+    rows = []
+    for run_dir, label, config in zip(run_dirs, _run_labels(run_dirs), configs):
+        meta = run_metadata(run_dir, config)
+        for claim in config.claims:
+            checked = check_claim(claim, run_dir, n_resamples, config=config)
+            rows.append({"claim": claim.name, "run": label, **meta, "verdict": checked["verdict"],
+                         "margin": checked.get("margin_min", np.nan), "weakest vs": checked.get("margin_min_vs", ""),
+                         "margins": checked.get("margin", ""), "comparisons": len(claim.than),
+                         "path": str(run_dir)})  # fmt: skip
+    order = list(dict.fromkeys(row["claim"] for row in rows))  # claim by claim, runs in the order given
+    return pd.DataFrame(sorted(rows, key=lambda row: order.index(row["claim"])))
+
+
+def summarize_claims_over_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """One row a claim (in order of first appearance): in how many runs it holds (significant or
+    not) out of the runs whose config has it, how many were not checked, and its margin's mean,
+    minimum and maximum over the checked runs (the weakest comparison's, for several)."""
+    rows = []
+    for name, group in table.groupby("claim", sort=False):
+        margins = group["margin"].dropna().to_numpy(dtype=float)
+        rows.append({
+            "claim": name,
+            "runs": len(group),
+            "holds": int((group["verdict"] == VERDICTS[0]).sum()),
+            "holds, not significant": int((group["verdict"] == VERDICTS[1]).sum()),
+            "does not hold": int((group["verdict"] == VERDICTS[2]).sum()),
+            "not checked": int(group["verdict"].str.startswith("not checked").sum()),
+            "margin mean": float(margins.mean()) if len(margins) else np.nan,
+            "margin min": float(margins.min()) if len(margins) else np.nan,
+            "margin max": float(margins.max()) if len(margins) else np.nan,
+            "margin of": "weakest comparison" if group["comparisons"].max() > 1 else "the comparison",
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _points(value: float) -> str:
+    return "" if pd.isna(value) else f"{value:+.1f}"
+
+
+def claims_over_runs_markdown(table: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """The per-run table and the summary, as markdown."""
+    from merlib.results import markdown_table
+
+    per_run = pd.DataFrame({
+        "claim": table["claim"], "run": table["run"], "seed": table["seed"], "precision": table["precision"],
+        "device": table["device"], "verdict": table["verdict"],
+        "margin": [_points(m) + (f" (vs {v})" if n > 1 and v else "")
+                   for m, v, n in zip(table["margin"], table["weakest vs"], table["comparisons"])],
+    })  # fmt: skip
+    totals = pd.DataFrame({
+        "claim": summary["claim"],
+        "holds": [f"{h}/{n}" + (f" (+{ns} not significant)" if ns else "") for h, ns, n in
+                  zip(summary["holds"], summary["holds, not significant"], summary["runs"])],
+        "not checked": summary["not checked"],
+        "mean margin": summary["margin mean"].map(_points),
+        "margin range": [f"{_points(lo)} to {_points(hi)}" if not pd.isna(lo) else ""
+                         for lo, hi in zip(summary["margin min"], summary["margin max"])],
+        "margin of": summary["margin of"],
+    })  # fmt: skip
+    runs = table.drop_duplicates("run")
+    heading = f"# The paper's claims over {len(runs)} run(s): {', '.join(runs['run'])}"
+    return (f"{heading}\n\n{RUNS_NOTE}\n\n## Each run\n\n{markdown_table(per_run)}\n\n"
+            f"## Over the runs\n\n{markdown_table(totals)}\n")  # fmt: skip
+
+
+def claims_over_runs_json(table: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """The same, for programs: {"note", "runs": [...], "summary": [...]} (NaN as null)."""
+
+    def records(frame: pd.DataFrame) -> list[dict]:
+        return [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+                for row in frame.astype(object).to_dict("records")]  # fmt: skip
+
+    return {"note": RUNS_NOTE, "runs": records(table), "summary": records(summary)}

@@ -118,6 +118,23 @@ def _report(args) -> int:
     return 0
 
 
+def _claims(args) -> int:
+    import json
+
+    from merlib import claims
+    from merlib.io import write_text
+
+    table = claims.claims_over_runs(args.runs, n_resamples=args.resamples)
+    summary = claims.summarize_claims_over_runs(table)
+    markdown = claims.claims_over_runs_markdown(table, summary)
+    as_json = json.dumps(claims.claims_over_runs_json(table, summary), indent=2, default=str)
+    print(as_json if args.json else markdown)
+    if args.out:  # FILE.json gets the JSON, any other name the markdown
+        write_text(args.out, as_json + "\n" if args.out.endswith(".json") else markdown)
+        print(f"wrote {args.out}", file=sys.stderr)  # stdout stays the table (or the JSON) alone
+    return 0
+
+
 def _demo(args) -> int:
     """The main job on the embedded demo corpus: corpora, then the demo plan on all 5 folds
     (every system of configs/demo.yaml, the baselines among them), fusion, claims, report."""
@@ -360,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="runs/<name>")
     report.set_defaults(handler=_report)
 
+    claims = commands.add_parser("claims", help="the config's claims checked over several finished runs (seeds, "
+                                 "precisions, machines): per run and summed up")  # fmt: skip
+    claims.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>, with config.yaml)")
+    claims.add_argument("--json", action="store_true", help="print JSON instead of the markdown tables")
+    claims.add_argument("--out", help="also write the markdown tables to this file (FILE.md; FILE.json: the JSON)")
+    claims.add_argument("--resamples", type=_resamples, default=1000, help="bootstrap resamples per claim and run")
+    claims.set_defaults(handler=_claims)
+
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
     bench.add_argument("kind", choices=("speech", "text"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -389,6 +414,12 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
         parser.add_argument("--rerun-changed", action="store_true",
                             help="redo the stages whose outputs were made by another config or input, and "
                                  "what depends on them (without it: an error that names what changed)")  # fmt: skip
+
+
+def _resamples(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: the number of bootstrap resamples must be a positive integer")
+    return int(text)
 
 
 def _grid_step(text: str) -> float:

@@ -289,3 +289,27 @@ def text_leakage(run_dir: pathlib.Path, fold: int, system: str) -> pd.DataFrame:
             }
         ]
     )
+
+
+def summary_over_runs(run_dirs, labels: list[str] | None = None) -> pd.DataFrame:
+    """UA (%) of every score set over several finished runs (their summary.csv, as `merlib report`
+    wrote it): one row a score set, in the first run's order, with each run's UA, their mean and
+    range; a score set a run lacks is NaN there."""
+    run_dirs = [pathlib.Path(run_dir) for run_dir in run_dirs]
+    labels = labels or [run_dir.name for run_dir in run_dirs]
+    if len(set(labels)) < len(labels):  # runs_seed0/demo, runs_seed1/demo: name them by their paths
+        labels = [str(run_dir) for run_dir in run_dirs]
+    tables = []
+    for run_dir in run_dirs:
+        path = run_dir / "summary.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no summary; finish the run (merlib run) or rebuild it (merlib report)")
+        tables.append(pd.read_csv(path).set_index("system"))
+    systems = list(dict.fromkeys(system for table in tables for system in table.index))
+    rows = []
+    for system in systems:
+        values = [table.loc[system, "ua"] if system in table.index else np.nan for table in tables]
+        title = next(table.loc[system, "title"] for table in tables if system in table.index)
+        rows.append({"system": system, "title": title, **dict(zip(labels, values)),
+                     "mean": np.nanmean(values), "min": np.nanmin(values), "max": np.nanmax(values)})  # fmt: skip
+    return pd.DataFrame(rows).round(1)

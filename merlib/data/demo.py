@@ -4,19 +4,24 @@ SYNTHETIC SPEECH. Numbers measured on it show that the pipeline works and how th
 interact; they say nothing about IEMOCAP.
 
 Five sessions, each with one female and one male espeak-ng voice (10 voices). As in real
-speech, the evidence is spread over modalities and over time:
-- **when things happen** (CONTOURS): every utterance is spoken in three parts, each with its
-  own pitch offset and rate, with one long pause. Every emotion uses the same offsets, rates
-  and pause in another order (anger starts high and fast and falls away; happiness rises and
-  speeds up; neutral has a mid accent then declines; sadness sinks, pauses, lifts), so
-  whole-utterance statistics hardly tell them apart, and a model over time does;
+speech, the evidence is spread over modalities, and within speech it is local and recurs:
+- **local gestures** (GESTURES): every ~0.2-0.4 s the pitch glides and the loudness ramps, and
+  each emotion has its own directions (anger: loud attacks and falling pitch; happiness: loud
+  attacks, rising pitch; neutral: soft onsets, rising pitch; sadness: soft onsets, falling
+  pitch), followed by 65-90% of the gestures. Any 2-3 s chunk carries many of them, so a
+  convolutional network that sees chunks and pools statistics over time can learn them; every
+  emotion glides and ramps as far as the others, so whole-utterance statistics of frames and
+  their changes, blind to the direction of time, cannot (merlib.baselines.local_pattern_statistics
+  shows the difference);
 - **a weak global cue** (EMOTION_PROSODY): level and brightness mark arousal by less than the
   per-utterance jitter;
-- **speakers** (speaker_traits): how far a speaker's pitch moves and how fast they speak vary
-  by speaker, so knowing the speaker helps to read the contour;
+- **speakers** (speaker_traits): gesture length, glide and ramp depth and speaking rate vary
+  by speaker;
 - **words** (merlib.data.demo_text) mostly tell valence; neither modality alone is enough.
 The speaker-pretraining corpus (generate_demo_speakers) has 240 other voices, each with its own
-base pitch, rate and spectral tilt, speaking with espeak-ng's plain intonation.
+base pitch, rate, spectral tilt and gesture habits of the same kinds (glides and ramps up, down
+or absent, and a gesture length): as real speaker embeddings carry a speaker's paralinguistic
+habits, what a speaker network learns here transfers to emotion.
 Generation is deterministic for a seed (identical audio with the same espeak-ng version) and
 cached: a second call with the same config hash does nothing; a changed config regenerates.
 """
@@ -38,10 +43,10 @@ import numpy as np
 
 from merlib import EMOTIONS
 from merlib.data import demo_text
-from merlib.data.espeak import Rendering, check_voices_distinct, espeak_version, render_to_file
+from merlib.data.espeak import LOUDNESS_CLOCK, Rendering, check_voices_distinct, espeak_version, render_to_file
 from merlib.progress import progress_bar
 
-GENERATOR_VERSION = 3  # 2: emotion in contours over time (CONTOURS), a weak global cue; 3: narrower excursions
+GENERATOR_VERSION = 4  # 2: emotion in contours over time; 3: narrower excursions; 4: local gestures (GESTURES)
 SYNTHETIC_NOTICE = (
     "SYNTHETIC demo corpus (espeak-ng speech): these numbers show the pipeline works; they say nothing about IEMOCAP."
 )
@@ -59,30 +64,29 @@ BASE_PITCH = {"F": 58, "M": 40}
 
 
 @dataclass(frozen=True)
-class Contour:
-    """How an emotion moves through an utterance of three parts: each part's pitch offset (in
-    units of the utterance's excursion), its rate (× the utterance's rate), and after which part
-    the long pause falls. Every contour uses the same offsets, rates and pauses in another order,
-    so whole-utterance statistics (mean and spread of pitch, mean rate, total pause) hardly differ
-    between emotions: the evidence is in *when* things happen."""
+class Gesture:
+    """How an emotion shapes each short stretch (a gesture, ~0.2-0.4 s) of an utterance: which
+    way the pitch glides and which way the loudness ramps (+1 rising / growing, -1 falling /
+    fading). Every emotion uses the same glides and ramps, only in another direction, and a
+    stretch played backwards turns one into another: whole-utterance statistics of frames and of
+    their changes are blind to the direction of time, so they cannot tell emotions apart; a
+    detector of local patterns, anywhere in the utterance, can."""
 
-    pitch: tuple[float, float, float]
-    rate: tuple[float, float, float]
-    pause_after: int  # 1: after the first part, 2: after the second
+    glide: int
+    swell: int
 
 
-CONTOURS = {
-    "ang": Contour(pitch=(1, 0, -1), rate=(1.25, 1.0, 0.8), pause_after=1),  # an outburst that falls away
-    "hap": Contour(pitch=(-1, 0, 1), rate=(0.8, 1.0, 1.25), pause_after=2),  # rising, speeding up to the end
-    "neu": Contour(pitch=(0, 1, -1), rate=(1.0, 1.25, 0.8), pause_after=2),  # a mid accent, then declination
-    "sad": Contour(pitch=(0, -1, 1), rate=(1.0, 0.8, 1.25), pause_after=1),  # sinks, pauses, lifts
+GESTURES = {
+    "ang": Gesture(glide=-1, swell=-1),  # hammered: loud attacks, falling pitch
+    "hap": Gesture(glide=+1, swell=-1),  # lively: loud attacks, rising pitch
+    "neu": Gesture(glide=+1, swell=+1),  # plain: soft onsets, rising pitch
+    "sad": Gesture(glide=-1, swell=+1),  # sagging: soft onsets, falling pitch
 }
 
 
 @dataclass(frozen=True)
 class Prosody:
-    """Whole-utterance settings: a weak arousal cue (level and brightness) and the ranges of the
-    per-utterance jitter."""
+    """Whole-utterance settings: a weak arousal cue (level and brightness)."""
 
     gain_db: float
     tilt: float
@@ -95,12 +99,23 @@ EMOTION_PROSODY = {
     "neu": Prosody(gain_db=-1.0, tilt=-0.15),
     "sad": Prosody(gain_db=-1.0, tilt=-0.15),
 }
-JITTER = {"pitch": 6, "rate": 0.10, "gain_db": 3.0, "tilt": 0.35, "part_rate": 0.08}
-# Pitch offset of a part, % of the voice's pitch, drawn per utterance (× the speaker's excursion).
-# Narrow enough that a contour's big step (2 units) is always larger than a small one (1 unit),
-# whoever speaks: a model hearing only a stretch of the utterance can tell them apart.
-EXCURSION_PERCENT = (26, 34)
-LONG_PAUSE_MS, SHORT_PAUSE_MS = (250, 450), (0, 120)
+JITTER = {"pitch": 6, "rate": 0.10, "gain_db": 3.0, "tilt": 0.35}
+# Per utterance, drawn uniformly (x the speaker's habit): gesture length (ms), pitch glide
+# (fraction of the pitch, each way), loudness ramp (dB, each way), and the share of gestures
+# that go the emotion's way (the rest go the other way: the evidence is spread, never certain).
+GESTURE_MS = (220, 360)
+GLIDE = (0.15, 0.25)
+SWELL_DB = (6.0, 10.0)
+CONSISTENCY = (0.8, 0.95)
+
+
+def design_constants() -> dict:
+    """The module's design values (cues, jitter, gesture ranges), part of both corpora's cache
+    keys: a corpus made with other values is regenerated, never reused."""
+    return {"gestures": {k: dataclasses.astuple(g) for k, g in GESTURES.items()},
+            "prosody": {k: dataclasses.astuple(p) for k, p in EMOTION_PROSODY.items()}, "jitter": JITTER,
+            "gesture_ms": GESTURE_MS, "glide": GLIDE, "swell_db": SWELL_DB, "consistency": CONSISTENCY,
+            "loudness_clock": LOUDNESS_CLOCK}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,8 @@ class DemoCorpusConfig:
     dialogs_per_session: int = 6  # 3 improvised, 3 scripted
 
     def hash(self) -> str:
-        keyed = dataclasses.asdict(self) | {"generator": GENERATOR_VERSION, "espeak": espeak_version()}
+        keyed = dataclasses.asdict(self) | {"generator": GENERATOR_VERSION, "espeak": espeak_version(),
+                                            "design": design_constants()}  # fmt: skip
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -157,38 +173,24 @@ def _choose_text(emotion: str, rng: np.random.Generator) -> tuple[str, str]:
 
 
 def speaker_traits(speaker: str) -> dict:
-    """What sets a speaker apart beyond the voice: how far their pitch moves and how fast they
-    speak (a speaker-independent model must see past these; a speaker encoder knows them)."""
+    """What sets a speaker apart beyond the voice: how fast they speak, how long their gestures
+    are and how far they glide and ramp (a speaker-independent model must see past these; a
+    speaker encoder knows them)."""
     rng = np.random.default_rng(zlib.crc32(speaker.encode()))
-    return {"excursion": float(rng.uniform(0.85, 1.15)), "rate": float(rng.uniform(0.9, 1.1))}
-
-
-def _parts(text: str, contour: Contour, excursion: float, rng: np.random.Generator, jitter: bool) -> tuple:
-    """Three consecutive word groups with the contour's pitch, rate and pauses."""
-    count = len(text.split())
-    sizes = [count // 3 + (1 if k < count % 3 else 0) for k in range(3)]
-    parts = []
-    for k, size in enumerate(sizes):
-        rate = contour.rate[k] * (1 + (rng.uniform(-1, 1) * JITTER["part_rate"] if jitter else 0))
-        if k == 2:
-            pause = 0
-        elif k + 1 == contour.pause_after:
-            pause = int(rng.uniform(*LONG_PAUSE_MS)) if jitter else int(np.mean(LONG_PAUSE_MS))
-        else:
-            pause = int(rng.uniform(*SHORT_PAUSE_MS)) if jitter else 0
-        parts.append((size, int(round(contour.pitch[k] * excursion)), int(round(100 * rate)), pause))
-    return tuple(parts)
+    return {key: float(rng.uniform(0.85, 1.15)) for key in ("rate", "gesture", "glide", "swell")}
 
 
 def _jittered(emotion: str, speaker: str, text: str, rng: np.random.Generator, seed: int,
               jitter: bool = True) -> Rendering:  # fmt: skip
     voice, base_pitch = emotion_voices()[speaker]
-    traits, global_cue = speaker_traits(speaker), EMOTION_PROSODY[emotion]
+    traits, global_cue, gesture = speaker_traits(speaker), EMOTION_PROSODY[emotion], GESTURES[emotion]
 
     def uniform(width):
         return rng.uniform(-width, width) if jitter else 0.0
 
-    excursion = traits["excursion"] * (rng.uniform(*EXCURSION_PERCENT) if jitter else np.mean(EXCURSION_PERCENT))
+    def drawn(bounds):
+        return rng.uniform(*bounds) if jitter else float(np.mean(bounds))
+
     return Rendering(
         text=text,
         voice=voice,
@@ -200,7 +202,10 @@ def _jittered(emotion: str, speaker: str, text: str, rng: np.random.Generator, s
         gain_db=float(global_cue.gain_db + uniform(JITTER["gain_db"])),
         noise_db=float(rng.uniform(-62, -54)),
         seed=seed,
-        parts=_parts(text, CONTOURS[emotion], excursion, rng, jitter),
+        gesture_ms=int(traits["gesture"] * drawn(GESTURE_MS)),
+        glide=gesture.glide * traits["glide"] * drawn(GLIDE),
+        swell_db=gesture.swell * traits["swell"] * drawn(SWELL_DB),
+        consistency=drawn(CONSISTENCY) if jitter else 1.0,
     )
 
 
@@ -362,7 +367,7 @@ def generate_demo_corpus(
 # ---------------------------------------------------------------------------------------------
 # The synthetic speaker corpus for speaker pretraining (VoxCeleb layout).
 
-SPEAKER_GENERATOR_VERSION = 1  # the speaker corpus's own: the emotion corpus's changes leave it be
+SPEAKER_GENERATOR_VERSION = 2  # the speaker corpus's own; 2: speakers with gesture habits (plan_speakers)
 
 SPEAKER_ACCENTS = (
     "en-us",
@@ -434,6 +439,7 @@ class DemoSpeakersConfig:
     speakers: int = 240
     utterances_per_speaker: int = 20
     videos_per_speaker: int = 2
+    habits_per_voice: int = 8  # speakers who share a voice and differ in gesture habits (plan_speakers)
 
     def hash(self) -> str:
         keyed = dataclasses.asdict(self) | {
@@ -441,25 +447,40 @@ class DemoSpeakersConfig:
             "espeak": espeak_version(),
             "variants": SPEAKER_VARIANTS,
             "accents": SPEAKER_ACCENTS,
+            "design": design_constants(),
         }
         return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def plan_speakers(config: DemoSpeakersConfig = DemoSpeakersConfig()) -> dict[str, dict]:
-    """{speaker id: {voice, pitch, rate, tilt}}: accent × variant × pitch, rate and tilt settings."""
+    """{speaker id: {voice, pitch, rate, tilt, gesture_ms, glide, swell_db}}.
+
+    Speakers come in groups of `habits_per_voice` who share a voice (accent × variant, base
+    pitch, rate and tilt) and differ in their gesture habits, of the kinds the emotion corpus
+    uses: a gesture length, and a pitch glide and a loudness ramp, each rising, falling or absent
+    (a different combination for each speaker of a group). Told apart by voice alone, speakers
+    would teach a speaker network nothing an emotion needs; told apart by their habits too, they
+    teach it to hear glides and ramps in any voice (in real speech, speaker embeddings carry such
+    paralinguistic habits: that is why the paper's transfer works)."""
     rng = np.random.default_rng(config.seed)
     combos = [f"{accent}+{variant}" for accent in SPEAKER_ACCENTS for variant in SPEAKER_VARIANTS]
-    if config.speakers > len(combos):
-        raise ValueError(f"at most {len(combos)} synthetic speakers (accents × variants)")
-    chosen = rng.choice(len(combos), size=config.speakers, replace=False)
+    groups = -(-config.speakers // config.habits_per_voice)
+    if groups > len(combos) or not 1 <= config.habits_per_voice <= 9:
+        raise ValueError(f"at most {len(combos)} synthetic voices (accents × variants), and 1-9 habits per voice")
+    habits = [(glide, swell) for glide in (-1, 0, 1) for swell in (-1, 0, 1)]
     speakers = {}
-    for number, index in enumerate(sorted(chosen)):
-        speakers[f"id{20001 + number}"] = {
-            "voice": combos[index],
-            "pitch": int(rng.integers(30, 71)),
-            "rate": int(rng.integers(145, 190)),
-            "tilt": float(rng.uniform(-0.3, 0.4)),
-        }
+    for index in sorted(rng.choice(len(combos), size=groups, replace=False)):
+        voice = {"voice": combos[index], "pitch": int(rng.integers(30, 71)), "rate": int(rng.integers(145, 190)),
+                 "tilt": float(rng.uniform(-0.3, 0.4))}  # fmt: skip
+        for pick in rng.choice(len(habits), size=config.habits_per_voice, replace=False):
+            if len(speakers) == config.speakers:
+                break
+            glide, swell = habits[pick]
+            speakers[f"id{20001 + len(speakers)}"] = voice | {
+                "gesture_ms": int(rng.uniform(*GESTURE_MS)),
+                "glide": float(glide * rng.uniform(*GLIDE)),
+                "swell_db": float(swell * rng.uniform(*SWELL_DB)),
+            }
     emotion = set(v for v, _ in emotion_voices().values())
     emotion_variants = {v.split("+")[1] for v in emotion}
     clash = [s for s, p in speakers.items() if p["voice"] in emotion or p["voice"].split("+")[1] in emotion_variants]
@@ -480,7 +501,7 @@ def generate_demo_speakers(
         return json.loads((out / "demo_corpus.json").read_text()) | {"cached": True}
     started = time.perf_counter()
     speakers = plan_speakers(config)
-    check_voices_distinct({s: (p["voice"], p["pitch"]) for s, p in speakers.items()})
+    check_voices_distinct({p["voice"]: (p["voice"], p["pitch"]) for p in speakers.values()})  # one per group
     if out.exists():
         for child in out.glob("id*"):
             shutil.rmtree(child)
@@ -505,6 +526,10 @@ def generate_demo_speakers(
                 gain_db=float(rng.uniform(-3, 3)),
                 noise_db=float(rng.uniform(-62, -54)),
                 seed=int(rng.integers(2**31)),
+                gesture_ms=int(voice["gesture_ms"] * rng.uniform(0.9, 1.1)),
+                glide=voice["glide"] * rng.uniform(0.8, 1.2),
+                swell_db=voice["swell_db"] * rng.uniform(0.8, 1.2),
+                consistency=float(rng.uniform(*CONSISTENCY)),
             )
             jobs.append((rendering, str(out / speaker / videos[k % len(videos)] / f"{k + 1:05d}.wav")))
     render_all(jobs, "demo speakers")

@@ -64,6 +64,13 @@ class Rendering:
     # the utterance in consecutive parts, each (words, pitch offset %, rate %, pause after in ms):
     # prosody that moves within the utterance; empty: one prosody for the whole utterance
     parts: tuple = ()
+    # local gestures (apply_gestures): every gesture_ms (±20%), pitch glides by ±glide (a
+    # fraction of the pitch) and loudness ramps by ±swell_db; the sign gives the direction
+    # (> 0 rising / growing), followed by each gesture with probability `consistency`
+    gesture_ms: int = 0
+    glide: float = 0.0
+    swell_db: float = 0.0
+    consistency: float = 1.0
 
 
 def ssml_of(rendering: Rendering) -> str:
@@ -114,8 +121,47 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+LOUDNESS_CLOCK = 1.37  # loudness gestures' mean length, × the pitch gestures' (see gesture_ramps)
+
+
+def _ramps(samples: int, mean: float, rng: np.random.Generator, sign: float, consistency: float) -> np.ndarray:
+    """Consecutive gestures of `mean` samples (±20%, the first cut short at random), within each a
+    linear ramp from -1 to 1 times `sign`, flipped with probability 1 - consistency."""
+    lengths = np.maximum(2, np.round(mean * rng.uniform(0.8, 1.2, int(samples / (0.8 * mean)) + 2))).astype(int)
+    lengths[0] = max(2, int(lengths[0] * rng.uniform(0.2, 1.0)))  # start mid-gesture
+    lengths = lengths[: int(np.searchsorted(np.cumsum(lengths), samples)) + 1]
+    directions = np.where(rng.random(len(lengths)) < consistency, sign, -sign)
+    return np.concatenate([d * np.linspace(-1.0, 1.0, n) for d, n in zip(directions, lengths)])[:samples]
+
+
+def gesture_ramps(samples: int, rate: int, rendering: Rendering) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the pitch and the loudness ramps of the rendering's gestures, each in [-1, 1].
+    Loudness keeps its own time (gestures LOUDNESS_CLOCK times as long, drawn apart): with one clock
+    for both, pitch would be high whenever the level is (or low), a pairing that whole-utterance
+    statistics see whichever way time runs."""
+    rng = np.random.default_rng([rendering.seed, 1])
+    mean = rendering.gesture_ms * rate / 1000
+    pitch = _ramps(samples, mean, rng, np.sign(rendering.glide), rendering.consistency)
+    loudness = _ramps(samples, LOUDNESS_CLOCK * mean, rng, np.sign(rendering.swell_db), rendering.consistency)
+    return pitch, loudness
+
+
+def apply_gestures(audio: np.ndarray, rate: int, rendering: Rendering) -> np.ndarray:
+    """Impose the local gestures: pitch by reading the audio at a varying speed (a modulated
+    delay line: speed 1 + glide·ramp, which averages to 1 over each gesture, so timing and
+    duration are kept), loudness by a gain ramp in dB."""
+    if not rendering.gesture_ms or not (rendering.glide or rendering.swell_db):
+        return audio
+    pitch_ramp, loudness_ramp = gesture_ramps(len(audio), rate, rendering)
+    speed = 1.0 + abs(rendering.glide) * pitch_ramp
+    source = np.clip(np.cumsum(speed) - speed[0], 0, len(audio) - 1)
+    glided = np.interp(source, np.arange(len(audio)), audio)
+    return (glided * 10 ** (abs(rendering.swell_db) * loudness_ramp / 20)).astype(np.float32)
+
+
 def apply_voice_quality(audio: np.ndarray, rate: int, rendering: Rendering) -> np.ndarray:
-    """Tilt, resample to 16 kHz, set the level, add a low noise floor (seeded)."""
+    """Local gestures, tilt, resample to 16 kHz, set the level, add a low noise floor (seeded)."""
+    audio = apply_gestures(audio, rate, rendering)
     if rendering.tilt > 0:  # brighter: mix in a pre-emphasised copy
         audio = audio + rendering.tilt * lfilter([1.0, -0.95], [1.0], audio)
     elif rendering.tilt < 0:  # duller: mix towards a one-pole low-pass
