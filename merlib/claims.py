@@ -25,7 +25,7 @@ from merlib import EMOTIONS
 from merlib.config import ClaimConfig, Config
 from merlib.errors import MerlibError
 from merlib.metrics import label_indices
-from merlib.results import fold_directories
+from merlib.results import fold_directories, run_labels
 from merlib.scores import read_scores
 
 VERDICTS = ("holds", "holds, not significant", "does not hold")
@@ -196,19 +196,6 @@ def run_metadata(run_dir, config: Config) -> dict:
     return {"seed": config.seed, "precision": precision, "device": runtime.get("device_name", "")}
 
 
-def _run_labels(run_dirs: list[pathlib.Path]) -> list[str]:
-    """Each run's folder name; where two share one (runs_seed0/demo, runs_seed1/demo), the
-    shortest end of their paths that tells them apart."""
-    parts = [run_dir.resolve().parts for run_dir in run_dirs]
-    labels = []
-    for mine in parts:
-        for depth in range(1, len(mine) + 1):
-            if sum(other[-depth:] == mine[-depth:] for other in parts) == 1 or depth == len(mine):
-                labels.append("/".join(mine[-depth:]))
-                break
-    return labels
-
-
 def claims_over_runs(run_dirs, n_resamples: int = 1000) -> pd.DataFrame:
     """Every claim of each run's saved config, checked on that run: one row a claim and run (claim
     by claim, the runs in the order given) with its verdict and `margin` (float, points: the
@@ -220,7 +207,7 @@ def claims_over_runs(run_dirs, n_resamples: int = 1000) -> pd.DataFrame:
         if not config.claims:
             raise RunClaimsError(f"{run_dir}: its config.yaml has no claims (a `claims:` list); nothing to check")
     rows = []
-    for run_dir, label, config in zip(run_dirs, _run_labels(run_dirs), configs):
+    for run_dir, label, config in zip(run_dirs, run_labels(run_dirs), configs):
         meta = run_metadata(run_dir, config)
         for claim in config.claims:
             checked = check_claim(claim, run_dir, n_resamples, config=config)

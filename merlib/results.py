@@ -291,14 +291,25 @@ def text_leakage(run_dir: pathlib.Path, fold: int, system: str) -> pd.DataFrame:
     )
 
 
+def run_labels(run_dirs: list[pathlib.Path]) -> list[str]:
+    """Each run's folder name; where two share one (runs_seed0/demo, runs_seed1/demo), the
+    shortest end of their paths that tells them apart."""
+    parts = [run_dir.resolve().parts for run_dir in run_dirs]
+    labels = []
+    for mine in parts:
+        for depth in range(1, len(mine) + 1):
+            if sum(other[-depth:] == mine[-depth:] for other in parts) == 1 or depth == len(mine):
+                labels.append("/".join(mine[-depth:]))
+                break
+    return labels
+
+
 def summary_over_runs(run_dirs, labels: list[str] | None = None) -> pd.DataFrame:
     """UA (%) of every score set over several finished runs (their summary.csv, as `merlib report`
     wrote it): one row a score set, in the first run's order, with each run's UA, their mean and
     range; a score set a run lacks is NaN there."""
     run_dirs = [pathlib.Path(run_dir) for run_dir in run_dirs]
-    labels = labels or [run_dir.name for run_dir in run_dirs]
-    if len(set(labels)) < len(labels):  # runs_seed0/demo, runs_seed1/demo: name them by their paths
-        labels = [str(run_dir) for run_dir in run_dirs]
+    labels = labels or run_labels(run_dirs)
     tables = []
     for run_dir in run_dirs:
         path = run_dir / "summary.csv"
