@@ -108,25 +108,71 @@ fusions:
     server.wait(timeout=30)
 
 
+PROMPTS_RUN = """(minimum) => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .filter(p => /\\[(\\*|\\d+)\\]/.test(p.textContent)).length >= minimum"""
+LAST_CELL_RAN_OR_FAILED = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    const failed = [...document.querySelectorAll('.jp-OutputArea-output')]
+        .some(o => o.textContent.includes('Traceback (most recent call last)'));
+    return failed || (prompts.length && /\\[\\d+\\]/.test(prompts[prompts.length - 1].textContent));
+}"""
+
+
+def start_run_all(page, lab, name: str) -> None:
+    """Run ▸ Run All Cells, and see a cell start. The execution indicator reads 'idle' before the
+    kernel has even started, and the menu item is disabled until the notebook is the current widget:
+    on a loaded machine a first click can do nothing (CI, stop 27). Then it is clicked again, which is
+    what a user does; a click that did start cells is never repeated."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(4):
+        page.wait_for_timeout(2000)
+        try:  # a dialog that does not go away by itself is a finding, and its text is the report
+            page.wait_for_selector(".jp-Dialog", state="detached", timeout=30_000)
+        except PlaywrightTimeout:
+            fail_with_state(page, lab, name, "a dialog stays open")
+        page.click(".jp-Notebook .jp-Cell >> nth=0")  # focus the notebook
+        page.click("li.lm-MenuBar-item:has-text('Run')")
+        item = page.locator("li.lm-Menu-item:not(.lm-mod-disabled):has(div.lm-Menu-itemLabel:text-is('Run All Cells'))")
+        try:
+            item.click(timeout=30_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")  # the menu stays disabled for now: close it, try again
+            continue
+        try:
+            page.wait_for_function(PROMPTS_RUN, arg=1, timeout=90_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    fail_with_state(page, lab, name, "Run All Cells never started a cell (4 tries)")
+
+
+def fail_with_state(page, lab, name: str, what: str) -> None:
+    """What a reader of a CI log needs: which notebook, how far it got, a screenshot, the lab's log."""
+    shot = lab["out"] / f"{name}-failed.png"
+    page.screenshot(path=str(shot), full_page=True)
+    prompts = page.eval_on_selector_all(".jp-CodeCell .jp-InputPrompt", "ps => ps.map(p => p.textContent.trim())")
+    status = page.get_attribute(".jp-Notebook-ExecutionIndicator", "data-status")
+    log = (lab["out"] / "lab.log").read_text(errors="replace").splitlines()[-25:]
+    dialogs = page.eval_on_selector_all(".jp-Dialog", "ds => ds.map(d => d.innerText)")
+    state = f"prompts {prompts}; indicator {status}; dialogs {dialogs}; screenshot {shot}"
+    pytest.fail(f"{name}: {what}; {state}; lab.log ends:\n" + "\n".join(log))
+
+
 def run_all(page, lab, name: str) -> dict:
     """Open a committed notebook, Run All, wait for every cell, save; the saved notebook."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     # a workspace of its own per notebook: the lab opens it alone, not beside the ones before
     page.goto(f"{lab['url']}/lab/workspaces/{name}/tree/notebooks/{name}.ipynb?token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    page.click(".jp-Notebook .jp-Cell >> nth=0")  # focus the notebook
-    page.click("li.lm-MenuBar-item:has-text('Run')")  # Run ▸ Run All Cells
-    page.click("li.lm-Menu-item:has(div.lm-Menu-itemLabel:text-is('Run All Cells'))")
-    page.wait_for_function(  # the last code cell has run, or a cell failed (Run All stops there)
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            const failed = [...document.querySelectorAll('.jp-OutputArea-output')]
-                .some(o => o.textContent.includes('Traceback (most recent call last)'));
-            return failed || (prompts.length && /\\[\\d+\\]/.test(prompts[prompts.length - 1].textContent));
-        }""",
-        timeout=300_000,
-    )  # fmt: skip
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    start_run_all(page, lab, name)
+    try:  # the last code cell has run, or a cell failed (Run All stops there)
+        page.wait_for_function(LAST_CELL_RAN_OR_FAILED, timeout=420_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    except PlaywrightTimeout:
+        fail_with_state(page, lab, name, "the cells did not finish in 9 minutes")
     page.keyboard.press("Control+s")
     page.wait_for_timeout(1500)
     return json.loads((lab["checkout"] / "notebooks" / f"{name}.ipynb").read_text())
