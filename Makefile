@@ -24,7 +24,7 @@ demo: setup
 	$(PY) -m merlib demo
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=. --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=. --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean-env:
 	rm -rf "$$(readlink -f $(VENV))" $(VENV)

@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from merlib import EMOTIONS
-from merlib.audio.features import LogMel, load_audio
+from merlib.audio.features import AudioError, LogMel, read_audio, require_finite_features, to_mono
 from merlib.config import Config, SystemConfig, paper_config
 from merlib.data.manifest import Utterance
 from merlib.fusion import log_softmax
@@ -36,13 +36,38 @@ from merlib.scores import write_scores
 
 def _log_mels(records: Sequence[Utterance], corpus_root: str | os.PathLike):
     """Each record's 40-bin log-mel, un-normalised: per-segment normalisation would make the
-    statistics 0 and 1 by construction."""
+    statistics 0 and 1 by construction. A file whose log-mel is not finite (inf samples, a level
+    that overflows) is refused as the speech systems refuse it (AudioError naming the file)."""
     import torch
 
     front_end = LogMel(dataclasses.replace(paper_config().features, n_mels=40, normalization="none"))
     with torch.no_grad():
         for record in records:
-            yield front_end(load_audio(os.path.join(corpus_root, record.wav)))
+            path = os.path.join(corpus_root, record.wav)
+            audio, rate = read_audio(path)
+            waveform = to_mono(audio, rate, 16000, path)
+            if len(waveform) <= front_end.config.n_fft // 2:  # the centred windows' reflect padding fails
+                raise AudioError(
+                    f"{path}: {len(audio) / rate:.3f} s of audio, too short for the log-mel statistics "
+                    f"(at least {(front_end.config.n_fft // 2 + 1) / 16000:.3f} s); remove it from the manifest"
+                )
+            yield require_finite_features(front_end(waveform), path, audio, rate)
+
+
+def _statistics_rows(records, corpus_root, statistics) -> np.ndarray:
+    """`statistics(record, log_mel)` of each record, stacked; a row that is not finite (a log-mel
+    of one frame has no spread) is refused naming the file, before scikit-learn sees it."""
+    rows = []
+    for record, log_mel in zip(records, _log_mels(records, corpus_root)):
+        row = statistics(record, log_mel)
+        if not np.isfinite(row).all():
+            path = os.path.join(corpus_root, record.wav)
+            raise AudioError(
+                f"{path}: its log-mel statistics are not finite ({log_mel.shape[0]} frame(s)): "
+                "too short or corrupt; remove it from the manifest"
+            )
+        rows.append(row)
+    return np.stack(rows)
 
 
 def _plain_statistics(log_mel, duration: float) -> np.ndarray:
@@ -82,15 +107,18 @@ def _local_patterns(log_mel) -> np.ndarray:
 
 def utterance_statistics(records: Sequence[Utterance], corpus_root: str | os.PathLike) -> np.ndarray:
     """The yardstick's features: whole-utterance statistics of log-mel frames (_plain_statistics)."""
-    return np.stack([_plain_statistics(m, r.duration) for r, m in zip(records, _log_mels(records, corpus_root))])
+    return _statistics_rows(records, corpus_root, lambda r, m: _plain_statistics(m, r.duration))
 
 
 def local_pattern_statistics(records: Sequence[Utterance], corpus_root: str | os.PathLike) -> np.ndarray:
     """The yardstick's features and the signed local patterns that they cannot see, because they
     do not know which way time runs (_local_patterns): a crude detector of what happens within
     ~0.02-0.2 s, anywhere in the utterance."""
-    return np.stack([np.concatenate([_plain_statistics(m, r.duration), _local_patterns(m)])
-                     for r, m in zip(records, _log_mels(records, corpus_root))])  # fmt: skip
+
+    def statistics(record, log_mel):
+        return np.concatenate([_plain_statistics(log_mel, record.duration), _local_patterns(log_mel)])
+
+    return _statistics_rows(records, corpus_root, statistics)
 
 
 def speech_statistics_model():

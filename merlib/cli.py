@@ -269,7 +269,7 @@ def _predict(args) -> int:
     predictor = Predictor(args.run, [args.fold] if args.fold else None)
     prediction = predictor.predict(args.text, args.wav)
     print(
-        json.dumps(prediction.as_dict())
+        json.dumps(prediction.as_dict(), allow_nan=False)  # strict JSON: a NaN fails loudly, never printed
         if args.json
         else format_prediction(prediction, output_titles(predictor.config))
     )
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="fuse the saved scores of a run and write report.html + summary")
     report.add_argument("run_dir", help="runs/<name>")
+    report.add_argument("--wait", action="store_true", help="wait while another process works on the run")
     report.set_defaults(handler=_report)
 
     claims = commands.add_parser("claims", help="the config's claims checked over several finished runs (seeds, "
@@ -411,6 +412,9 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
                         help="mixed precision (default: runtime.precision of the config)")  # fmt: skip
     if runs:
         parser.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+        parser.add_argument("--wait", action="store_true",
+                            help="when another process works on the same run folder part (fold, pretraining, "
+                                 "run), wait for it instead of stopping")  # fmt: skip
         parser.add_argument("--rerun-changed", action="store_true",
                             help="redo the stages whose outputs were made by another config or input, and "
                                  "what depends on them (without it: an error that names what changed)")  # fmt: skip
@@ -437,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     from merlib.errors import MerlibError
 
     args = build_parser().parse_args(argv)
+    if getattr(args, "wait", False):  # read by merlib.runlock here and in the notebooks' kernels
+        os.environ["MERLIB_LOCK_WAIT"] = "1"
     try:
         return args.handler(args)
     except (MerlibError, OSError) as error:
@@ -446,6 +452,21 @@ def main(argv: list[str] | None = None) -> int:
             error = f"{error.filename + ': ' if error.filename else ''}{error.strerror or error}"
         print(f"merlib {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug or os.environ.get("MERLIB_DEBUG"):
+            raise
+        print(f"merlib {args.command}: interrupted; {_resume_hint()}", file=sys.stderr)
+        return 130
+
+
+def _resume_hint() -> str:
+    """What an interrupted command keeps: the training loop's last checkpoint in this process."""
+    loop = sys.modules.get("merlib.train.loop")
+    saved = getattr(loop, "last_checkpoint", None)
+    if saved is None:
+        return "rerun the same command to resume (finished stages and saved epochs are kept)"
+    path, epoch = saved
+    return f"rerun the same command to resume after epoch {epoch + 1} (saved in {path})"
 
 
 if __name__ == "__main__":

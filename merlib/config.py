@@ -6,6 +6,8 @@
   config that leaves a field unset anywhere in its chain is an error naming the field.
 - **Checked at load.** An unknown key, a wrong type, a choice outside its allowed values (listed
   in the message) or a value out of range is refused with the file and the key, before any work.
+  The YAML itself is read strictly: UTF-8, no aliases (`*ref`), no key twice in a mapping; the
+  run's `name:` must be one safe path component (it names `runs/<name>`).
 - **The plan is data.** `systems:` declares what a run trains (name, modality, and overrides of
   the run's sections for that system); `fusions:` declares which of their scores are fused, and
   how. Everything downstream (runner, summary, report, notebooks, widgets) iterates the plan.
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import pathlib
 import re
@@ -366,6 +369,51 @@ def _merge(base: dict, override: dict) -> dict:
     return merged
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """`yaml.safe_load`, stricter: no aliases (a few bytes of nested `*refs` expand to gigabytes;
+    merlib configs share settings with `base:`), no key twice in one mapping (the last would
+    silently win). Unused anchors (`&x`) are allowed: they expand nothing. `source` names the
+    file (or the --set assignment) in the errors."""
+
+    def __init__(self, stream: str, source: str):
+        super().__init__(stream)
+        self.source = self.name = source  # name: what YAML's own error marks call the stream
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"{self.source}, line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not allowed "
+                "in configs; write the values out (merlib configs use `base:` to share settings)"
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges; its keys may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, collections.abc.Hashable):
+                    if key in seen:
+                        raise ConfigError(
+                            f"{self.source}, line {key_node.start_mark.line + 1}: key {key!r} appears twice "
+                            "in the same mapping"
+                        )
+                    seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: str):
+    """YAML text → Python values, with _ConfigLoader's rules; its errors name `source`."""
+    loader = _ConfigLoader(text, source)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _find_base(path: pathlib.Path, base: str) -> pathlib.Path:
     """`base:` is relative to the config's own folder; the shipped configs are found by name too."""
     candidate = (path.parent / base).resolve()
@@ -383,14 +431,28 @@ def _read_yaml(path: pathlib.Path, chain: tuple = ()) -> dict:
         )
     if path.resolve() in chain:
         raise ConfigError(f"{path}: `base:` chain loops back to itself")
+    data = path.read_bytes()
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}, line {line}: byte {error.start} (0x{data[error.start]:02x}) is not UTF-8; save the file as UTF-8"
+        ) from None
+    try:
+        values = _load_yaml(text, str(path)) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
     if "base" in values:
-        values = _merge(_read_yaml(_find_base(path, str(values.pop("base"))), chain + (path.resolve(),)), values)
+        base = values.pop("base")
+        if not isinstance(base, str) or not base.strip():
+            got = "nothing" if base is None else f"{type(base).__name__} {base!r}"
+            raise ConfigError(
+                f"{path}: base: must be the file name of one config (a string, e.g. base: paper.yaml), got {got}"
+            )
+        values = _merge(_read_yaml(_find_base(path, base), chain + (path.resolve(),)), values)
     return values
 
 
@@ -416,7 +478,7 @@ def config_overrides(assignments: typing.Sequence[str] | None) -> dict:
         if not separator or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
             raise ConfigError(f"--set {assignment!r}: write it as key.sub=value, e.g. --set speech.fine_tune.epochs=3")
         try:
-            value = yaml.safe_load(text)
+            value = _load_yaml(text, f"--set {assignment!r}")
         except yaml.YAMLError:
             value = text
         node = result
@@ -438,6 +500,7 @@ def save_config(config: Config, path: str | pathlib.Path) -> pathlib.Path:
 
 # -- checks across fields ----------------------------------------------------------------------
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+_RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # names runs/<name>: one path component
 
 
 def _check_speech(config: Config, where: str) -> None:
@@ -469,6 +532,12 @@ def _check_speech(config: Config, where: str) -> None:
 
 def check_config(config: Config, where: str) -> None:
     """What a field's own type cannot say: the plan's names, and settings that must agree."""
+    if not (_RUN_NAME.fullmatch(config.name) and len(config.name) <= 100 and ".." not in config.name):
+        raise ConfigError(
+            f"{where}: name {config.name!r}: a run's name is its folder under the runs folder, so it must be "
+            "one path component: letters, digits, '.', '_' and '-', starting with a letter or digit "
+            "([A-Za-z0-9][A-Za-z0-9._-]*), at most 100 characters, without '..'"
+        )
     if not _DEVICE.fullmatch(config.runtime.device):
         raise ConfigError(
             f"{where}.runtime.device: {config.runtime.device!r} is not allowed; "

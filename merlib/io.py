@@ -1,16 +1,60 @@
 """One way to write a file: to a temporary name beside it, then an atomic rename.
 
 A crash (or kill -9) while writing never leaves half a file under the real name, so a reader
-finds either the old complete file or the new complete one.
+finds either the old complete file or the new complete one. A full disk (or quota) is one
+`DiskFullError` naming the file, what was written and what is free; the old file stays.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
+import shutil
 from typing import Iterator
+
+from merlib.errors import MerlibError
+
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# torch.save reports a failed write as a RuntimeError from its zip writer, without an errno
+TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "No space left")
+
+
+class DiskFullError(MerlibError, OSError):
+    """A write ran out of space: nothing half-written is left under the file's name."""
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _is_full(error: BaseException) -> bool:
+    if isinstance(error, OSError):
+        return error.errno in FULL_ERRNOS
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in TORCH_WRITE_FAILURES)
+
+
+def as_disk_full(error: BaseException, path: pathlib.Path, temporary: pathlib.Path) -> DiskFullError | None:
+    """The DiskFullError for `error` when it is a full disk (while writing `temporary` for `path`)."""
+    if not _is_full(error):
+        return None
+    return disk_full_error(path, temporary.stat().st_size if temporary.exists() else 0)
+
+
+def disk_full_error(path: pathlib.Path, written: int) -> DiskFullError:
+    try:
+        free = _megabytes(shutil.disk_usage(path.parent).free)
+    except OSError:
+        free = "unknown"
+    error = DiskFullError(
+        f"{path}: no space left on the device ({_megabytes(written)} written before it filled, {free} free "
+        f"in {path.parent}); free at least that much there, or write elsewhere (another --runs folder, "
+        "MERLIB_DATA for corpora and caches). The previous file, if any, is unchanged; rerun to resume"
+    )
+    error.errno = errno.ENOSPC
+    return error
 
 
 @contextlib.contextmanager
@@ -22,6 +66,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     try:
         yield temporary
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as error:
+        full = as_disk_full(error, path, temporary)
+        if full is None:
+            raise
+        raise full from error
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -17,7 +17,9 @@ from merlib.data import iemocap
 from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
 from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
+from merlib.io import write_text
 from merlib.paths import resolve
+from merlib.runlock import run_lock
 from merlib.stages import Stage, baseline_stage, check_stages, pretrain_stage, speech_stages, text_stage
 
 
@@ -49,7 +51,7 @@ def load_utterances(config: Config) -> tuple[list[Utterance], pathlib.Path]:
         stamp = (root / "demo_corpus.json").read_text()
         if not manifest.is_file() or not marker.is_file() or marker.read_text() != stamp:
             iemocap.write_prepared(iemocap.prepare_iemocap(root, corpus="demo"), out, root)
-            marker.write_text(stamp)
+            write_text(marker, stamp)
         return check_sessions(read_manifest(manifest), manifest), root
     manifest = resolve(config.data.manifest)
     return check_sessions(read_manifest(manifest), manifest), root
@@ -111,9 +113,10 @@ def pretraining_stage(config: Config, run_dir: pathlib.Path) -> Stage | None:
 
 
 def pretrain(
-    config: Config, run_dir: pathlib.Path, progress: bool = True, rerun_changed: bool = False
+    config: Config, run_dir: pathlib.Path, progress: bool = True, rerun_changed: bool = False, wait: bool | None = None
 ) -> pathlib.Path | None:
-    """Speaker pretraining of this run (skipped when done, or when no system of the plan transfers it)."""
+    """Speaker pretraining of this run (skipped when done, or when no system of the plan transfers it).
+    `wait`: queue behind another process that holds the pretraining lock (default: --wait)."""
     from merlib.data.speakers import read_speaker_manifest
     from merlib.train.speaker import pretrain_speakers
 
@@ -122,8 +125,9 @@ def pretrain(
         return None
     root = speaker_corpus_root(config)
     records = read_speaker_manifest(speaker_manifest(config))
-    return pretrain_speakers(config, records, root, run_dir / "pretrain", feature_cache_dir(root), progress=progress,
-                             stage=stage, rerun_changed=rerun_changed)  # fmt: skip
+    with run_lock(run_dir, "pretrain", "speaker pretraining", wait=wait):
+        return pretrain_speakers(config, records, root, run_dir / "pretrain", feature_cache_dir(root),
+                                 progress=progress, stage=stage, rerun_changed=rerun_changed)  # fmt: skip
 
 
 def default_system(config: Config, modality: str) -> str:
@@ -165,10 +169,12 @@ def speech_fold(
     transfers = config.system_config(system).speech.pretrained.source == "pretrain"
     pretraining = pretraining_stage(config, run_dir) if transfers else None
     check_stage_order(speech_stages(config, system, fold, root, run_dir, pretraining), stages, fold.fold, system)
-    if transfers:  # the speaker backbone this system transfers (skipped when done)
-        pretrain(config, run_dir, progress=progress, rerun_changed=rerun_changed)
-    return run_speech_fold(config, system, fold, root, run_dir, feature_cache_dir(root), stages=stages,
-                           progress=progress, pretraining=pretraining, rerun_changed=rerun_changed)  # fmt: skip
+    with run_lock(run_dir, f"fold{fold.fold}", f"fold {fold.fold}"):
+        if transfers:  # the speaker backbone this system transfers (skipped when done; folds started
+            # together share it: the others wait for the one that trains it)
+            pretrain(config, run_dir, progress=progress, rerun_changed=rerun_changed, wait=True)
+        return run_speech_fold(config, system, fold, root, run_dir, feature_cache_dir(root), stages=stages,
+                               progress=progress, pretraining=pretraining, rerun_changed=rerun_changed)  # fmt: skip
 
 
 def text_fold(
@@ -183,15 +189,15 @@ def text_fold(
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    return run_text_fold(config, network_system(config, system, "text"), fold_of(config, utterances, fold),
-                         utterances, run_dir, feature_cache_dir(root), progress=progress,
-                         rerun_changed=rerun_changed)  # fmt: skip
+    with run_lock(run_dir, f"fold{fold}", f"fold {fold}"):
+        return run_text_fold(config, network_system(config, system, "text"), fold_of(config, utterances, fold),
+                             utterances, run_dir, feature_cache_dir(root), progress=progress,
+                             rerun_changed=rerun_changed)  # fmt: skip
 
 
 def writable_run_directory(config: Config, runs: str | pathlib.Path = "runs") -> pathlib.Path:
     """The run folder, made and checked writable before any work (a read-only place fails here,
     not after minutes of computation)."""
-    from merlib.io import write_text
 
     run_dir = run_directory(config, runs)
     try:

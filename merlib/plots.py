@@ -15,6 +15,7 @@ import seaborn as sns
 
 from merlib import EMOTIONS
 from merlib.data.manifest import Utterance
+from merlib.io import atomic_path, write_text
 
 SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels
 
@@ -49,10 +50,10 @@ def save_figure(figure, data: pd.DataFrame | None, folder: str | pathlib.Path, n
     paths = []
     for suffix in ("png", "svg"):
         paths.append(folder / f"{name}.{suffix}")
-        figure.savefig(paths[-1], dpi=120, bbox_inches="tight")
+        with atomic_path(paths[-1]) as temporary:
+            figure.savefig(temporary, format=suffix, dpi=120, bbox_inches="tight")
     if data is not None:
-        paths.append(folder / f"{name}.csv")
-        data.to_csv(paths[-1], index=False)
+        paths.append(write_text(folder / f"{name}.csv", data.to_csv(index=False)))
     return paths
 
 

@@ -9,6 +9,13 @@ runs every fold's models (or one fold's) and averages their class probabilities;
 applied fold by fold, to that fold's scores, with that fold's parameters, then averaged too.
 Baseline systems (the folds' scikit-learn yardsticks) are not kept as models: neither they nor
 fusions of them are predicted.
+
+Nothing non-finite leaves a prediction. The recording is checked as training checks its audio
+(merlib.audio.features): samples that are inf/NaN, features that are not finite (a recording
+scaled far above full scale) and audio shorter than the speech systems can take are refused
+(PredictError / AudioError, naming the file); silence and clipping are predicted, with a
+warning. Every score set is checked after inference: a non-finite one is an error naming the
+system, never a probability of `nan`.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ class Prediction:
     folds: list[int]
     notes: list[str]
     log_scores: dict[str, dict[int, np.ndarray]]  # {score set: {fold: (4,) log-softmax}}: for re-fusing
+    warnings: list[str] = dataclasses.field(default_factory=list)  # about the input: silence, clipping, ...
 
     def as_dict(self) -> dict:
-        return {"probabilities": self.probabilities, "folds": self.folds, "notes": self.notes}
+        return {"probabilities": self.probabilities, "folds": self.folds, "notes": self.notes,
+                "warnings": self.warnings}  # fmt: skip
 
 
 class Predictor:
@@ -95,11 +104,13 @@ class Predictor:
 
     # -- inputs ----------------------------------------------------------------------------
     @staticmethod
-    def read_wav(path: str | pathlib.Path, notes: list[str]) -> torch.Tensor:
-        """16 kHz mono; another rate or stereo is converted, and said so in `notes`."""
+    def read_wav(path: str | pathlib.Path, notes: list[str], warned: list[str] | None = None) -> torch.Tensor:
+        """16 kHz mono; another rate or stereo is converted, and said so in `notes`. Samples that
+        are inf/NaN are refused (AudioError); silence, clipping and a level above full scale are
+        said in `warned`."""
         import soundfile
 
-        from merlib.audio.features import load_audio
+        from merlib.audio.features import read_audio, require_finite_samples, to_mono
 
         try:
             info = soundfile.info(str(path))
@@ -109,9 +120,13 @@ class Predictor:
             notes.append(f"{path}: {info.channels} channels, mixed down to mono")
         if info.samplerate != 16000:
             notes.append(f"{path}: {info.samplerate} Hz, resampled to 16000 Hz")
+        audio, rate = read_audio(path)
+        require_finite_samples(audio, rate, path)
+        if warned is not None:
+            warned += level_warnings(audio, path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # said in the notes
-            return load_audio(path, 16000)
+            return to_mono(audio, rate, 16000, path)
 
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
@@ -119,27 +134,40 @@ class Predictor:
         if not (text and text.strip()) and wav is None:
             raise PredictError("nothing to predict from: give a sentence (--text) and/or a recording (--wav)")
         notes: list[str] = []
+        warned: list[str] = []
         scores: dict[str, dict[int, np.ndarray]] = {}
+        inputs = []  # what each score set was computed from, for the error that names it
         if wav is not None:
-            waveform = self.read_wav(wav, notes)
-            scores |= self._speech_scores(waveform)
+            waveform = self.read_wav(wav, notes, warned)
+            scores |= check_scores(self._speech_scores(waveform, wav), f"on {wav}")
+            inputs.append(str(wav))
         else:
             notes.append("no recording: the speech systems are left out")
         if text and text.strip():
-            scores |= self._text_scores(text.strip())
+            scores |= check_scores(self._text_scores(text.strip()), "on the sentence")
+            inputs.append("the sentence")
         else:
             notes.append("no sentence: the text systems are left out")
-        scores |= self._fused_scores(scores, notes)
+        scores |= check_scores(self._fused_scores(scores, notes), f"on {' and '.join(inputs)}")
         probabilities = {name: dict(zip(EMOTIONS, np.mean([np.exp(s) for s in by_fold.values()], axis=0).tolist()))
                          for name, by_fold in scores.items()}  # fmt: skip
-        return Prediction(probabilities, self.folds, notes, scores)
+        return Prediction(probabilities, self.folds, notes, scores, warned)
 
-    def _speech_scores(self, waveform: torch.Tensor) -> dict[str, dict[int, np.ndarray]]:
+    def _speech_scores(self, waveform: torch.Tensor, source) -> dict[str, dict[int, np.ndarray]]:
         from merlib.audio.features import build_front_end
+        from merlib.pipeline import shortest_segment_seconds
 
+        systems = self.config.systems_of("speech")
+        if systems:  # what training requires of its audio (merlib.data.checks)
+            require_duration(waveform, source, shortest_segment_seconds(self.config))
         scores = {}
-        for system in self.config.systems_of("speech"):
-            features = build_front_end(self.config.system_config(system.name).features)(waveform).unsqueeze(0)
+        for system in systems:
+            front_end = build_front_end(self.config.system_config(system.name).features)
+            features = checked_features(front_end, waveform, source)
+            shortest = self._speech_model(system.name, system.stages[0], self.folds[0]).backbone.min_frames
+            if features.shape[0] < shortest:  # a front end with fewer frames than the plan's minimum assumes
+                require_duration(waveform, source, seconds_for_frames(front_end, shortest))
+            features = features.unsqueeze(0)
             for stage in system.stages:
                 scores[f"{system.name}_{stage}"] = {
                     fold: torch.log_softmax(self._speech_model(system.name, stage, fold)(features)[0], -1).numpy()
@@ -179,6 +207,71 @@ class Predictor:
         return fused
 
 
+SILENCE_DBFS = -60.0  # a peak below this is silence to the models (the front ends' floors)
+CLIPPED_FRACTION = 0.01  # samples at full scale: more than this share of them is clipping
+CLIPPED_LEVEL = 0.999
+
+
+def level_warnings(audio: np.ndarray, source) -> list[str]:
+    """Warnings about a recording's level (read_audio's finite samples, (samples, channels)):
+    silence, clipping, a peak above full scale. It is predicted all the same."""
+    from merlib.audio.features import FULL_SCALE_LIMIT
+
+    magnitude = np.abs(audio)
+    peak = float(magnitude.max())
+    if peak > FULL_SCALE_LIMIT:
+        return [f"{source}: the peak amplitude is {peak:.3g}, above full scale (1.0): a float recording scaled "
+                "wrongly? The predictions may mean little; re-export it at a normal level"]  # fmt: skip
+    if peak == 0 or 20 * np.log10(peak) < SILENCE_DBFS:
+        level = "all zero" if peak == 0 else f"its peak is {20 * np.log10(peak):.0f} dBFS"
+        return [f"{source}: silence ({level}, below {SILENCE_DBFS:.0f} dBFS): the predictions say nothing "
+                "about emotion; check the microphone and record again"]  # fmt: skip
+    clipped = int((magnitude >= CLIPPED_LEVEL).sum())
+    if clipped > CLIPPED_FRACTION * magnitude.size:
+        return [f"{source}: clipped ({clipped} samples, {100 * clipped / magnitude.size:.1f}%, at full scale): "
+                "the recording was too loud; the predictions may suffer, record it at a lower level"]  # fmt: skip
+    return []
+
+
+def seconds_for_frames(front_end, frames: int, sample_rate: int = 16000) -> float:
+    """The shortest audio from which `front_end` makes `frames` frames (found by trying, one hop at a time)."""
+    hop = int(round(sample_rate * front_end.config.hop_ms / 1000))
+    start = max(1, (frames - 1) * hop)
+    for samples in range(start, start + 100 * hop, hop):
+        try:
+            if front_end.raw(torch.zeros(samples)).shape[0] >= frames:
+                break
+        except RuntimeError:  # shorter than the front end's padding
+            continue
+    return samples / sample_rate
+
+
+def require_duration(waveform: torch.Tensor, source, shortest: float, sample_rate: int = 16000) -> None:
+    seconds = waveform.numel() / sample_rate
+    if seconds < shortest:
+        raise PredictError(f"{source}: {seconds:.3f} s of audio; the speech systems need at least {shortest:.3f} s: "
+                           "record a longer one")  # fmt: skip
+
+
+def checked_features(front_end, waveform: torch.Tensor, source) -> torch.Tensor:
+    """The front end's features of a checked recording; AudioError naming it when they are not
+    finite (a level so far above full scale that the power overflows), as training refuses."""
+    from merlib.audio.features import require_finite_features
+
+    return require_finite_features(front_end(waveform), source, waveform.numpy()[:, None], 16000)
+
+
+def check_scores(scores: dict[str, dict[int, np.ndarray]], where: str) -> dict[str, dict[int, np.ndarray]]:
+    """`scores` if all are finite, else PredictError naming the score set (system or fusion)."""
+    for name, by_fold in scores.items():
+        bad = [fold for fold, values in by_fold.items() if not np.isfinite(values).all()]
+        if bad:
+            raise PredictError(f"system {name} gave non-finite scores {where} (fold(s) {', '.join(map(str, bad))}); "
+                               "its input passed the checks, so its model files may be damaged: "
+                               "run its stage again (merlib run)")  # fmt: skip
+    return scores
+
+
 def apply_fusion(fitted: dict, inputs: list[np.ndarray]) -> np.ndarray:
     """One fold's fitted fusion (its fusion.json entry) on one utterance's (4,) log-softmax scores."""
     if fitted["method"] == "weighted":
@@ -196,7 +289,8 @@ def _read_json(path: pathlib.Path) -> dict:
 def format_prediction(prediction: Prediction, titles: dict[str, str]) -> str:
     """A table of class probabilities (%), one row per score set."""
     width = max(len(titles.get(name, name)) for name in prediction.probabilities)
-    lines = [f"{'':<{width}}  " + "  ".join(f"{e:>5}" for e in EMOTIONS) + "   predicted"]
+    lines = [f"warning: {warning}" for warning in prediction.warnings]
+    lines += [f"{'':<{width}}  " + "  ".join(f"{e:>5}" for e in EMOTIONS) + "   predicted"]
     for name, probabilities in prediction.probabilities.items():
         values = [probabilities[e] for e in EMOTIONS]
         lines.append(f"{titles.get(name, name):<{width}}  " + "  ".join(f"{100 * v:5.1f}" for v in values)

@@ -17,18 +17,21 @@ notebook (and, for a submitted job, of its log) and the other folds still run. F
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import pathlib
 import platform
 import subprocess
 import sys
+import threading
 import time
 
 from merlib import baselines
 from merlib.config import Config, SystemConfig, load_config, save_config
-from merlib.io import write_json, write_text
+from merlib.io import as_disk_full, write_json, write_text
 from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
 from merlib.pipeline import RunFolderError, preflight, writable_run_directory
+from merlib.runlock import run_lock
 from merlib.runtime import runtime_for
 from merlib.train.pretrained import pretraining_output
 
@@ -38,7 +41,12 @@ FOLD_NOTEBOOKS = {"speech": "20_speech_fold.ipynb", "text": "30_text_fold.ipynb"
 
 
 def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Path:
-    """Run one notebook headless with papermill (cwd: the repository root)."""
+    """Run one notebook headless with papermill (cwd: the repository root).
+
+    papermill rewrites its output after every cell: it writes to a temporary name beside
+    `output`, renamed over it once the notebook is whole (a failing cell's notebook too: it shows
+    the traceback). Interrupted, or on a full disk, the temporary file is dropped and the last
+    complete `output` stays."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -46,18 +54,47 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     # points at; and print one line per epoch, not progress bars that freeze into the notebook
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")]))
     os.environ["MERLIB_PROGRESS"] = "off"
-    # the notebooks' printed lines (one per training epoch) stream to our stdout as progress
-    papermill.execute_notebook(
-        str(NOTEBOOKS / notebook),
-        str(output),
-        parameters=parameters,
-        cwd=str(REPO),
-        kernel_name="python3",
-        progress_bar=False,
-        log_output=False,
-        stdout_file=sys.stdout,
-    )
+    temporary = output.with_name(f".{output.stem}.{os.getpid()}.{threading.get_ident()}.ipynb")
+    try:
+        # the notebooks' printed lines (one per training epoch) stream to our stdout as progress
+        papermill.execute_notebook(
+            str(NOTEBOOKS / notebook),
+            str(temporary),
+            parameters=parameters,
+            cwd=str(REPO),
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            stdout_file=sys.stdout,
+        )
+    except papermill.PapermillExecutionError:
+        os.replace(temporary, output)  # whole, with the failing cell's traceback
+        raise
+    except BaseException as error:
+        full = as_disk_full(error, output, temporary)
+        temporary.unlink(missing_ok=True)
+        if full is not None:
+            raise full from error
+        raise
+    os.replace(temporary, output)
     return output
+
+
+def stop_child_processes(grace_seconds: float = 10.0) -> None:
+    """Terminate (then kill) every process this one started: papermill's kernels run in sessions
+    of their own, so Ctrl-C in the terminal does not reach them and they would train on."""
+    try:
+        import psutil  # a dependency of ipykernel, which papermill needs
+    except ImportError:
+        return
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
 
 
 def versions() -> dict:
@@ -96,7 +133,8 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
             continue
         if system.baseline:  # scikit-learn in this process: seconds, no notebook
             try:
-                baselines.baseline_fold(config, fold, run_dir, system)
+                with run_lock(run_dir, f"fold{fold}", f"fold {fold}"):
+                    baselines.baseline_fold(config, fold, run_dir, system)
             except Exception as error:
                 print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
                 return fold, f"baseline {system.name} (merlib.baselines.baseline_fold)"
@@ -133,7 +171,16 @@ def run(
     config = load_config(config_path, overrides)
     runtime = runtime_for(config)  # a device that is not there is an error before anything is written
     run_dir = writable_run_directory(config, runs).resolve()
-    wanted = folds or config.data.folds
+    with run_lock(run_dir, "run", f"run {config.name}"):
+        try:
+            return _run_locked(config, run_dir, runtime, folds or config.data.folds, report, launch, rerun_changed)
+        except KeyboardInterrupt:
+            stop_child_processes()
+            raise
+
+
+def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int], report: bool, launch: Launch,
+                rerun_changed: bool) -> int:  # fmt: skip
     for stage in preflight(config, run_dir, wanted, rerun_changed):
         print(f"  --rerun-changed: {stage.key} will run again")
     saved = save_config(config, run_dir / "config.yaml")
@@ -184,12 +231,17 @@ def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started:
             pool.submit(_run_fold, config, parameters | {"device": launch.device_of(fold)}, run_dir, fold)
             for fold in folds
         ]
-        for future in concurrent.futures.as_completed(futures):
-            fold, failed = future.result()
-            if failed:
-                failures[fold] = f"open {failed} to see the failing cell"
-            done = f"FAILED, see {failed}" if failed else "done"
-            print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                fold, failed = future.result()
+                if failed:
+                    failures[fold] = f"open {failed} to see the failing cell"
+                done = f"FAILED, see {failed}" if failed else "done"
+                print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
+        except KeyboardInterrupt:  # the kernels first: the pool waits for its threads, which wait for them
+            stop_child_processes()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return failures
 
 
@@ -226,5 +278,6 @@ def report(run_dir: str | pathlib.Path) -> pathlib.Path:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise RunFolderError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
-    execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", {"config": str(saved), "runs": str(run_dir.parent)})
-    return write_report(run_dir)
+    with run_lock(run_dir, "run", "the run's report"):
+        execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", {"config": str(saved), "runs": str(run_dir.parent)})
+        return write_report(run_dir)

@@ -16,6 +16,7 @@ so quick changes never leave an empty output behind.
 
 from __future__ import annotations
 
+import html
 import io
 import pathlib
 import tempfile
@@ -293,7 +294,8 @@ class TryIt:
         except MerlibError as error:
             self.message.value = f"<span class='merlib-error'>{error}</span>"
             return None
-        self.message.value = "<br>".join(f"note: {note}" for note in self.prediction.notes)
+        self.message.value = "<br>".join([f"<b>warning:</b> {html.escape(w)}" for w in self.prediction.warnings]
+                                         + [f"note: {note}" for note in self.prediction.notes])  # fmt: skip
         if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
             weights = [self.predictor.fusions[f].get(self.pair.name, {}).get("w1") for f in self.predictor.folds]
             self.slider.value = float(np.mean([w for w in weights if w is not None] or [0.5]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pathlib
 
-from merlib.config import Config, load_config, save_config
+from merlib.config import Config, ConfigError, load_config, save_config
 from merlib.paths import resolve
 
 
@@ -20,7 +20,13 @@ def open_run(config: str, runs: str = "runs", saved: bool = False, device: str =
     config, so that a run made notebook by notebook says what made it too. `device` (e.g.
     cuda:1, from `merlib run --devices`) replaces the config's runtime.device."""
     loaded = load_config(resolve(config), {"runtime": {"device": device}} if device else None)
-    run_dir = resolve(runs) / loaded.name
+    runs_dir = resolve(runs)
+    run_dir = runs_dir / loaded.name
+    # defensive (check_config refuses such names at load): the run folder is one folder right
+    # under the runs folder. Checked on the path as written, so a run folder that is a symlink
+    # to another disk stays allowed.
+    if run_dir.parent != runs_dir or run_dir.name != loaded.name or loaded.name in ("", ".", ".."):
+        raise ConfigError(f"{config}: name {loaded.name!r} would put the run folder outside {runs_dir}")
     recorded = run_dir / "config.yaml"
     if saved and recorded.is_file():
         loaded = load_config(recorded)

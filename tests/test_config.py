@@ -2,7 +2,9 @@
 and every mistake refused at load with the file, the key and the allowed values."""
 
 import dataclasses
+import json
 import pathlib
+import re
 import typing
 
 import pytest
@@ -216,3 +218,122 @@ def test_cli_set_works_on_every_command_that_takes_a_config(tmp_path, capsys):
     assert main(["pretrain", "--set", "speech.model.backbone=resnet43", "--runs", str(tmp_path)]) == 2
     assert "speech.model.backbone: 'resnet43' is not allowed; choose one of: resnet34, ge2e" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+# -- run safety: a run's name is one folder, and a config cannot blow up the loader ----------------
+RUN_NAME_RULE = r"\(\[A-Za-z0-9\]\[A-Za-z0-9._-\]\*\), at most 100 characters, without '\.\.'"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../escaped", "..", "/elsewhere/x", ".", "", "two\nlines", "a/b", "-dash", "x" * 101, "a..b"],
+    ids=["parent", "dotdot", "absolute", "dot", "empty", "newline", "slash", "dash_first", "too_long", "inner_dotdot"],
+)
+def test_a_run_name_that_is_not_one_safe_folder_is_refused_at_load(tmp_path, name):
+    path = tmp_path / "named.yaml"
+    path.write_text(f"base: paper.yaml\nname: {json.dumps(name)}\n")  # a JSON string is a YAML one
+    with pytest.raises(ConfigError, match=rf"named.yaml: name {re.escape(repr(name))}: .*{RUN_NAME_RULE}"):
+        load_config(path)
+
+
+def test_a_bad_run_name_from_set_is_refused():
+    with pytest.raises(ConfigError, match=rf"paper.yaml: name '\.\./x': .*{RUN_NAME_RULE}"):
+        paper_config(config_overrides(["name=../x"]))
+
+
+@pytest.mark.parametrize("name", ["demo", "my-run_2.v1", "0", "x" * 100])
+def test_a_good_run_name_passes(tmp_path, name):
+    (tmp_path / "named.yaml").write_text(f"base: paper.yaml\nname: '{name}'\n")
+    assert load_config(tmp_path / "named.yaml").name == name
+
+
+def test_open_run_keeps_the_run_folder_under_the_runs_folder(tmp_path, monkeypatch):
+    """Defensive second check in the notebooks' entry point, for a config that got past check_config."""
+    from merlib import workbook
+
+    good = paper_config({"name": "fine"})
+    config, run_dir = workbook.open_run("configs/paper.yaml", runs=str(tmp_path / "runs"))
+    assert run_dir == tmp_path / "runs" / "paper" and (run_dir / "config.yaml").is_file()
+    for name in ("../escaped", "..", "/elsewhere/x", ".", "a/b"):
+        monkeypatch.setattr(
+            workbook, "load_config", lambda *args, name=name, **kwargs: dataclasses.replace(good, name=name)
+        )
+        with pytest.raises(ConfigError, match=rf"name {re.escape(repr(name))} would put the run folder outside"):
+            workbook.open_run("configs/paper.yaml", runs=str(tmp_path / "other"))
+    assert not (tmp_path / "other").exists() and not (tmp_path / "escaped").exists()
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """The billion laughs: 9 levels of 9 aliases each, ~600 bytes that expand to 9**9 strings."""
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "".join(f"          {line}\n" for line in lines)
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path, monkeypatch):
+    import merlib.config
+
+    def expands(*args):  # system_config's dataclasses.asdict would expand the bomb: fail first,
+        # and without a traceback, whose repr of the arguments would expand it too
+        pytest.fail("the alias bomb got past the YAML loader", pytrace=False)
+
+    monkeypatch.setattr(merlib.config, "check_config", expands)
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "base: paper.yaml\nname: bomb\nsystems:\n  - name: s\n    modality: speech\n    overrides:\n"
+        "      speech:\n        laughs:\n" + _alias_bomb()
+    )
+    assert path.stat().st_size < 1000
+    with pytest.raises(
+        ConfigError, match=r"bomb.yaml, line 10: YAML aliases \(\*a0\) are not allowed in configs; write the values out"
+    ):
+        load_config(path)
+
+
+def test_a_plain_alias_is_refused_and_an_unused_anchor_is_allowed(tmp_path):
+    path = tmp_path / "alias.yaml"
+    path.write_text("base: paper.yaml\nname: &n aliased\nfeatures:\n  n_mels: &m 64\n  n_fft: *m\n")
+    with pytest.raises(ConfigError, match=r"alias.yaml, line 5: YAML aliases \(\*m\) are not allowed"):
+        load_config(path)
+    path.write_text("base: paper.yaml\nname: &n anchored\n")
+    assert load_config(path).name == "anchored"
+
+
+def test_a_key_twice_in_one_mapping_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("base: paper.yaml\nname: first\nfeatures:\n  n_mels: 64\n  hop_ms: 10\n  n_mels: 40\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 6: key 'n_mels' appears twice in the same mapping"):
+        load_config(path)
+    path.write_text("base: paper.yaml\nname: first\nseed: 1\nname: second\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 4: key 'name' appears twice"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"base: paper.yaml\nname: caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"latin1.yaml, line 2: byte 26 \(0xe9\) is not UTF-8; save the file as UTF-8"
+    ):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "base, got", [("", "nothing"), ("[a.yaml, b.yaml]", r"list \['a.yaml', 'b.yaml'\]"), ("3", "int 3")]
+)
+def test_base_must_be_one_file_name(tmp_path, base, got):
+    path = tmp_path / "based.yaml"
+    path.write_text(f"base: {base}\nname: based\n")
+    with pytest.raises(ConfigError, match=rf"based.yaml: base: must be the file name of one config \(a string, "
+                                          rf"e.g. base: paper.yaml\), got {got}$"):  # fmt: skip
+        load_config(path)
+
+
+def test_set_values_follow_the_same_yaml_rules():
+    with pytest.raises(ConfigError, match=r"--set 'data=\{a: &x \[1\], b: \*x\}', line 1: YAML aliases \(\*x\)"):
+        config_overrides(["data={a: &x [1], b: *x}"])
+    with pytest.raises(ConfigError, match=r"--set 'name=\*x', line 1: YAML aliases \(\*x\) are not allowed"):
+        config_overrides(["name=*x"])
+    with pytest.raises(ConfigError, match=r"--set 'data=\{folds: \[1\], folds: \[2\]\}', line 1: key 'folds' appears"):
+        config_overrides(["data={folds: [1], folds: [2]}"])
+    assert config_overrides(["text.model='*x'"]) == {"text": {"model": "*x"}}  # quoted, it is a string

@@ -27,6 +27,7 @@ import torchaudio
 
 from merlib.config import ConfigError, FeatureConfig
 from merlib.errors import MerlibError
+from merlib.io import write_text
 
 _RESAMPLE_WARNED: set[int] = set()
 
@@ -35,8 +36,9 @@ class AudioError(MerlibError, ValueError):
     """An audio file cannot be used; the message names the file and the remedy."""
 
 
-def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tensor:
-    """Mono float waveform at `sample_rate`: stereo is downmixed, other rates resampled (said once)."""
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """The file's samples as they are, (samples, channels) float32, and its rate; a missing,
+    unreadable, empty or all-NaN/Inf file is refused (AudioError naming it)."""
     path = str(path)
     if not os.path.isfile(path):
         raise AudioError(f"{path}: no such audio file (check the corpus root given to merlib)")
@@ -48,15 +50,59 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tenso
         raise AudioError(f"{path}: empty audio (0 samples); remove it from the manifest")
     if not np.isfinite(audio).any():
         raise AudioError(f"{path}: audio is all NaN/Inf; re-extract it")
+    return audio, rate
+
+
+def require_finite_samples(audio: np.ndarray, rate: int, path: str | os.PathLike) -> None:
+    """Refuse samples that are ±inf or NaN (AudioError: how many, where the first is)."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(audio), -1).any(axis=1))[0])
+        raise AudioError(
+            f"{path}: {int(bad.sum())} samples are not finite (inf/NaN), the first at {first / rate:.3f} s; "
+            "the file is corrupt: re-export the recording"
+        )
+
+
+def to_mono(audio: np.ndarray, rate: int, sample_rate: int, path: str | os.PathLike = "") -> torch.Tensor:
+    """read_audio's samples as a mono waveform at `sample_rate` (NaN/Inf → finite, as np.nan_to_num)."""
     waveform = torch.from_numpy(np.nan_to_num(audio.mean(axis=1)))
     if rate != sample_rate:
         if rate not in _RESAMPLE_WARNED:
             warnings.warn(
-                f"{path}: {rate} Hz audio is resampled to {sample_rate} Hz (said once per rate)", stacklevel=2
+                f"{path}: {rate} Hz audio is resampled to {sample_rate} Hz (said once per rate)", stacklevel=3
             )
             _RESAMPLE_WARNED.add(rate)
         waveform = torchaudio.functional.resample(waveform, rate, sample_rate)
     return waveform
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> torch.Tensor:
+    """Mono float waveform at `sample_rate`: stereo is downmixed, other rates resampled (said once)."""
+    audio, rate = read_audio(path)
+    return to_mono(audio, rate, sample_rate, path)
+
+
+FULL_SCALE_LIMIT = 1.0 + 1e-3  # float audio peaking above this is not at a level a recorder writes
+
+
+def require_finite_features(
+    features: torch.Tensor, source, audio: np.ndarray | None = None, rate: int = 1
+) -> torch.Tensor:
+    """`features` if every value is finite, else AudioError naming `source` and, given the file's
+    samples (read_audio), saying why: samples that are inf/NaN, or a peak so far above full
+    scale that the power overflows."""
+    if torch.isfinite(features).all():
+        return features
+    if audio is not None:
+        require_finite_samples(audio, rate, source)
+        peak = float(np.abs(audio).max())
+        if peak > FULL_SCALE_LIMIT:
+            raise AudioError(
+                f"{source}: features are not finite: the peak amplitude is {peak:.3g}, far above full scale "
+                "(1.0); the recording is scaled wrongly: re-export it at a normal level"
+            )
+    raise AudioError(f"{source}: features are not finite; the file is corrupt")
 
 
 def normalize(features: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
@@ -211,7 +257,7 @@ class FeatureCache:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             if not marker.is_file() or marker.read_text() != description:
-                marker.write_text(description)
+                write_text(marker, description)
             return os.access(self.folder, os.W_OK)
         except OSError:
             return False
@@ -240,9 +286,9 @@ class FeatureCache:
                 entry = None
             if isinstance(entry, dict) and (stamp is None or entry.get("source") == stamp):
                 return entry["features"]
-        features = self.front_end(load_audio(source, self.config.sample_rate))
-        if not torch.isfinite(features).all():
-            raise AudioError(f"{source}: features are not finite; the file is corrupt")
+        audio, rate = read_audio(source)
+        features = self.front_end(to_mono(audio, rate, self.config.sample_rate, source))
+        features = require_finite_features(features, source, audio, rate)
         if self.writable:
             from merlib.io import save_torch
 

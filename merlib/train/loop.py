@@ -31,6 +31,11 @@ from merlib.runtime import CPU_FP32, Runtime
 GUARD_EVERY = 50  # on an accelerator, steps between looks at the losses (each look waits for the device)
 
 
+# (checkpoint, its last finished epoch, 0-based) of this process's latest save: what an
+# interrupted command tells the user it will resume from
+last_checkpoint: tuple[pathlib.Path, int] | None = None
+
+
 class TrainingDivergedError(MerlibError, RuntimeError):
     """The loss became NaN or infinite; the last finished epoch's checkpoint is kept."""
 
@@ -106,8 +111,10 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _save(self, epoch: int) -> None:
+        global last_checkpoint
         if self.checkpoint is None or not self.runtime.is_main:
             return
+        last_checkpoint = (pathlib.Path(self.checkpoint), epoch)
         save_torch(
             {
                 "model": self.model.state_dict(),

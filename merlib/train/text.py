@@ -14,6 +14,7 @@ verbatim (case and punctuation normalised) in training, and UA on the unseen one
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import re
 from typing import Sequence
@@ -27,7 +28,7 @@ from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
 from merlib.fingerprint import digest, file_identity
-from merlib.io import write_json
+from merlib.io import as_disk_full, write_json
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.runtime import CPU_FP32, Runtime, runtime_for
@@ -105,10 +106,17 @@ def save_text_model(model, tokenizer, folder: pathlib.Path) -> pathlib.Path:
     weights: loadable without running pickled code), written to a temporary folder and renamed."""
     import shutil
 
-    temporary = folder.with_name(folder.name + ".tmp")
+    temporary = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")  # per process: never another's
     shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary, safe_serialization=True)
-    tokenizer.save_pretrained(temporary)
+    try:
+        model.save_pretrained(temporary, safe_serialization=True)
+        tokenizer.save_pretrained(temporary)
+    except BaseException as error:
+        full = as_disk_full(error, folder, temporary / "model.safetensors")
+        shutil.rmtree(temporary, ignore_errors=True)
+        if full is not None:
+            raise full from error
+        raise
     shutil.rmtree(folder, ignore_errors=True)
     temporary.rename(folder)
     return folder
