@@ -24,8 +24,9 @@ import pandas as pd
 from merlib import EMOTIONS
 from merlib.config import ClaimConfig, Config
 from merlib.errors import MerlibError
+from merlib.layout import RunLayout
 from merlib.metrics import label_indices
-from merlib.results import fold_directories, run_labels
+from merlib.results import run_labels
 from merlib.scores import read_scores
 
 VERDICTS = ("holds", "holds, not significant", "does not hold")
@@ -36,8 +37,9 @@ def _test_predictions(run_dir: pathlib.Path, names: list[str]) -> dict[int, tupl
     """{fold: (labels, {score set: predicted class indices})} on the test rows, aligned by
     utterance id, for the folds that have every score set."""
     result = {}
-    for fold, folder in fold_directories(run_dir).items():
-        paths = {name: folder / f"{name}_scores.csv" for name in names}
+    layout = RunLayout(run_dir)
+    for fold in layout.folds():
+        paths = {name: layout.scores(fold, name) for name in names}
         if not all(path.is_file() for path in paths.values()):
             continue
         frames = {name: read_scores(path).query("split == 'test'").set_index("id") for name, path in paths.items()}

@@ -195,6 +195,7 @@ def _speech(args) -> int:
     import json
 
     from merlib import pipeline
+    from merlib.layout import RunLayout
 
     config = _config(args)
     system = args.system or pipeline.default_system(config, "speech")
@@ -205,7 +206,7 @@ def _speech(args) -> int:
         for summary in filter(None, results.values()):
             print(json.dumps({k: v for k, v in summary.items() if k != "history"}))
         outputs = config.system(system).outputs()
-        print("scores: " + ", ".join(str(run_dir / f"fold{args.fold}" / f"{name}_scores.csv") for name in outputs))
+        print("scores: " + ", ".join(str(RunLayout(run_dir).scores(args.fold, name)) for name in outputs))
     return 0
 
 
@@ -220,6 +221,7 @@ def _text(args) -> int:
     import json
 
     from merlib import pipeline
+    from merlib.layout import RunLayout
 
     config = _config(args)
     system = args.system or pipeline.default_system(config, "text")
@@ -227,7 +229,7 @@ def _text(args) -> int:
     summary = pipeline.text_fold(config, args.fold, run_dir, system, rerun_changed=args.rerun_changed)
     if _is_main_process():
         print(json.dumps({k: v for k, v in summary.items() if k != "history"}) if summary else "already done")
-        print(f"scores: {run_dir / f'fold{args.fold}' / f'{system}_scores.csv'}")
+        print(f"scores: {RunLayout(run_dir).scores(args.fold, system)}")
     return 0
 
 

@@ -18,6 +18,7 @@ from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_de
 from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 from merlib.io import write_text
+from merlib.layout import RunLayout, fold_name
 from merlib.paths import resolve
 from merlib.runlock import run_lock
 from merlib.stages import Stage, baseline_stage, check_stages, pretrain_stage, speech_stages, text_stage
@@ -169,7 +170,7 @@ def speech_fold(
     transfers = config.system_config(system).speech.pretrained.source == "pretrain"
     pretraining = pretraining_stage(config, run_dir) if transfers else None
     check_stage_order(speech_stages(config, system, fold, root, run_dir, pretraining), stages, fold.fold, system)
-    with run_lock(run_dir, f"fold{fold.fold}", f"fold {fold.fold}"):
+    with run_lock(run_dir, fold_name(fold.fold), f"fold {fold.fold}"):
         if transfers:  # the speaker backbone this system transfers (skipped when done; folds started
             # together share it: the others wait for the one that trains it)
             pretrain(config, run_dir, progress=progress, rerun_changed=rerun_changed, wait=True)
@@ -189,7 +190,7 @@ def text_fold(
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    with run_lock(run_dir, f"fold{fold}", f"fold {fold}"):
+    with run_lock(run_dir, fold_name(fold), f"fold {fold}"):
         return run_text_fold(config, network_system(config, system, "text"), fold_of(config, utterances, fold),
                              utterances, run_dir, feature_cache_dir(root), progress=progress,
                              rerun_changed=rerun_changed)  # fmt: skip
@@ -259,13 +260,12 @@ def unplanned_stages(config: Config, run_dir: pathlib.Path) -> list[Stage]:
 
     planned = {output for system in config.systems for output in system.outputs()}
     planned |= {fusion.name for fusion in config.fusions}
+    layout = RunLayout(run_dir)
     stages = []
-    for folder in sorted(pathlib.Path(run_dir).glob("fold[0-9]*")):
-        for scores in sorted(folder.glob("*_scores.csv")):
-            name = scores.name[: -len("_scores.csv")]
-            if name not in planned:
-                leftovers = tuple(folder.glob(f"{name}_*")) + tuple(folder.glob(f"{name}.*"))
-                stage = Stage(f"{folder.name}/{name} (not in the plan)", Fingerprint({"system": "not in the plan"}),
-                              folder / f"{name}_scores.csv", None, leftovers)  # fmt: skip
+    for fold in layout.folds():
+        for name in layout.score_sets(fold):
+            if name not in planned:  # its files by exact name: `text` leaves `text_x`'s alone
+                stage = Stage(f"{fold_name(fold)}/{name} (not in the plan)", Fingerprint({"system": "not in the plan"}),
+                              layout.scores(fold, name), None, layout.files(fold, name))  # fmt: skip
                 stages.append(stage)
     return stages

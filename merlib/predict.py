@@ -32,6 +32,7 @@ from merlib import EMOTIONS
 from merlib.config import Config, load_config
 from merlib.errors import MerlibError
 from merlib.fusion import log_softmax
+from merlib.layout import RunLayout, score_set
 
 
 class PredictError(MerlibError, ValueError):
@@ -56,21 +57,20 @@ class Predictor:
 
     def __init__(self, run_dir: str | pathlib.Path, folds: list[int] | None = None, config: Config | None = None):
         """`config`: the run's (default: its saved config.yaml)."""
-        from merlib.results import fold_directories
-
         self.run_dir = pathlib.Path(run_dir)
+        self.layout = RunLayout(self.run_dir)
         if config is None and not (self.run_dir / "config.yaml").is_file():
             raise PredictError(
                 f"{self.run_dir}: not a run folder (no config.yaml); run `merlib run` or make demo first"
             )
         self.config: Config = config or load_config(self.run_dir / "config.yaml")
-        available = fold_directories(self.run_dir)
+        available = self.layout.folds()
         wanted = folds or sorted(available)
         missing = [fold for fold in wanted if fold not in available]
         if missing or not wanted:
             raise PredictError(f"{self.run_dir}: no fold {missing or ''} in this run (it has {sorted(available)})")
         self.folds = wanted
-        self.fusions = {fold: _read_json(available[fold] / "fusion.json") for fold in wanted}
+        self.fusions = {fold: _read_json(self.layout.fusion_record(fold)) for fold in wanted}
         self._speech: dict[tuple[str, str, int], torch.nn.Module] = {}
         self._text: dict[tuple[str, int], tuple] = {}
 
@@ -82,7 +82,7 @@ class Predictor:
             from merlib.models.resnet import Classifier
             from merlib.train.common import build_backbone
 
-            path = self.run_dir / f"fold{fold}" / f"{system}_{stage}_model.pt"
+            path = self.layout.weights(fold, score_set(system, stage))
             if not path.is_file():
                 raise PredictError(f"{path}: missing; this fold's {system} {stage} has not finished (merlib run)")
             model = Classifier(build_backbone(self.config.system_config(system)), len(EMOTIONS))
@@ -95,7 +95,7 @@ class Predictor:
         if key not in self._text:
             from merlib.models.text import load_text_classifier
 
-            folder = self.run_dir / f"fold{fold}" / f"{system}_model"
+            folder = self.layout.model_folder(fold, system)
             if not (folder / "config.json").is_file():
                 raise PredictError(f"{folder}: missing; this fold's {system} has not finished (merlib run)")
             tokenizer, model = load_text_classifier(folder)

@@ -13,6 +13,7 @@ import pandas as pd
 
 from merlib import EMOTIONS
 from merlib.config import Config
+from merlib.layout import RunLayout
 from merlib.plan import output_titles, system_title
 
 
@@ -39,7 +40,7 @@ def provenance(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
     ]
     if runtime.get("cuda"):
         rows.append(("CUDA", runtime["cuda"]))
-    pretraining = run_dir / "pretrain" / "pretrain_history.json"
+    pretraining = RunLayout(run_dir).pretrain_history
     if pretraining.is_file():  # what the transferred backbone learnt: held-out speaker-ID accuracy
         saved = json.loads(pretraining.read_text())
         accuracy = saved["history"][saved["best_epoch"]]["holdout_speaker_accuracy"]
@@ -64,12 +65,16 @@ def data_summary(config: Config, folds) -> tuple[pd.DataFrame, pd.DataFrame]:
 def leakage(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
     """Per text system and fold: test transcripts seen verbatim in training, and UA on the rest."""
     rows = []
+    layout = RunLayout(run_dir)
     for system in config.systems_of("text"):
-        for path in sorted(run_dir.glob(f"fold*/{system.name}_history.json")):
+        for fold in layout.folds():
+            path = layout.history(fold, system.name)
+            if not path.is_file():
+                continue
             saved = json.loads(path.read_text())
             found = saved["leakage"]
             unseen = found["test_unseen_ua"]
-            rows.append({"system": system.name, "fold": int(path.parent.name[4:]),
+            rows.append({"system": system.name, "fold": fold,
                          "test UA %": round(100 * saved["test_ua"], 2),
                          "test seen verbatim in training %": round(100 * found["test_seen_in_training_share"], 1),
                          "unseen test utterances": found["test_unseen_count"],
@@ -79,8 +84,9 @@ def leakage(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
 
 def stage_histories(run_dir: pathlib.Path, output: str) -> dict[int, dict]:
     """{fold: history} of one score set's stage (speech_ft, text, ...)."""
-    return {int(path.parent.name[4:]): json.loads(path.read_text())
-            for path in sorted(run_dir.glob(f"fold*/{output}_history.json"))}  # fmt: skip
+    layout = RunLayout(run_dir)
+    return {fold: json.loads(layout.history(fold, output).read_text())
+            for fold in layout.folds() if layout.history(fold, output).is_file()}  # fmt: skip
 
 
 def training_curves(run_dir: pathlib.Path, config: Config, save: bool = True) -> list:

@@ -16,6 +16,7 @@ from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.fusion import fuse_frames, grid_unweighted_accuracy
 from merlib.io import write_json, write_text
+from merlib.layout import RunLayout
 from merlib.metrics import label_indices, predicted_labels, summarize_folds, unweighted_accuracy
 from merlib.plan import output_titles
 from merlib.scores import read_scores, write_scores
@@ -37,36 +38,33 @@ def paper_results() -> dict[str, dict]:
     return json.loads(PAPER_RESULTS.read_text())["rows"]
 
 
-def fold_directories(run_dir: str | pathlib.Path) -> dict[int, pathlib.Path]:
-    run_dir = pathlib.Path(run_dir)
-    return {int(p.name[4:]): p for p in sorted(run_dir.glob("fold[0-9]*")) if p.is_dir()}
-
-
 def fusion_info(run_dir) -> dict[int, dict]:
     """{fold: its fusion.json ({fusion: method, inputs, weights, curves})} for every fused fold."""
+    layout = RunLayout(run_dir)
     return {
-        fold: json.loads((folder / "fusion.json").read_text())
-        for fold, folder in fold_directories(run_dir).items()
-        if (folder / "fusion.json").is_file()
+        fold: json.loads(layout.fusion_record(fold).read_text())
+        for fold in layout.folds()
+        if layout.fusion_record(fold).is_file()
     }
 
 
-def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
+def fuse_fold(run_dir: pathlib.Path, fold: int, config: Config) -> dict:
     """Fit every fusion of the plan whose inputs the fold has, on its hold-out; write their scores
     and fusion.json: per fusion its method, inputs and fitted parameters (weights; z-norm means
     and standard deviations), and for two-input weighted fusions the hold-out and test UA along
     the w1 grid."""
+    layout = RunLayout(run_dir)
     info = {}
     for fusion in config.fusions:
-        paths = [fold_dir / f"{name}_scores.csv" for name in fusion.inputs]
+        paths = [layout.scores(fold, name) for name in fusion.inputs]
         if not all(path.is_file() for path in paths):  # an input failed or is not done: no stale result either
-            (fold_dir / f"{fusion.name}_scores.csv").unlink(missing_ok=True)
+            layout.scores(fold, fusion.name).unlink(missing_ok=True)
             continue
         frames = [read_scores(path) for path in paths]
         fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step,
                                     per_class=fusion.per_class, objective=fusion.objective)  # fmt: skip
         write_scores(
-            fold_dir / f"{fusion.name}_scores.csv",
+            layout.scores(fold, fusion.name),
             fused["id"],
             fused["split"],
             fused["label"],
@@ -93,16 +91,17 @@ def fuse_fold(fold_dir: pathlib.Path, config: Config) -> dict:
                     ).tolist(),
                 }
         info[fusion.name] = entry
-    write_json(fold_dir / "fusion.json", info, indent=None)
+    write_json(layout.fusion_record(fold), info, indent=None)
     return info
 
 
 def collect_predictions(run_dir, systems) -> dict[str, dict[int, tuple]]:
     """{system: {fold: (y_true, y_pred)}} on the test rows of every fold that has its scores."""
     result: dict[str, dict[int, tuple]] = {}
-    for fold, folder in fold_directories(run_dir).items():
+    layout = RunLayout(run_dir)
+    for fold in layout.folds():
         for system in systems:
-            path = folder / f"{system}_scores.csv"
+            path = layout.scores(fold, system)
             if path.is_file():
                 test = read_scores(path).query("split == 'test'")
                 result.setdefault(system, {})[fold] = (test["label"].to_numpy(), predicted_labels(test[list(EMOTIONS)]))
@@ -156,8 +155,8 @@ def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFr
 def write_summary(run_dir, config: Config) -> pd.DataFrame:
     """Fuse every fold as the plan says, then write summary.csv and summary.md."""
     run_dir = pathlib.Path(run_dir)
-    for folder in fold_directories(run_dir).values():
-        fuse_fold(folder, config)
+    for fold in RunLayout(run_dir).folds():
+        fuse_fold(run_dir, fold, config)
     table = summary_table(run_dir, config)
     write_text(run_dir / "summary.csv", table.to_csv(index=False))
     write_text(
@@ -259,7 +258,7 @@ def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
     histories (kept epoch 0: the starting point, i.e. fine-tuning did not beat the probe)."""
     rows = []
     for system in systems:
-        saved = json.loads((pathlib.Path(run_dir) / f"fold{fold}" / f"{system}_history.json").read_text())
+        saved = json.loads(RunLayout(run_dir).history(fold, system).read_text())
         rows.append(
             {
                 "system": system,
@@ -272,7 +271,7 @@ def fold_summary(run_dir: pathlib.Path, fold: int, systems) -> pd.DataFrame:
 
 def text_leakage(run_dir: pathlib.Path, fold: int, system: str) -> pd.DataFrame:
     """The leakage diagnostic of one text system's fold: test transcripts seen verbatim in training."""
-    saved = json.loads((pathlib.Path(run_dir) / f"fold{fold}" / f"{system}_history.json").read_text())
+    saved = json.loads(RunLayout(run_dir).history(fold, system).read_text())
     leakage = saved["leakage"]
     return pd.DataFrame(
         [

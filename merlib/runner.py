@@ -30,6 +30,7 @@ from merlib import baselines
 from merlib.config import Config, SystemConfig, load_config, save_config
 from merlib.io import as_disk_full, write_json, write_text
 from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
+from merlib.layout import FOLD_NOTEBOOKS, RunLayout, fold_name
 from merlib.pipeline import RunFolderError, preflight, writable_run_directory
 from merlib.runlock import run_lock
 from merlib.runtime import runtime_for
@@ -37,7 +38,6 @@ from merlib.train.pretrained import pretraining_output
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-FOLD_NOTEBOOKS = {"speech": "20_speech_fold.ipynb", "text": "30_text_fold.ipynb"}
 
 
 def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Path:
@@ -112,13 +112,8 @@ def versions() -> dict:
     return {"python": platform.python_version(), **found, "git_revision": revision, "git_dirty": dirty}
 
 
-def executed_notebook(system: SystemConfig) -> str:
-    """The executed copy of a system's fold notebook: 20_speech_fold.<system>.ipynb, ..."""
-    return FOLD_NOTEBOOKS[system.modality].replace(".ipynb", f".{system.name}.ipynb")
-
-
 def _has_outputs(run_dir: pathlib.Path, fold: int, system: SystemConfig) -> bool:
-    return all((run_dir / f"fold{fold}" / f"{name}_scores.csv").is_file() for name in system.outputs())
+    return all(RunLayout(run_dir).scores(fold, name).is_file() for name in system.outputs())
 
 
 def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
@@ -133,13 +128,13 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
             continue
         if system.baseline:  # scikit-learn in this process: seconds, no notebook
             try:
-                with run_lock(run_dir, f"fold{fold}", f"fold {fold}"):
+                with run_lock(run_dir, fold_name(fold), f"fold {fold}"):
                     baselines.baseline_fold(config, fold, run_dir, system)
             except Exception as error:
                 print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
                 return fold, f"baseline {system.name} (merlib.baselines.baseline_fold)"
             continue
-        output = run_dir / f"fold{fold}" / executed_notebook(system)
+        output = RunLayout(run_dir).executed_notebook(fold, system.modality, system.name)
         try:
             execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
         except Exception as error:  # papermill's execution error carries the cell's traceback

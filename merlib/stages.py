@@ -34,6 +34,7 @@ from merlib.fingerprint import (
     stored_fingerprint,
     utterances_identity,
 )
+from merlib.layout import RunLayout, fold_name, score_set
 from merlib.paths import resolve
 
 SPLITS = ("train", "holdout", "test")
@@ -96,8 +97,9 @@ def pretrain_stage(config: Config, run_dir: pathlib.Path, speaker_manifest: path
         "pretrain": dataclasses.asdict(config.pretrain),
         "speakers": file_identity(speaker_manifest),
     }
-    folder = run_dir / "pretrain"
-    return Stage("pretrain", Fingerprint(parts), folder / "pretrain_history.json", folder / "pretrain.ckpt", (folder,))
+    layout = RunLayout(run_dir)
+    return Stage("pretrain", Fingerprint(parts), layout.pretrain_history, layout.pretrain_checkpoint,
+                 (layout.pretrain_dir,))  # fmt: skip
 
 
 def _weights(config: Config, run_dir: pathlib.Path, pretraining: Stage | None):
@@ -117,8 +119,8 @@ def speech_stages(
     """The lp and ft stages a speech system declares, in one fold (`config`: the run's)."""
     plan = config.system(system)
     resolved = config.system_config(system)
-    folder = run_dir / f"fold{fold.fold}"
-    notebook = folder / f"20_speech_fold.{system}.ipynb"
+    layout = RunLayout(run_dir)
+    notebook = layout.executed_notebook(fold.fold, "speech", system)
     base = _fold_parts(resolved, fold, root, ("id", "label", "wav")) | {
         "features": dataclasses.asdict(resolved.features),
         "augment": dataclasses.asdict(resolved.augment),
@@ -137,17 +139,11 @@ def speech_stages(
                 "probe_chunks": resolved.speech.probe_chunks,
             }
         )
-        files = [folder / f"{system}_lp{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model.pt")]
-        stages["lp"] = Stage(
-            f"fold{fold.fold}/{system}/lp", Fingerprint(probe), files[1], files[2], tuple(files), notebook
-        )
+        stages["lp"] = _fold_stage(layout, fold.fold, system, "lp", Fingerprint(probe), notebook)
     if "ft" in plan.stages:
         parts = _common(resolved, "speech_ft") | ({"probe": probe} if probe else base)
         parts["fine_tune"] = dataclasses.asdict(resolved.speech.fine_tune)
-        files = [folder / f"{system}_ft{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model.pt")]
-        stages["ft"] = Stage(
-            f"fold{fold.fold}/{system}/ft", Fingerprint(parts), files[1], files[2], tuple(files), notebook
-        )
+        stages["ft"] = _fold_stage(layout, fold.fold, system, "ft", Fingerprint(parts), notebook)
     return stages
 
 
@@ -169,10 +165,9 @@ def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -
             "model_files": _text_model_identity(resolved.text.model),
         }
     )
-    folder = run_dir / f"fold{fold.fold}"
-    files = [folder / f"{system}{suffix}" for suffix in ("_scores.csv", "_history.json", ".ckpt", "_model")]
-    notebook = folder / f"30_text_fold.{system}.ipynb"
-    return Stage(f"fold{fold.fold}/{system}/text", Fingerprint(parts), files[1], files[2], tuple(files), notebook)
+    layout = RunLayout(run_dir)
+    notebook = layout.executed_notebook(fold.fold, "text", system)
+    return _fold_stage(layout, fold.fold, system, None, Fingerprint(parts), notebook, kind="text")
 
 
 def baseline_stage(config: Config, system: str, fold: Fold, root: pathlib.Path, run_dir: pathlib.Path) -> Stage:
@@ -180,9 +175,15 @@ def baseline_stage(config: Config, system: str, fold: Fold, root: pathlib.Path, 
     plan = config.system(system)
     fields = ("id", "label", "wav") if plan.modality == "speech" else ("id", "label", "transcript")
     parts = _common(config, "baseline") | _fold_parts(config, fold, root, fields) | {"baseline": plan.baseline}
-    folder = run_dir / f"fold{fold.fold}"
-    files = [folder / f"{system}{suffix}" for suffix in ("_scores.csv", "_history.json")]
-    return Stage(f"fold{fold.fold}/{system}/baseline", Fingerprint(parts), files[1], None, tuple(files))
+    return _fold_stage(RunLayout(run_dir), fold.fold, system, None, Fingerprint(parts), None, kind="baseline")
+
+
+def _fold_stage(layout: RunLayout, fold: int, system: str, stage: str | None, fingerprint: Fingerprint,
+                notebook: pathlib.Path | None, kind: str | None = None) -> Stage:  # fmt: skip
+    """A stage of one fold: its record is the score set's history, its files the score set's."""
+    name = score_set(system, stage)
+    return Stage(f"{fold_name(fold)}/{system}/{stage or kind}", fingerprint, layout.history(fold, name),
+                 layout.checkpoint(fold, name), layout.files(fold, name), notebook)  # fmt: skip
 
 
 def check_stages(stages: list[Stage], rerun_changed: bool = False) -> list[Stage]:

@@ -330,18 +330,17 @@ class TryIt:
 
 def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.DataFrame]:
     """{(fold, system): scores frame} for every scores file of a run."""
-    from merlib.results import fold_directories
+    from merlib.layout import RunLayout
     from merlib.scores import read_scores
 
-    found = {}
-    for fold, folder in fold_directories(run_dir).items():
-        for path in sorted(folder.glob("*_scores.csv")):
-            found[(fold, path.name[: -len("_scores.csv")])] = read_scores(path)
-    return found
+    layout = RunLayout(run_dir)
+    return {(fold, name): read_scores(layout.scores(fold, name)) for fold in layout.folds()
+            for name in layout.score_sets(fold)}  # fmt: skip
 
 
 def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config) -> FusionExplorer:
     """The slider on the plan's first two-input weighted fusion, for one fold of a run."""
+    from merlib.layout import RunLayout
     from merlib.plan import two_way_weighted
     from merlib.scores import read_scores
 
@@ -349,6 +348,6 @@ def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config) -> FusionExp
     if not pairs:
         raise ValueError(f"config {config.name!r} declares no weighted fusion of two inputs to explore")
     first, second = pairs[0].inputs
-    folder = pathlib.Path(run_dir) / f"fold{fold}"
-    return FusionExplorer(read_scores(folder / f"{first}_scores.csv"), read_scores(folder / f"{second}_scores.csv"),
+    layout = RunLayout(run_dir)
+    return FusionExplorer(read_scores(layout.scores(fold, first)), read_scores(layout.scores(fold, second)),
                           step=pairs[0].step, names=(first, second), fold=fold)  # fmt: skip

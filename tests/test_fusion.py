@@ -151,7 +151,7 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
     labels = list(EMOTIONS) * 2
     for name, values in (("speech_ft", SPEECH), ("speech_ge2e_ft", TEXT[::-1]), ("text", TEXT)):
         write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
-    info = fuse_fold(fold, config)
+    info = fuse_fold(tmp_path, 1, config)
     assert set(info) == {"pair", "pair_z", "three"}
     assert set(info["three"]["weights"]) == {"speech_ft", "speech_ge2e_ft", "text"}
     assert abs(sum(info["three"]["weights"].values()) - 1) < 1e-9

@@ -15,6 +15,7 @@ from merlib.audio.features import FeatureCache
 from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
 from merlib.io import save_torch, write_json
+from merlib.layout import PRETRAIN_CHECKPOINT, PRETRAIN_HISTORY
 from merlib.models.resnet import Classifier
 from merlib.runtime import Runtime, runtime_for
 from merlib.stages import Stage, check_stages
@@ -95,7 +96,7 @@ def pretrain_speakers(
         model,
         optimizer,
         schedule=schedule_for(settings),
-        checkpoint=out_dir / "pretrain.ckpt",
+        checkpoint=out_dir / PRETRAIN_CHECKPOINT,
         seed=config.seed,
         max_grad_norm=settings.max_grad_norm or None,
         select="holdout_speaker_accuracy",
@@ -111,7 +112,7 @@ def pretrain_speakers(
         return final
     save_torch(backbone.state_dict(), final)
     write_json(  # last: the history records the fingerprint that marks the stage done
-        out_dir / "pretrain_history.json",
+        out_dir / PRETRAIN_HISTORY,
         {
             "speakers": len(speakers),
             "train_utterances": len(train),

@@ -45,6 +45,7 @@ from merlib.data.folds import Fold
 from merlib.errors import MerlibError
 from merlib.fingerprint import Fingerprint
 from merlib.io import save_torch, write_json
+from merlib.layout import RunLayout, score_set
 from merlib.metrics import split_metrics
 from merlib.models.checkpoints import load_checkpoint
 from merlib.models.resnet import Classifier
@@ -110,7 +111,7 @@ class SpeechFold:
         self.config, self.fold, self.progress, self.runtime = config, fold, progress, runtime
         self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
-        self.fold_dir = self.run_dir / f"fold{fold.fold}"
+        self.layout = RunLayout(run_dir)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
         with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
             cache = FeatureCache(cache_dir, corpus_root, config.features)
@@ -132,7 +133,8 @@ class SpeechFold:
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
         scores = torch.cat([holdout, test]).numpy()
-        write_scores(self.fold_dir / f"{self.name}_{stage}_scores.csv", ids, splits, labels, scores)
+        name = score_set(self.name, stage)
+        write_scores(self.layout.scores(self.fold.fold, name), ids, splits, labels, scores)
         summary = {
             "stage": stage,
             "best_epoch": trainer.best_epoch,
@@ -143,8 +145,8 @@ class SpeechFold:
             "runtime": self.runtime.describe(),
             "fingerprint": trainer.fingerprint,
         }
-        save_torch(model.state_dict(), self.fold_dir / f"{self.name}_{stage}_model.pt")
-        write_json(self.fold_dir / f"{self.name}_{stage}_history.json", summary)
+        save_torch(model.state_dict(), self.layout.weights(self.fold.fold, name))
+        write_json(self.layout.history(self.fold.fold, name), summary)
         return summary
 
     # -- stage 1 ----------------------------------------------------------------------------
@@ -261,7 +263,7 @@ class SpeechFold:
             _ProbedLayers(model),
             optimizer,
             schedule=schedule_for(stage),
-            checkpoint=self.fold_dir / f"{self.name}_lp.ckpt",
+            checkpoint=self.layout.checkpoint(self.fold.fold, score_set(self.name, "lp")),
             seed=self.config.seed,
             max_grad_norm=stage.max_grad_norm or None,
             set_train_mode=lambda probed: _frozen_frame_layers(probed.classifier),
@@ -297,7 +299,7 @@ class SpeechFold:
             model,
             optimizer,
             schedule=schedule_for(stage),
-            checkpoint=self.fold_dir / f"{self.name}_ft.ckpt",
+            checkpoint=self.layout.checkpoint(self.fold.fold, score_set(self.name, "ft")),
             seed=self.config.seed,
             max_grad_norm=stage.max_grad_norm or None,
             set_train_mode=_frozen_frame_layers if stage.freeze_batchnorm else None,
@@ -363,7 +365,7 @@ def run_speech_fold(
     model = build_transfer_model(config, run_dir).to(runtime.device)
     results = {}
     if "lp" in planned:
-        lp_state = job.fold_dir / f"{job.name}_lp_model.pt"
+        lp_state = job.layout.weights(fold.fold, score_set(job.name, "lp"))
         if states["lp"] == "done":
             model.load_state_dict(load_checkpoint(lp_state))  # fine-tuning starts from the probed model
         elif "lp" in wanted:

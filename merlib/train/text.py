@@ -29,6 +29,7 @@ from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
 from merlib.fingerprint import digest, file_identity
 from merlib.io import as_disk_full, write_json
+from merlib.layout import RunLayout
 from merlib.metrics import split_metrics, unweighted_accuracy
 from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.runtime import CPU_FP32, Runtime, runtime_for
@@ -165,7 +166,7 @@ def run_text_fold(
     stage = text_stage(config, system, fold, pathlib.Path(run_dir))
     config = config.system_config(system)
     runtime = runtime or runtime_for(config)
-    fold_dir = pathlib.Path(run_dir) / f"fold{fold.fold}"
+    layout = RunLayout(run_dir)
     if runtime.is_main:
         check_stages([stage], rerun_changed)
     runtime.barrier()
@@ -196,7 +197,7 @@ def run_text_fold(
     def evaluate(epoch):
         return split_metrics(holdout_labels, score(holdout_ids).numpy(), "holdout")
 
-    checkpoint = fold_dir / f"{name}.ckpt"
+    checkpoint = layout.checkpoint(fold.fold, name)
     trainer = Trainer(
         model,
         optimizer,
@@ -217,7 +218,7 @@ def run_text_fold(
     test_ids = [u.id for u in fold.test]
     holdout_scores, test_scores = score(holdout_ids), score(test_ids)
     write_scores(
-        fold_dir / f"{name}_scores.csv",
+        layout.scores(fold.fold, name),
         holdout_ids + test_ids,
         ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
         [u.label for u in fold.holdout] + [u.label for u in fold.test],
@@ -248,8 +249,8 @@ def run_text_fold(
         "runtime": runtime.describe(),
         "fingerprint": stage.fingerprint.as_dict(),
     }
-    save_text_model(model, tokenizer, fold_dir / f"{name}_model")
-    write_json(fold_dir / f"{name}_history.json", summary)  # last: it marks the stage done
+    save_text_model(model, tokenizer, layout.model_folder(fold.fold, name))
+    write_json(layout.history(fold.fold, name), summary)  # last: it marks the stage done
     checkpoint.unlink(missing_ok=True)  # the training state; the fine-tuned model is kept in <system>_model/
     runtime.barrier()
     return summary
