@@ -30,7 +30,7 @@ import torch
 
 from merlib import EMOTIONS
 from merlib.config import Config, load_config
-from merlib.errors import MerlibError
+from merlib.errors import DataNotFoundError, MerlibError
 from merlib.fusion import log_softmax
 from merlib.layout import RunLayout, score_set
 
@@ -70,6 +70,8 @@ class Predictor:
         if missing or not wanted:
             raise PredictError(f"{self.run_dir}: no fold {missing or ''} in this run (it has {sorted(available)})")
         self.folds = wanted
+        self.chosen_folds = folds is not None  # the user's choice: kept, with a warning if it saw the input
+        self._seen_by_fold: dict[int, tuple[set, set]] | None = None  # {fold: (test speakers, train transcripts)}
         self.fusions = {fold: _read_json(self.layout.fusion_record(fold)) for fold in wanted}
         self._speech: dict[tuple[str, str, int], torch.nn.Module] = {}
         self._text: dict[tuple[str, int], tuple] = {}
@@ -128,32 +130,102 @@ class Predictor:
             warnings.simplefilter("ignore")  # said in the notes
             return to_mono(audio, rate, 16000, path)
 
+    # -- which fold models may judge an input ------------------------------------------------
+    def _fold_sets(self) -> dict[int, tuple[set, set]]:
+        """{fold: (its test speakers, its training transcripts)}, from the run's manifest."""
+        if self._seen_by_fold is None:
+            from merlib.data.demo import default_data_dir
+            from merlib.pipeline import fold_of, load_utterances
+
+            if (
+                self.config.data.root == "demo"
+                and not (default_data_dir() / "demo-corpus" / "demo_corpus.json").is_file()
+            ):
+                raise DataNotFoundError("the demo corpus is not generated on this machine")  # never made here
+
+            utterances, self._corpus_root = load_utterances(self.config)
+            self._utterance_of = {str((self._corpus_root / u.wav).resolve()): u for u in utterances}
+            self._seen_by_fold = {}
+            for fold in self.folds:
+                split = fold_of(self.config, utterances, fold)
+                self._seen_by_fold[fold] = ({u.speaker for u in split.test},
+                                         {" ".join(u.transcript.lower().split()) for u in split.train})  # fmt: skip
+        return self._seen_by_fold
+
+    def unseen_folds(
+        self, wav: str | pathlib.Path | None = None, speaker: str | None = None, text: str | None = None
+    ) -> tuple[list[int], list[str]]:
+        """The folds whose models never trained on this input, and what was said about it.
+
+        A recording of the run's corpus (or of one of its speakers: the Try-it widget speaks
+        with a corpus voice) was in the training data of every fold but the one that tests its
+        speaker: by default only that fold's models judge it. Folds the user chose are kept,
+        with a warning when they trained on it. A sentence found verbatim in the training
+        transcripts is said too (the text models have seen it; no fold is free of it when the
+        corpus repeats its sentences across sessions)."""
+        try:
+            sets = self._fold_sets()
+        except (MerlibError, OSError) as error:  # a run moved away from its corpus: nothing to check against
+            return self.folds, [f"not checked whether the input is from the run's corpus ({error})"]
+        said = []
+        if wav is not None and speaker is None:
+            found = self._utterance_of.get(str(pathlib.Path(wav).resolve()))
+            if found is not None:
+                speaker = found.speaker
+                said.append(f"{pathlib.Path(wav).name} is the corpus utterance {found.id} (speaker {speaker})")
+        folds = self.folds
+        if speaker is not None:
+            unseen = [fold for fold in self.folds if speaker in sets[fold][0]]
+            trained = [fold for fold in self.folds if fold not in unseen]
+            if trained and self.chosen_folds:
+                said.append(f"WARNING: fold(s) {', '.join(map(str, trained))} trained on speaker {speaker}: "
+                            "their predictions are on training data")  # fmt: skip
+            elif trained and unseen:
+                folds = unseen
+                said.append(f"only fold(s) {', '.join(map(str, unseen))}, whose models never heard speaker "
+                            f"{speaker}, are used; the other folds trained on them")  # fmt: skip
+            elif trained:
+                said.append(f"WARNING: every fold used trained on speaker {speaker}: the predictions are on "
+                            "training data")  # fmt: skip
+        if text and text.strip():
+            normalized = " ".join(text.lower().split())
+            seen = [fold for fold in folds if normalized in sets[fold][1]]
+            if seen:
+                said.append(f"the sentence is in the training transcripts of fold(s) {', '.join(map(str, seen))}: "
+                            "the text systems have seen it")  # fmt: skip
+        return folds, said
+
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, text: str | None = None, wav: str | pathlib.Path | None = None) -> Prediction:
+    def predict(self, text: str | None = None, wav: str | pathlib.Path | None = None,
+                speaker: str | None = None) -> Prediction:  # fmt: skip
+        """`speaker`: the corpus speaker whose voice the recording has (the Try-it voice), when known."""
         if not (text and text.strip()) and wav is None:
             raise PredictError("nothing to predict from: give a sentence (--text) and/or a recording (--wav)")
         notes: list[str] = []
         warned: list[str] = []
         scores: dict[str, dict[int, np.ndarray]] = {}
         inputs = []  # what each score set was computed from, for the error that names it
+        folds, said = self.unseen_folds(wav, speaker, text)
+        warned += [line.removeprefix("WARNING: ") for line in said if line.startswith("WARNING: ")]
+        notes += [line for line in said if not line.startswith("WARNING: ")]
         if wav is not None:
             waveform = self.read_wav(wav, notes, warned)
-            scores |= check_scores(self._speech_scores(waveform, wav), f"on {wav}")
+            scores |= check_scores(self._speech_scores(waveform, wav, folds), f"on {wav}")
             inputs.append(str(wav))
         else:
             notes.append("no recording: the speech systems are left out")
         if text and text.strip():
-            scores |= check_scores(self._text_scores(text.strip()), "on the sentence")
+            scores |= check_scores(self._text_scores(text.strip(), folds), "on the sentence")
             inputs.append("the sentence")
         else:
             notes.append("no sentence: the text systems are left out")
-        scores |= check_scores(self._fused_scores(scores, notes), f"on {' and '.join(inputs)}")
+        scores |= check_scores(self._fused_scores(scores, notes, folds), f"on {' and '.join(inputs)}")
         probabilities = {name: dict(zip(EMOTIONS, np.mean([np.exp(s) for s in by_fold.values()], axis=0).tolist()))
                          for name, by_fold in scores.items()}  # fmt: skip
-        return Prediction(probabilities, self.folds, notes, scores, warned)
+        return Prediction(probabilities, folds, notes, scores, warned)
 
-    def _speech_scores(self, waveform: torch.Tensor, source) -> dict[str, dict[int, np.ndarray]]:
+    def _speech_scores(self, waveform: torch.Tensor, source, folds: list[int]) -> dict[str, dict[int, np.ndarray]]:
         from merlib.audio.features import build_front_end
         from merlib.pipeline import shortest_segment_seconds
 
@@ -164,29 +236,29 @@ class Predictor:
         for system in systems:
             front_end = build_front_end(self.config.system_config(system.name).features)
             features = checked_features(front_end, waveform, source)
-            shortest = self._speech_model(system.name, system.stages[0], self.folds[0]).backbone.min_frames
+            shortest = self._speech_model(system.name, system.stages[0], folds[0]).backbone.min_frames
             if features.shape[0] < shortest:  # a front end with fewer frames than the plan's minimum assumes
                 require_duration(waveform, source, seconds_for_frames(front_end, shortest))
             features = features.unsqueeze(0)
             for stage in system.stages:
                 scores[f"{system.name}_{stage}"] = {
                     fold: torch.log_softmax(self._speech_model(system.name, stage, fold)(features)[0], -1).numpy()
-                    for fold in self.folds
+                    for fold in folds
                 }
         return scores
 
-    def _text_scores(self, text: str) -> dict[str, dict[int, np.ndarray]]:
+    def _text_scores(self, text: str, folds: list[int]) -> dict[str, dict[int, np.ndarray]]:
         scores = {}
         for system in self.config.systems_of("text"):
             by_fold = {}
-            for fold in self.folds:
+            for fold in folds:
                 tokenizer, model = self._text_model(system.name, fold)
                 logits = model(**tokenizer([text], return_tensors="pt", truncation=True)).logits[0]
                 by_fold[fold] = torch.log_softmax(logits, -1).numpy()
             scores[system.name] = by_fold
         return scores
 
-    def _fused_scores(self, scores: dict, notes: list[str]) -> dict[str, dict[int, np.ndarray]]:
+    def _fused_scores(self, scores: dict, notes: list[str], folds: list[int]) -> dict[str, dict[int, np.ndarray]]:
         fused = {}
         baselines = {system.name for system in self.config.systems if system.baseline}
         for fusion in self.config.fusions:
@@ -196,7 +268,7 @@ class Predictor:
                 notes.append(f"{fusion.name} needs {' + '.join(fusion.inputs)}: left out")
                 continue
             by_fold = {}
-            for fold in self.folds:
+            for fold in folds:
                 fitted = self.fusions[fold].get(fusion.name)
                 if fitted is None:
                     continue

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import logging
 import os
 import pathlib
 import platform
+import signal
 import subprocess
 import sys
 import threading
@@ -80,9 +82,18 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     return output
 
 
-def stop_child_processes(grace_seconds: float = 10.0) -> None:
-    """Terminate (then kill) every process this one started: papermill's kernels run in sessions
-    of their own, so Ctrl-C in the terminal does not reach them and they would train on."""
+INTERRUPTED = threading.Event()  # set on Ctrl-C: what fails after it is its consequence, not news
+
+
+def stop_child_processes() -> None:
+    """Kill every process this one started, after Ctrl-C: papermill's kernels run in sessions of
+    their own, so the terminal's SIGINT does not reach them and they would train on. SIGKILL:
+    every file is written atomically, so nothing is lost, and a kernel killed mid-message prints
+    no traceback. What the dead kernels make fail in this process afterwards (nbclient's
+    "Kernel died", a fold thread's failure) is silenced: the interruption is the one message."""
+    INTERRUPTED.set()
+    logging.disable(logging.CRITICAL)
+    threading.excepthook = lambda args: None
     try:
         import psutil  # a dependency of ipykernel, which papermill needs
     except ImportError:
@@ -90,11 +101,8 @@ def stop_child_processes(grace_seconds: float = 10.0) -> None:
     children = psutil.Process().children(recursive=True)
     for child in children:
         with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace_seconds)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
             child.kill()
+    psutil.wait_procs(children, timeout=10)
 
 
 def versions() -> dict:
@@ -138,6 +146,8 @@ def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int
         try:
             execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
         except Exception as error:  # papermill's execution error carries the cell's traceback
+            if INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C: said once, by the command
+                return fold, None
             print(
                 f"fold {fold}: {system.name} failed: "
                 f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}",
@@ -166,12 +176,30 @@ def run(
     config = load_config(config_path, overrides)
     runtime = runtime_for(config)  # a device that is not there is an error before anything is written
     run_dir = writable_run_directory(config, runs).resolve()
-    with run_lock(run_dir, "run", f"run {config.name}"):
-        try:
-            return _run_locked(config, run_dir, runtime, folds or config.data.folds, report, launch, rerun_changed)
-        except KeyboardInterrupt:
-            stop_child_processes()
-            raise
+    with run_lock(run_dir, "run", f"run {config.name}"), _kernels_stopped_on_ctrl_c():
+        return _run_locked(config, run_dir, runtime, folds or config.data.folds, report, launch, rerun_changed)
+
+
+@contextlib.contextmanager
+def _kernels_stopped_on_ctrl_c():
+    """Ctrl-C kills the kernels first, then interrupts: were they left to nbclient, it would shut
+    them down politely, mid-message, and each would print a traceback after the interruption."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupted(signum, frame):
+        stop_child_processes()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    except KeyboardInterrupt:
+        stop_child_processes()
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int], report: bool, launch: Launch,
@@ -180,7 +208,7 @@ def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int
         print(f"  --rerun-changed: {stage.key} will run again")
     saved = save_config(config, run_dir / "config.yaml")
     write_json(run_dir / "versions.json", versions() | {"runtime": runtime.describe()})
-    parameters = {"config": str(saved), "runs": str(run_dir.parent)}
+    parameters = {"config": str(saved), "runs": str(run_dir.parent), "run_dir": str(run_dir)}
     started = time.perf_counter()
     print(f"run {config.name}: {run_dir} (systems: {', '.join(s.name for s in config.systems)})")
     print("  00_data ...", flush=True)
@@ -274,5 +302,6 @@ def report(run_dir: str | pathlib.Path) -> pathlib.Path:
     if not saved.is_file():
         raise RunFolderError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
     with run_lock(run_dir, "run", "the run's report"):
-        execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", {"config": str(saved), "runs": str(run_dir.parent)})
+        execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb",
+                {"config": str(saved), "runs": str(run_dir.parent), "run_dir": str(run_dir)})  # fmt: skip
         return write_report(run_dir)

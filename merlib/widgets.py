@@ -230,6 +230,9 @@ class ConfusionExplorer:
         return {"confusion": matrix, "shown": shown, "cell": cell}
 
 
+TRY_IT_VOICE = "Ses01F"  # the demo corpus voice the Try-it widget speaks with (session 1's)
+
+
 class TryIt:
     """Your own sentence and recording through a finished run's systems and fusions."""
 
@@ -257,6 +260,7 @@ class TryIt:
                               (self.slider, "w1"), (self.table, "table")):  # fmt: skip
             control.add_class(f"merlib-tryit-{name}")  # what the browser test finds them by
         self.wav_path: pathlib.Path | None = None
+        self.wav_speaker: str | None = None
         self.prediction = None
         self.say.on_click(lambda button: self.synthesize())
         self.upload.observe(lambda change: self.uploaded(), names="value")
@@ -272,7 +276,8 @@ class TryIt:
         from merlib.data.demo import say
 
         self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "said.wav"
-        self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value)))
+        self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value, speaker=TRY_IT_VOICE)))
+        self.wav_speaker = TRY_IT_VOICE  # a corpus voice: only the folds that never heard it judge it
         self.audio.value = self.wav_path.read_bytes()
         return self.wav_path
 
@@ -282,6 +287,7 @@ class TryIt:
             return None
         content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
         self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "uploaded.wav"
+        self.wav_speaker = None
         self.wav_path.write_bytes(bytes(content))
         self.audio.value = self.wav_path.read_bytes()
         return self.wav_path
@@ -290,14 +296,14 @@ class TryIt:
         from merlib.errors import MerlibError
 
         try:
-            self.prediction = self.predictor.predict(self.sentence.value, self.wav_path)
+            self.prediction = self.predictor.predict(self.sentence.value, self.wav_path, speaker=self.wav_speaker)
         except MerlibError as error:
             self.message.value = f"<span class='merlib-error'>{error}</span>"
             return None
         self.message.value = "<br>".join([f"<b>warning:</b> {html.escape(w)}" for w in self.prediction.warnings]
                                          + [f"note: {note}" for note in self.prediction.notes])  # fmt: skip
         if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
-            weights = [self.predictor.fusions[f].get(self.pair.name, {}).get("w1") for f in self.predictor.folds]
+            weights = [self.predictor.fusions[f].get(self.pair.name, {}).get("w1") for f in self.prediction.folds]
             self.slider.value = float(np.mean([w for w in weights if w is not None] or [0.5]))
         self.show()
         return self.prediction

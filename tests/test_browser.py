@@ -12,6 +12,7 @@ import os
 import pathlib
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -91,7 +92,8 @@ fusions:
          "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--LabApp.user_settings_dir={settings}",
          f"--LabApp.workspaces_dir={tmp_path / 'lab-workspaces'}"],
         cwd=checkout, stdout=open(tmp_path / "lab.log", "w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"},
+        # faulthandler: a stuck kernel told to abort prints every thread's stack into lab.log
+        env={**os.environ, "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1", "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
@@ -103,7 +105,7 @@ fusions:
     else:
         server.terminate()
         pytest.fail(f"JupyterLab did not start; see {tmp_path / 'lab.log'}")
-    yield {"url": url, "token": token, "checkout": checkout, "out": tmp_path}
+    yield {"url": url, "token": token, "checkout": checkout, "out": tmp_path, "server": server.pid}
     server.terminate()
     server.wait(timeout=30)
 
@@ -156,7 +158,27 @@ def fail_with_state(page, lab, name: str, what: str) -> None:
     log = (lab["out"] / "lab.log").read_text(errors="replace").splitlines()[-25:]
     dialogs = page.eval_on_selector_all(".jp-Dialog", "ds => ds.map(d => d.innerText)")
     state = f"prompts {prompts}; indicator {status}; dialogs {dialogs}; screenshot {shot}"
-    pytest.fail(f"{name}: {what}; {state}; lab.log ends:\n" + "\n".join(log))
+    try:
+        stacks = kernel_stacks(lab)
+    except Exception as error:  # the evidence is a bonus: never hide the failure behind it
+        stacks = f"\nkernel stacks unavailable: {error!r}"
+    pytest.fail(f"{name}: {what}; {state}; lab.log ends:\n" + "\n".join(log) + stacks)
+
+
+def kernel_stacks(lab) -> str:
+    """Where each kernel of the lab is (a stuck one: the evidence): SIGABRT makes faulthandler
+    print every thread's stack into lab.log before the kernel dies."""
+    import psutil
+
+    kernels = [
+        p for p in psutil.Process(lab["server"]).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())
+    ]
+    for kernel in kernels:
+        kernel.send_signal(signal.SIGABRT)
+    time.sleep(3)
+    text = (lab["out"] / "lab.log").read_text(errors="replace")
+    start = text.find("Fatal Python error")
+    return "\nkernel stacks (SIGABRT):\n" + (text[start:][-12000:] if start >= 0 else "none printed")
 
 
 def run_all(page, lab, name: str) -> dict:

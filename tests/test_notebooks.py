@@ -215,6 +215,18 @@ def test_executed_notebooks_hold_no_progress_bar_residue(tiny_run):
         assert "application/vnd.jupyter.widget-view+json" not in text, path  # no tqdm widgets either
 
 
+@pytest.mark.slow
+def test_merlib_run_hands_every_notebook_its_run_folder(tiny_run):
+    """The notebooks of a run receive the folder merlib run made (never rebuilt from runs + name)."""
+    executed = sorted(tiny_run["run_dir"].rglob("*.ipynb"))
+    for path in executed:
+        notebook = json.loads(path.read_text())
+        injected = [
+            "".join(c["source"]) for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+        ]
+        assert len(injected) == 1 and f'run_dir = "{tiny_run["run_dir"].resolve()}"' in injected[0], (path, injected)
+
+
 def test_the_claims_table_is_computed_from_the_run(tiny_run):
     """Every claim of the config, its figures the run's own (the summary's UA), a verdict; in
     claims.csv and at the end of the report."""

@@ -73,3 +73,40 @@ def test_the_try_it_widget_speaks_predicts_and_refuses(tiny_run):
     widget.sentence.value, widget.wav_path = "", None
     widget.predict()
     assert "nothing to predict from" in widget.message.value
+
+
+@pytest.mark.slow
+def test_predict_never_grades_a_fold_model_on_its_own_training_data(tiny_run, tiny_demo_corpus, capsys):
+    """The tiny run has fold 2: it tests session 2's speakers and trained on the other sessions'."""
+    corpus, utterances = tiny_demo_corpus
+    run = str(tiny_run["run_dir"])
+    tested = next(u for u in utterances if u.session == 2 and u.label in EMOTIONS)
+    trained = next(u for u in utterances if u.session == 1 and u.label in EMOTIONS)
+    assert main(["predict", "--run", run, "--wav", str(corpus / tested.wav), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["folds"] == [2] and not result["warnings"], result
+    assert any(f"the corpus utterance {tested.id} (speaker {tested.speaker})" in note for note in result["notes"])
+    assert main(["predict", "--run", run, "--wav", str(corpus / trained.wav), "--text", trained.transcript,
+                 "--json"]) == 0  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert any(f"trained on speaker {trained.speaker}" in warning for warning in result["warnings"]), result
+    assert any("in the training transcripts of fold(s) 2" in note for note in result["notes"]), result
+
+
+def test_only_the_folds_that_never_heard_a_speaker_judge_it(tiny_run):
+    """Of several folds, the default keeps those whose test set has the speaker; folds the user
+    chose are kept, with a warning for those that trained on it."""
+    from merlib.predict import Predictor
+
+    predictor = Predictor(tiny_run["run_dir"])
+    predictor.folds = [1, 2, 3]
+    predictor._seen_by_fold = {fold: ({f"Ses0{fold}F", f"Ses0{fold}M"}, {"we won"}) for fold in (1, 2, 3)}
+    predictor._utterance_of = {}
+    folds, said = predictor.unseen_folds(speaker="Ses01F", text="We  won")
+    assert folds == [1] and "only fold(s) 1, whose models never heard speaker Ses01F" in said[0]
+    assert "training transcripts of fold(s) 1" in said[1]
+    predictor.chosen_folds = True
+    folds, said = predictor.unseen_folds(speaker="Ses01F")
+    assert folds == [1, 2, 3] and said == [
+        "WARNING: fold(s) 2, 3 trained on speaker Ses01F: their predictions are on training data"]  # fmt: skip
+    assert predictor.unseen_folds() == ([1, 2, 3], [])

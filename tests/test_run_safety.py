@@ -135,7 +135,16 @@ def test_an_interrupted_run_stops_the_kernels_it_started():
     """papermill's kernels run in sessions of their own: Ctrl-C in the terminal does not reach
     them, so merlib run stops every process it started before it exits."""
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
-    runner.stop_child_processes(grace_seconds=5)
+    import logging
+    import threading
+
+    excepthook = threading.excepthook
+    try:
+        runner.stop_child_processes()
+    finally:  # what it silences for the rest of an interrupted command
+        logging.disable(logging.NOTSET)
+        threading.excepthook = excepthook
+        runner.INTERRUPTED.clear()
     assert child.wait(timeout=10) is not None
 
 
