@@ -41,15 +41,16 @@ def _log_mels(records: Sequence[Utterance], corpus_root: str | os.PathLike):
     import torch
 
     front_end = LogMel(dataclasses.replace(paper_config().features, n_mels=40, normalization="none"))
+    shortest = front_end.config.n_fft // 2 + 1  # samples: the centred windows' reflect padding needs them
     with torch.no_grad():
         for record in records:
             path = os.path.join(corpus_root, record.wav)
             audio, rate = read_audio(path)
-            waveform = to_mono(audio, rate, 16000, path)
-            if len(waveform) <= front_end.config.n_fft // 2:  # the centred windows' reflect padding fails
+            waveform = to_mono(audio, rate, front_end.config.sample_rate, path)
+            if len(waveform) < shortest:
                 raise AudioError(
-                    f"{path}: {len(audio) / rate:.3f} s of audio, too short for the log-mel statistics "
-                    f"(at least {(front_end.config.n_fft // 2 + 1) / 16000:.3f} s); remove it from the manifest"
+                    f"{path}: {len(audio) / rate:.3f} s of audio, too short for the log-mel statistics (at least "
+                    f"{shortest / front_end.config.sample_rate:.3f} s); remove it from the manifest"
                 )
             yield require_finite_features(front_end(waveform), path, audio, rate)
 

@@ -29,6 +29,7 @@ import yaml
 
 from merlib import EMOTIONS
 from merlib.errors import MerlibError
+from merlib.layout import score_set
 
 CONFIGS = pathlib.Path(__file__).resolve().parent.parent / "configs"
 PAPER_CONFIG = CONFIGS / "paper.yaml"
@@ -200,7 +201,7 @@ class SystemConfig:
     def outputs(self) -> list[str]:
         """The score sets it writes: `<name>_<stage>` per speech stage, `<name>` for text and baselines."""
         if self.modality == "speech" and not self.baseline:
-            return [f"{self.name}_{stage}" for stage in self.stages]
+            return [score_set(self.name, stage) for stage in self.stages]
         return [self.name]
 
     def paper_rows(self) -> dict[str, str]:
@@ -208,7 +209,7 @@ class SystemConfig:
         if not self.paper_row:
             return {}
         if self.modality == "speech" and not self.baseline:
-            return {f"{self.name}_{stage}": f"{self.paper_row}_{stage}" for stage in self.stages}
+            return {score_set(self.name, stage): score_set(self.paper_row, stage) for stage in self.stages}
         return {self.name: self.paper_row}
 
 

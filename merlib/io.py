@@ -50,7 +50,7 @@ def disk_full_error(path: pathlib.Path, written: int) -> DiskFullError:
         free = "unknown"
     error = DiskFullError(
         f"{path}: no space left on the device ({_megabytes(written)} written before it filled, {free} free "
-        f"in {path.parent}); free at least that much there, or write elsewhere (another --runs folder, "
+        f"in {path.parent}); make room there, or write elsewhere (another --runs folder, "
         "MERLIB_DATA for corpora and caches). The previous file, if any, is unchanged; rerun to resume"
     )
     error.errno = errno.ENOSPC

@@ -14,7 +14,13 @@ import pathlib
 
 from merlib.config import Config
 from merlib.data import iemocap
-from merlib.data.demo import default_data_dir, generate_demo_corpus, generate_demo_speakers
+from merlib.data.demo import (
+    DemoCorpusConfig,
+    default_data_dir,
+    generate_demo_corpus,
+    generate_demo_speakers,
+    is_current,
+)
 from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 from merlib.io import write_text
@@ -28,10 +34,15 @@ class RunFolderError(MerlibError, OSError):
     """A run folder that cannot be used: not there, or not writable."""
 
 
-def corpus_root(config: Config) -> pathlib.Path:
+def corpus_root(config: Config, generate: bool = True) -> pathlib.Path:
+    """The corpus folder; the demo corpus is generated on first use (with `generate`), else
+    a missing or outdated one is DataNotFoundError (predict only looks, it never generates)."""
     if config.data.root == "demo":
         root = default_data_dir() / "demo-corpus"
-        generate_demo_corpus(root)
+        if generate:
+            generate_demo_corpus(root)
+        elif not is_current(root, DemoCorpusConfig().hash()):
+            raise DataNotFoundError(f"{root}: the demo corpus is not generated on this machine (make demo)")
         return root
     root = resolve(config.data.root)
     if not (root / "Session1").is_dir():
@@ -42,9 +53,10 @@ def corpus_root(config: Config) -> pathlib.Path:
     return root
 
 
-def load_utterances(config: Config) -> tuple[list[Utterance], pathlib.Path]:
-    """The run's manifest and its corpus root (the demo manifest is prepared on first use)."""
-    root = corpus_root(config)
+def load_utterances(config: Config, generate: bool = True) -> tuple[list[Utterance], pathlib.Path]:
+    """The run's manifest and its corpus root (the demo manifest is prepared on first use;
+    `generate`: the demo corpus too, see corpus_root)."""
+    root = corpus_root(config, generate)
     if config.data.manifest == "demo":
         out = default_data_dir() / "demo-manifest"
         manifest = out / "utterances.jsonl"

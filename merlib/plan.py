@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 
 from merlib.config import STAGE_TITLES, Config, FusionConfig, SystemConfig
+from merlib.layout import score_set
 
 BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E"}
 BASELINE_TITLES = {
@@ -52,7 +53,7 @@ def output_titles(config: Config) -> dict[str, str]:
     for system in config.systems:
         title = system_title(config, system)
         if system.modality == "speech" and not system.baseline:
-            titles |= {f"{system.name}_{stage}": f"{title}, {STAGE_TITLES[stage]}" for stage in system.stages}
+            titles |= {score_set(system.name, stage): f"{title}, {STAGE_TITLES[stage]}" for stage in system.stages}
         else:
             titles[system.name] = title
     return titles | {fusion.name: fusion_title(fusion) for fusion in config.fusions}

@@ -30,7 +30,7 @@ import torch
 
 from merlib import EMOTIONS
 from merlib.config import Config, load_config
-from merlib.errors import DataNotFoundError, MerlibError
+from merlib.errors import MerlibError
 from merlib.fusion import log_softmax
 from merlib.layout import RunLayout, score_set
 
@@ -134,16 +134,9 @@ class Predictor:
     def _fold_sets(self) -> dict[int, tuple[set, set]]:
         """{fold: (its test speakers, its training transcripts)}, from the run's manifest."""
         if self._seen_by_fold is None:
-            from merlib.data.demo import default_data_dir
             from merlib.pipeline import fold_of, load_utterances
 
-            if (
-                self.config.data.root == "demo"
-                and not (default_data_dir() / "demo-corpus" / "demo_corpus.json").is_file()
-            ):
-                raise DataNotFoundError("the demo corpus is not generated on this machine")  # never made here
-
-            utterances, self._corpus_root = load_utterances(self.config)
+            utterances, self._corpus_root = load_utterances(self.config, generate=False)
             self._utterance_of = {str((self._corpus_root / u.wav).resolve()): u for u in utterances}
             self._seen_by_fold = {}
             for fold in self.folds:
@@ -154,8 +147,8 @@ class Predictor:
 
     def unseen_folds(
         self, wav: str | pathlib.Path | None = None, speaker: str | None = None, text: str | None = None
-    ) -> tuple[list[int], list[str]]:
-        """The folds whose models never trained on this input, and what was said about it.
+    ) -> tuple[list[int], list[str], list[str]]:
+        """(The folds whose models never trained on this input, notes, warnings about it).
 
         A recording of the run's corpus (or of one of its speakers: the Try-it widget speaks
         with a corpus voice) was in the training data of every fold but the one that tests its
@@ -166,8 +159,8 @@ class Predictor:
         try:
             sets = self._fold_sets()
         except (MerlibError, OSError) as error:  # a run moved away from its corpus: nothing to check against
-            return self.folds, [f"not checked whether the input is from the run's corpus ({error})"]
-        said = []
+            return self.folds, [f"not checked whether the input is from the run's corpus ({error})"], []
+        said, warned = [], []
         if wav is not None and speaker is None:
             found = self._utterance_of.get(str(pathlib.Path(wav).resolve()))
             if found is not None:
@@ -178,22 +171,22 @@ class Predictor:
             unseen = [fold for fold in self.folds if speaker in sets[fold][0]]
             trained = [fold for fold in self.folds if fold not in unseen]
             if trained and self.chosen_folds:
-                said.append(f"WARNING: fold(s) {', '.join(map(str, trained))} trained on speaker {speaker}: "
-                            "their predictions are on training data")  # fmt: skip
+                warned.append(f"fold(s) {', '.join(map(str, trained))} trained on speaker {speaker}: "
+                              "their predictions are on training data")  # fmt: skip
             elif trained and unseen:
                 folds = unseen
                 said.append(f"only fold(s) {', '.join(map(str, unseen))}, whose models never heard speaker "
                             f"{speaker}, are used; the other folds trained on them")  # fmt: skip
             elif trained:
-                said.append(f"WARNING: every fold used trained on speaker {speaker}: the predictions are on "
-                            "training data")  # fmt: skip
+                warned.append(f"every fold used trained on speaker {speaker}: the predictions are on "
+                              "training data")  # fmt: skip
         if text and text.strip():
             normalized = " ".join(text.lower().split())
             seen = [fold for fold in folds if normalized in sets[fold][1]]
             if seen:
                 said.append(f"the sentence is in the training transcripts of fold(s) {', '.join(map(str, seen))}: "
                             "the text systems have seen it")  # fmt: skip
-        return folds, said
+        return folds, said, warned
 
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
@@ -202,13 +195,9 @@ class Predictor:
         """`speaker`: the corpus speaker whose voice the recording has (the Try-it voice), when known."""
         if not (text and text.strip()) and wav is None:
             raise PredictError("nothing to predict from: give a sentence (--text) and/or a recording (--wav)")
-        notes: list[str] = []
-        warned: list[str] = []
+        folds, notes, warned = self.unseen_folds(wav, speaker, text)
         scores: dict[str, dict[int, np.ndarray]] = {}
         inputs = []  # what each score set was computed from, for the error that names it
-        folds, said = self.unseen_folds(wav, speaker, text)
-        warned += [line.removeprefix("WARNING: ") for line in said if line.startswith("WARNING: ")]
-        notes += [line for line in said if not line.startswith("WARNING: ")]
         if wav is not None:
             waveform = self.read_wav(wav, notes, warned)
             scores |= check_scores(self._speech_scores(waveform, wav, folds), f"on {wav}")
@@ -241,7 +230,7 @@ class Predictor:
                 require_duration(waveform, source, seconds_for_frames(front_end, shortest))
             features = features.unsqueeze(0)
             for stage in system.stages:
-                scores[f"{system.name}_{stage}"] = {
+                scores[score_set(system.name, stage)] = {
                     fold: torch.log_softmax(self._speech_model(system.name, stage, fold)(features)[0], -1).numpy()
                     for fold in folds
                 }

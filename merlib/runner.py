@@ -261,8 +261,7 @@ def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started:
                     failures[fold] = f"open {failed} to see the failing cell"
                 done = f"FAILED, see {failed}" if failed else "done"
                 print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
-        except KeyboardInterrupt:  # the kernels first: the pool waits for its threads, which wait for them
-            stop_child_processes()
+        except KeyboardInterrupt:  # the kernels are stopped (run's SIGINT handler): queued folds never start
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return failures

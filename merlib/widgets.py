@@ -230,9 +230,6 @@ class ConfusionExplorer:
         return {"confusion": matrix, "shown": shown, "cell": cell}
 
 
-TRY_IT_VOICE = "Ses01F"  # the demo corpus voice the Try-it widget speaks with (session 1's)
-
-
 class TryIt:
     """Your own sentence and recording through a finished run's systems and fusions."""
 
@@ -273,11 +270,13 @@ class TryIt:
 
     def synthesize(self) -> pathlib.Path:
         """espeak-ng says the sentence with the emotion's prosody (a demo corpus voice)."""
-        from merlib.data.demo import say
+        from merlib.data.demo import SAY_VOICE, say
 
         self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "said.wav"
-        self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value, speaker=TRY_IT_VOICE)))
-        self.wav_speaker = TRY_IT_VOICE  # a corpus voice: only the folds that never heard it judge it
+        self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value, speaker=SAY_VOICE)))
+        # a demo corpus voice: on a demo run only the folds that never heard that speaker judge it
+        # (IEMOCAP's Ses01F is a person, not this voice)
+        self.wav_speaker = SAY_VOICE if self.predictor.config.data.corpus == "demo" else None
         self.audio.value = self.wav_path.read_bytes()
         return self.wav_path
 

@@ -25,16 +25,15 @@ def open_run(
     the config's runtime.device."""
     loaded = load_config(resolve(config), {"runtime": {"device": device}} if device else None)
     if run_dir:
-        folder = resolve(run_dir)
+        run_dir = resolve(run_dir)
     else:
         runs_dir = resolve(runs)
-        folder = runs_dir / loaded.name
+        run_dir = runs_dir / loaded.name
         # defensive (check_config refuses such names at load): the run folder is one folder right
         # under the runs folder. Checked on the path as written, so a run folder that is a symlink
         # to another disk stays allowed.
-        if folder.parent != runs_dir or folder.name != loaded.name or loaded.name in ("", ".", ".."):
+        if run_dir.parent != runs_dir or run_dir.name != loaded.name or loaded.name in ("", ".", ".."):
             raise ConfigError(f"{config}: name {loaded.name!r} would put the run folder outside {runs_dir}")
-    run_dir = folder
     recorded = run_dir / "config.yaml"
     if saved and recorded.is_file():
         loaded = load_config(recorded)

@@ -102,11 +102,11 @@ def test_only_the_folds_that_never_heard_a_speaker_judge_it(tiny_run):
     predictor.folds = [1, 2, 3]
     predictor._seen_by_fold = {fold: ({f"Ses0{fold}F", f"Ses0{fold}M"}, {"we won"}) for fold in (1, 2, 3)}
     predictor._utterance_of = {}
-    folds, said = predictor.unseen_folds(speaker="Ses01F", text="We  won")
-    assert folds == [1] and "only fold(s) 1, whose models never heard speaker Ses01F" in said[0]
-    assert "training transcripts of fold(s) 1" in said[1]
+    folds, notes, warned = predictor.unseen_folds(speaker="Ses01F", text="We  won")
+    assert folds == [1] and "only fold(s) 1, whose models never heard speaker Ses01F" in notes[0] and not warned
+    assert "training transcripts of fold(s) 1" in notes[1]
     predictor.chosen_folds = True
-    folds, said = predictor.unseen_folds(speaker="Ses01F")
-    assert folds == [1, 2, 3] and said == [
-        "WARNING: fold(s) 2, 3 trained on speaker Ses01F: their predictions are on training data"]  # fmt: skip
-    assert predictor.unseen_folds() == ([1, 2, 3], [])
+    folds, notes, warned = predictor.unseen_folds(speaker="Ses01F")
+    assert folds == [1, 2, 3] and notes == [] and warned == [
+        "fold(s) 2, 3 trained on speaker Ses01F: their predictions are on training data"]  # fmt: skip
+    assert predictor.unseen_folds() == ([1, 2, 3], [], [])

@@ -209,7 +209,10 @@ def _jittered(emotion: str, speaker: str, text: str, rng: np.random.Generator, s
     )
 
 
-def say(text: str, emotion: str, speaker: str = "Ses01F", seed: int = 0) -> np.ndarray:
+SAY_VOICE = "Ses01F"  # the corpus voice `say` speaks with unless told (session 1's female speaker)
+
+
+def say(text: str, emotion: str, speaker: str = SAY_VOICE, seed: int = 0) -> np.ndarray:
     """`text` spoken by one of the demo corpus's voices with `emotion`'s prosody (no jitter):
     16 kHz float audio, as the corpus renders it (the "Try it" widget's voice)."""
     import os
