@@ -10,10 +10,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lab clean-env
+.PHONY: setup lock test demo lab clean-env
 
 setup:
 	@bash tools/setup_env.sh
+
+# Re-resolve pyproject.toml's ranges and write requirements.lock (then commit it; make setup builds from it).
+lock:
+	@bash tools/setup_env.sh --lock
 
 test: setup
 	$(VENV)/bin/ruff check merlib tests tools

@@ -30,7 +30,9 @@ from merlib.config import Config, SystemConfig, paper_config
 from merlib.data.manifest import Utterance
 from merlib.fusion import log_softmax
 from merlib.io import write_json
+from merlib.layout import fold_system_part
 from merlib.metrics import split_metrics, unweighted_accuracy, weighted_accuracy
+from merlib.runlock import run_lock
 from merlib.scores import write_scores
 
 
@@ -185,6 +187,11 @@ def baseline_fold(config: Config, fold: int, run_dir: pathlib.Path, system: Syst
     training sessions, scored on its hold-out and test rows (the scores contract), so it is
     fused, tabled and plotted like any system; its history records UA and the stage fingerprint
     (merlib.stages.baseline_stage)."""
+    with run_lock(run_dir, *fold_system_part(fold, system.name)):
+        return _fit_and_score(config, fold, pathlib.Path(run_dir), system)
+
+
+def _fit_and_score(config: Config, fold: int, run_dir: pathlib.Path, system: SystemConfig) -> pathlib.Path:
     from merlib.pipeline import fold_of, load_utterances
     from merlib.stages import baseline_stage
 

@@ -1,6 +1,6 @@
-"""`merlib` command line: prepare | folds | ... (one sub-command per verb).
+"""merlib: speech + text emotion recognition (speaker-network transfer, BERT, late fusion, LOSO).
 
-Each sub-command is a thin wrapper over a library function; errors a user can cause are
+The command line, one sub-command per verb. Each sub-command is a thin wrapper over a library function; errors a user can cause are
 printed as one clear message (no traceback) and exit with status 2.
 """
 
@@ -140,6 +140,7 @@ def _demo(args) -> int:
     (every system of configs/demo.yaml, the baselines among them), fusion, claims, report."""
     from merlib import runner
     from merlib.data.demo import SYNTHETIC_NOTICE, default_data_dir, generate_demo_corpus, generate_demo_speakers
+    from merlib.launch import Launch
 
     _config(args)  # the config and device first: a mistake in them costs no corpus generation
     started = time.perf_counter()
@@ -152,7 +153,8 @@ def _demo(args) -> int:
         f"{speakers['speakers']} speakers, {speakers['utterances']} utterances ({data}; "
         f"{time.perf_counter() - started:.0f} s)"
     )
-    status = runner.run(args.config, runs=args.runs, overrides=_overrides(args), rerun_changed=args.rerun_changed)
+    status = runner.run(args.config, runs=args.runs, overrides=_overrides(args), rerun_changed=args.rerun_changed,
+                        launch=Launch(jobs=args.jobs))  # fmt: skip
     print(f"make demo: {time.perf_counter() - started:.0f} s in all")
     return status
 
@@ -355,7 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the workbook notebooks for every fold (papermill), then fuse and report")
     _add_config_options(run)
     run.add_argument("--folds", help="comma-separated folds (default: data.folds of the config)")
-    run.add_argument("--jobs", type=int, default=1, help="folds run at a time on this machine")
+    run.add_argument("--jobs", type=_positive, default=1,
+                     help="(fold, system) notebooks run at a time on this machine, each kernel on cores / jobs "
+                          "threads (default: %(default)s)")  # fmt: skip
     run.add_argument("--devices", help="comma-separated devices, e.g. cuda:0,cuda:1: fold k runs on the (k mod n)-th")
     run.add_argument("--launcher", choices=("local", "slurm", "submitit-local"), default="local",
                      help="local (default); slurm: one job per fold through submitit; submitit-local: the same jobs "
@@ -396,6 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the demo plan on the embedded demo corpus (make demo)")
     _add_config_options(demo)
+    demo.add_argument("--jobs", type=_positive, default=2,
+                      help="(fold, system) notebooks run at a time, each kernel on cores / jobs threads (default: "
+                           "%(default)s: the demo's small networks keep two cores busier as two one-thread "
+                           "processes than as one two-thread one)")  # fmt: skip
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -420,6 +428,12 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
         parser.add_argument("--rerun-changed", action="store_true",
                             help="redo the stages whose outputs were made by another config or input, and "
                                  "what depends on them (without it: an error that names what changed)")  # fmt: skip
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive integer")
+    return int(text)
 
 
 def _resamples(text: str) -> int:

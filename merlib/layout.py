@@ -42,6 +42,12 @@ def fold_name(fold: int) -> str:
     return f"fold{fold}"
 
 
+def fold_system_part(fold: int, system: str) -> tuple[str, str]:
+    """(lock part, what it is called in a refusal) of one system in one fold: the systems of a
+    fold write only their own files, so they may run side by side."""
+    return f"{fold_name(fold)}.{system}", f"fold {fold} of {system}"
+
+
 @dataclass(frozen=True)
 class RunLayout:
     """The files of the run folder `root`."""

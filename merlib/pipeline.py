@@ -24,7 +24,7 @@ from merlib.data.demo import (
 from merlib.data.manifest import ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 from merlib.io import write_text
-from merlib.layout import RunLayout, fold_name
+from merlib.layout import RunLayout, fold_name, fold_system_part
 from merlib.paths import resolve
 from merlib.runlock import run_lock
 from merlib.stages import Stage, baseline_stage, check_stages, pretrain_stage, speech_stages, text_stage
@@ -182,7 +182,7 @@ def speech_fold(
     transfers = config.system_config(system).speech.pretrained.source == "pretrain"
     pretraining = pretraining_stage(config, run_dir) if transfers else None
     check_stage_order(speech_stages(config, system, fold, root, run_dir, pretraining), stages, fold.fold, system)
-    with run_lock(run_dir, fold_name(fold.fold), f"fold {fold.fold}"):
+    with run_lock(run_dir, *fold_system_part(fold.fold, system)):
         if transfers:  # the speaker backbone this system transfers (skipped when done; folds started
             # together share it: the others wait for the one that trains it)
             pretrain(config, run_dir, progress=progress, rerun_changed=rerun_changed, wait=True)
@@ -202,8 +202,9 @@ def text_fold(
     from merlib.train.text import run_text_fold
 
     utterances, root = load_utterances(config)
-    with run_lock(run_dir, fold_name(fold), f"fold {fold}"):
-        return run_text_fold(config, network_system(config, system, "text"), fold_of(config, utterances, fold),
+    system = network_system(config, system, "text")
+    with run_lock(run_dir, *fold_system_part(fold, system)):
+        return run_text_fold(config, system, fold_of(config, utterances, fold),
                              utterances, run_dir, feature_cache_dir(root), progress=progress,
                              rerun_changed=rerun_changed)  # fmt: skip
 

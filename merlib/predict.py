@@ -349,9 +349,9 @@ def _read_json(path: pathlib.Path) -> dict:
 
 def format_prediction(prediction: Prediction, titles: dict[str, str]) -> str:
     """A table of class probabilities (%), one row per score set."""
-    width = max(len(titles.get(name, name)) for name in prediction.probabilities)
+    width = max(len("probability (%)"), *(len(titles.get(name, name)) for name in prediction.probabilities))
     lines = [f"warning: {warning}" for warning in prediction.warnings]
-    lines += [f"{'':<{width}}  " + "  ".join(f"{e:>5}" for e in EMOTIONS) + "   predicted"]
+    lines += [f"{'probability (%)':<{width}}  " + "  ".join(f"{e:>5}" for e in EMOTIONS) + "   predicted"]
     for name, probabilities in prediction.probabilities.items():
         values = [probabilities[e] for e in EMOTIONS]
         lines.append(f"{titles.get(name, name):<{width}}  " + "  ".join(f"{100 * v:5.1f}" for v in values)

@@ -10,8 +10,9 @@ of the config's plan, into runs/<name>/.
 
 A system whose score files exist in a fold is skipped there; an interrupted fold resumes from
 its checkpoints (the training loop's). A failed fold is reported with the path of its executed
-notebook (and, for a submitted job, of its log) and the other folds still run. Folds run here,
-`--jobs` at a time and one `--devices` entry each, or as SLURM jobs (merlib.launch).
+notebook (and, for a submitted job, of its log) and the other folds still run. Here, the plan's
+(fold, system) pairs run `--jobs` at a time (each kernel on cores / jobs threads), fold k on
+the (k mod n)-th `--devices` entry; or each fold is a SLURM job (merlib.launch).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from merlib import baselines
 from merlib.config import Config, SystemConfig, load_config, save_config
 from merlib.io import as_disk_full, write_json, write_text
 from merlib.launch import Launch, executor_for, fold_job, pretrain_job, wait_for
-from merlib.layout import FOLD_NOTEBOOKS, RunLayout, fold_name
+from merlib.layout import FOLD_NOTEBOOKS, RunLayout
 from merlib.pipeline import RunFolderError, preflight, writable_run_directory
 from merlib.runlock import run_lock
 from merlib.runtime import runtime_for
@@ -128,32 +129,39 @@ def fold_finished(config: Config, run_dir: pathlib.Path, fold: int) -> bool:
     return all(_has_outputs(run_dir, fold, system) for system in config.systems)
 
 
-def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
-    """Each system of the plan in this fold (a network: its notebook; a baseline: in this process);
-    returns (fold, None) or (fold, the notebook or baseline that failed)."""
-    for system in config.systems:
-        if _has_outputs(run_dir, fold, system):
-            continue
-        if system.baseline:  # scikit-learn in this process: seconds, no notebook
-            try:
-                with run_lock(run_dir, fold_name(fold), f"fold {fold}"):
-                    baselines.baseline_fold(config, fold, run_dir, system)
-            except Exception as error:
-                print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
-                return fold, f"baseline {system.name} (merlib.baselines.baseline_fold)"
-            continue
-        output = RunLayout(run_dir).executed_notebook(fold, system.modality, system.name)
+def _run_system(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int, system: SystemConfig) -> str | None:
+    """One system of the plan in one fold (a network: its notebook; a baseline: in this process).
+    Returns None, or the notebook or baseline that failed."""
+    if system.baseline:  # scikit-learn in this process: seconds, no notebook
         try:
-            execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
-        except Exception as error:  # papermill's execution error carries the cell's traceback
-            if INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C: said once, by the command
-                return fold, None
-            print(
-                f"fold {fold}: {system.name} failed: "
-                f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}",
-                file=sys.stderr,
-            )
-            return fold, str(output)
+            baselines.baseline_fold(config, fold, run_dir, system)
+        except Exception as error:
+            print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
+            return f"baseline {system.name} (merlib.baselines.baseline_fold)"
+        return None
+    output = RunLayout(run_dir).executed_notebook(fold, system.modality, system.name)
+    try:
+        execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
+    except Exception as error:  # papermill's execution error carries the cell's traceback
+        if INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C: said once, by the command
+            return None
+        print(
+            f"fold {fold}: {system.name} failed: "
+            f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}",
+            file=sys.stderr,
+        )
+        return str(output)
+    return None
+
+
+def _run_fold(config: Config, parameters: dict, run_dir: pathlib.Path, fold: int) -> tuple[int, str | None]:
+    """Each system of the plan in this fold, in turn (a SLURM job's fold); returns (fold, None) or
+    (fold, the notebook or baseline that failed)."""
+    for system in config.systems:
+        if not _has_outputs(run_dir, fold, system):
+            failed = _run_system(config, parameters, run_dir, fold, system)
+            if failed:
+                return fold, failed
     return fold, None
 
 
@@ -247,24 +255,50 @@ def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int
 
 
 def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started: float) -> dict[int, str]:
-    """Folds in threads (`launch.jobs` at a time), fold k on device k mod len(launch.devices)."""
-    failures = {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, launch.jobs)) as pool:
-        futures = [
-            pool.submit(_run_fold, config, parameters | {"device": launch.device_of(fold)}, run_dir, fold)
-            for fold in folds
-        ]
+    """The plan's (fold, system) pairs in threads, `launch.jobs` at a time (the systems of a fold
+    are independent: each writes its own files under its own lock), fold k on device
+    k mod len(launch.devices). A fold is done when its last system is; a failed system fails its
+    fold, and the fold's other systems still run."""
+    tasks = [(fold, system) for fold in folds for system in config.systems if not _has_outputs(run_dir, fold, system)]
+    remaining = {fold: sum(1 for f, _ in tasks if f == fold) for fold in folds}
+    failures: dict[int, str] = {}
+    workers = max(1, launch.jobs)
+    with _threads_per_job(workers), concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(_run_system, config, parameters | {"device": launch.device_of(f)}, run_dir, f, system): f
+            for f, system in tasks
+        }
+        for fold in sorted(f for f, n in remaining.items() if n == 0):
+            print(f"  fold {fold}: done ({time.perf_counter() - started:.0f} s)", flush=True)
         try:
             for future in concurrent.futures.as_completed(futures):
-                fold, failed = future.result()
-                if failed:
+                fold = futures[future]
+                failed = future.result()
+                if failed and fold not in failures:
                     failures[fold] = f"open {failed} to see the failing cell"
-                done = f"FAILED, see {failed}" if failed else "done"
-                print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
-        except KeyboardInterrupt:  # the kernels are stopped (run's SIGINT handler): queued folds never start
+                remaining[fold] -= 1
+                if remaining[fold] == 0:
+                    done = f"FAILED, {failures[fold]}" if fold in failures else "done"
+                    print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
+        except KeyboardInterrupt:  # the kernels are stopped (run's SIGINT handler): queued tasks never start
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return failures
+
+
+@contextlib.contextmanager
+def _threads_per_job(jobs: int):
+    """Jobs side by side share this machine's cores: each kernel started meanwhile gets
+    cores / jobs threads (OMP_NUM_THREADS, which torch reads at start), unless the user set it.
+    Two jobs of two threads each on two cores run slower than one after the other."""
+    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // jobs))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 def _submit_folds(executor, config, parameters, run_dir, folds, gpus: int) -> dict[int, str]:

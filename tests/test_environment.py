@@ -26,6 +26,46 @@ def test_environment_yml_mirrors_pyproject():
         assert requirement in yml_text, f"{requirement} (installed --no-deps) is not named in environment.yml"
 
 
+def _lock() -> dict[str, str]:
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = [line for line in lines if line and not line.startswith("#")]
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]+==[^=\s]+", pin) for pin in pins), "name==version lines only"
+    return {_canonical(pin.split("==")[0]): pin.split("==")[1] for pin in pins}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_declared_dependency_within_its_range():
+    """requirements.lock (make setup installs it, --no-deps) is a whole environment: every
+    dependency pyproject.toml declares is pinned there, at a version its range allows."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = (project["project"]["dependencies"] + project["project"]["optional-dependencies"]["dev"]
+                + project["tool"]["merlib"]["setup"]["no_deps"])  # fmt: skip
+    pins = _lock()
+    for text in declared:
+        requirement = Requirement(text)
+        name = _canonical(requirement.name)
+        assert name in pins, f"{requirement.name} is declared in pyproject.toml but not pinned in requirements.lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (
+            f"requirements.lock pins {requirement.name}=={pins[name]}, outside pyproject.toml's "
+            f"{requirement.specifier}; run make lock"
+        )
+    assert "merlib" not in pins  # installed editable from the checkout, never pinned
+
+
+def test_the_environment_is_the_lock():
+    """What runs the tests is what the lock says, to the version (the venv is built from it)."""
+    import importlib.metadata
+
+    installed = {_canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
+    differing = {name: (pin, installed.get(name)) for name, pin in _lock().items() if installed.get(name) != pin}
+    assert not differing, f"installed differs from requirements.lock (locked, installed): {differing}; make setup"
+
+
 def test_top_level_layout():
     for name in (
         "notebooks",

@@ -190,3 +190,15 @@ def test_local_patterns_of_too_few_frames_are_refused_naming_the_file(tmp_path):
     write(tmp_path / "short.wav", voice(0.1), "PCM_16")  # 11 frames: no change at a lag of 16 frames
     with pytest.raises(AudioError, match=r"short\.wav: its log-mel statistics are not finite \(11 frame"):
         local_pattern_statistics([utterance("short.wav")], tmp_path)
+
+
+def test_the_prediction_table_says_its_unit_and_the_help_says_what_merlib_is(capsys):
+    from merlib.predict import Prediction, format_prediction
+
+    prediction = Prediction({"text": dict(zip(EMOTIONS, (0.1, 0.6, 0.2, 0.1)))}, [5], [], {})
+    table = format_prediction(prediction, {"text": "text, MiniLM"}).splitlines()
+    assert table[0].startswith("probability (%)") and table[0].split()[-5:] == [*EMOTIONS, "predicted"]
+    assert table[1].split()[-5:] == ["10.0", "60.0", "20.0", "10.0", "hap"]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "emotion recognition" in capsys.readouterr().out.split("\n\n")[1]

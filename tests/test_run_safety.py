@@ -78,20 +78,21 @@ def test_the_command_line_refuses_a_locked_run_with_exit_2(tmp_path, capsys):
 
 
 def test_every_fold_stage_takes_its_fold_lock(tmp_path, tiny_run):
-    """The pipeline's fold functions (used by the CLI, the notebooks and merlib run) take the
-    fold's lock before any work: a held fold is refused before anything is read or trained."""
+    """The pipeline's fold functions (used by the CLI, the notebooks and merlib run) take the lock
+    of their system in the fold before any work: a held one is refused before anything is read
+    or trained."""
     from merlib import pipeline
     from merlib.config import load_config
 
     config = load_config(tiny_run["config"])
-    process = holder(tmp_path, 30, part="fold2")
-    try:
-        for train in (pipeline.speech_fold, pipeline.text_fold):
-            with pytest.raises(runlock.RunLockedError, match="fold 2 is being worked on"):
+    for train, system in ((pipeline.speech_fold, "speech"), (pipeline.text_fold, "text")):
+        process = holder(tmp_path, 30, part=f"fold2.{system}")
+        try:
+            with pytest.raises(runlock.RunLockedError, match=f"fold 2 of {system} is being worked on"):
                 train(config, 2, tmp_path, progress=False)
-    finally:
-        process.kill()
-        process.wait()
+        finally:
+            process.kill()
+            process.wait()
 
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------

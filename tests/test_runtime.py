@@ -164,19 +164,40 @@ def test_mixed_precision_trains_resumes_and_keeps_the_divergence_guard(tmp_path,
         trainer.fit(1, lambda epoch, rng: [(x, torch.zeros(8, dtype=torch.long))])
 
 
-def test_fold_k_runs_on_device_k_mod_n(monkeypatch):
+def test_fold_systems_run_side_by_side_fold_k_on_device_k_mod_n(monkeypatch, capsys):
+    """--jobs 2: the (fold, system) pairs share two workers (systems of one fold side by side),
+    each kernel started meanwhile gets half the cores, fold k runs on device k mod n, and a fold
+    is reported done once, after its last system."""
+    import threading
+
     from merlib import runner
+    from merlib.config import paper_config
     from merlib.launch import Launch
 
-    seen = {}
-    monkeypatch.setattr(runner, "_run_fold", lambda config, parameters, run_dir, fold: (seen.setdefault(
-        fold, parameters["device"]), (fold, None))[1])  # fmt: skip
+    config = paper_config()  # systems: speech, text
+    seen, threads, active, most = {}, set(), [0], [0]
+    lock = threading.Lock()
+
+    def run_system(config, parameters, run_dir, fold, system):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+            seen[(fold, system.name)] = parameters["device"]
+            threads.add(os.environ.get("OMP_NUM_THREADS"))
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+
+    monkeypatch.setattr(runner, "_run_system", run_system)
+    monkeypatch.setattr(runner, "_has_outputs", lambda run_dir, fold, system: False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     launch = Launch(jobs=2, devices=("cuda:0", "cuda:1"))
-    assert (
-        runner._run_folds_here(None, {"config": "c"}, pathlib.Path("."), [1, 2, 3, 4], launch, time.perf_counter())
-        == {}
-    )
-    assert seen == {1: "cuda:1", 2: "cuda:0", 3: "cuda:1", 4: "cuda:0"}
+    assert runner._run_folds_here(config, {"config": "c"}, pathlib.Path("."), [1, 2], launch, time.perf_counter()) == {}
+    assert seen == {(1, "speech"): "cuda:1", (1, "text"): "cuda:1", (2, "speech"): "cuda:0", (2, "text"): "cuda:0"}
+    assert most[0] == 2 and threads == {"2"} and "OMP_NUM_THREADS" not in os.environ
+    done = [line for line in capsys.readouterr().out.splitlines() if "done" in line]
+    assert [line.split(":")[0].strip() for line in done] == ["fold 1", "fold 2"]
 
 
 def test_the_paper_fold_estimate_is_the_documented_formula():

@@ -1,8 +1,9 @@
 """Print the hash that keys the cached virtual environment.
 
 The venv under ~/.cache/merlib/ is rebuilt only when this hash changes: it covers the Python
-version, the dependency lists in pyproject.toml and RECIPE, the version of the install steps in
-tools/setup_env.sh (bump it when those steps change what ends up in the venv).
+version, the dependency lists in pyproject.toml, the lock (requirements.lock: exact versions) and
+RECIPE, the version of the install steps in tools/setup_env.sh (bump it when those steps change
+what ends up in the venv).
 """
 
 import hashlib
@@ -11,11 +12,15 @@ import pathlib
 import sys
 import tomllib
 
-RECIPE = 1
+RECIPE = 2
 
 root = pathlib.Path(__file__).resolve().parent.parent
 pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+lock = root / "requirements.lock"
+lines = lock.read_text().splitlines() if lock.is_file() else []
+pins = sorted(line for line in lines if line and not line.startswith("#"))
 keyed = {
+    "lock": pins,
     "python": sys.version.split()[0],
     "dependencies": pyproject["project"]["dependencies"],
     "optional": pyproject["project"]["optional-dependencies"],
