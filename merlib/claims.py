@@ -25,7 +25,7 @@ from merlib import EMOTIONS
 from merlib.config import ClaimConfig, Config
 from merlib.errors import MerlibError
 from merlib.layout import RunLayout
-from merlib.metrics import label_indices
+from merlib.metrics import label_indices, unweighted_accuracy_of_rows
 from merlib.results import run_labels
 from merlib.scores import read_scores
 
@@ -50,17 +50,6 @@ def _test_predictions(run_dir: pathlib.Path, names: list[str]) -> dict[int, tupl
     return result
 
 
-def _unweighted_accuracy(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """UA of each row of (resamples, n) index arrays: the mean recall over the classes present."""
-    recalls = []
-    for c in range(len(EMOTIONS)):
-        mask = labels == c
-        count = mask.sum(-1)
-        hits = (mask & (predicted == c)).sum(-1)
-        recalls.append(np.where(count > 0, hits / np.maximum(count, 1), np.nan))
-    return np.nanmean(np.stack(recalls), axis=0)
-
-
 def _pair_confusion(labels: np.ndarray, predicted: np.ndarray, a: int, b: int) -> np.ndarray:
     """How often a is taken for b and b for a: the mean of the two row-normalised rates."""
     rates = []
@@ -72,7 +61,7 @@ def _pair_confusion(labels: np.ndarray, predicted: np.ndarray, a: int, b: int) -
 
 def _statistic(claim: ClaimConfig):
     if claim.kind == "better":
-        return _unweighted_accuracy, 1.0  # higher is the claim
+        return unweighted_accuracy_of_rows, 1.0  # higher is the claim
     a, b = (EMOTIONS.index(c) for c in claim.classes)
     return (lambda labels, predicted: _pair_confusion(labels, predicted, a, b)), -1.0
 

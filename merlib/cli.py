@@ -1,7 +1,8 @@
 """merlib: speech + text emotion recognition (speaker-network transfer, BERT, late fusion, LOSO).
 
-The command line, one sub-command per verb. Each sub-command is a thin wrapper over a library function; errors a user can cause are
-printed as one clear message (no traceback) and exit with status 2.
+The command line, one sub-command per verb. Each sub-command is a thin wrapper over a library
+function; errors a user can cause are printed as one clear message (no traceback) and exit
+with status 2.
 """
 
 from __future__ import annotations

@@ -61,3 +61,25 @@ def test_split_metrics_name_ua_and_wa_by_split():
         "test_ua": pytest.approx((1 + 0.5 + 1) / 3),
         "test_wa": pytest.approx(0.75),
     }
+
+
+@pytest.mark.parametrize("n", [900, 7])
+def test_bootstrap_of_ua_resampled_at_once_equals_one_resample_at_a_time(n):
+    """The vectorised UA bootstrap draws the same resamples in the same order as a loop of
+    scikit-learn's balanced accuracy, and gives the same interval (7 utterances: resamples that
+    miss a class, whose UA is over the classes present)."""
+    import warnings
+
+    from merlib.metrics import bootstrap_interval, unweighted_accuracy
+
+    rng = np.random.default_rng(n)
+    y_true = rng.integers(0, 4, n)
+    y_pred = np.where(rng.random(n) < 0.6, y_true, rng.integers(0, 4, n))
+    draws, values = np.random.default_rng(0), []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(300):
+            sample = draws.integers(0, n, n)
+            values.append(unweighted_accuracy(y_true[sample], y_pred[sample]))
+    expected = (float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975)))
+    assert bootstrap_interval(y_true, y_pred, n_resamples=300) == pytest.approx(expected, abs=1e-12)
