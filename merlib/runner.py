@@ -223,9 +223,9 @@ def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int
     execute("00_data.ipynb", run_dir / "00_data.ipynb", parameters)
     submitted = launch.launcher != "local"
     executor = executor_for(launch, run_dir, config.name) if submitted else None
-    if submitted and config.uses_pretraining():
+    if config.uses_pretraining():
         print(f"  10_speaker_pretrain ... ({time.perf_counter() - started:.0f} s)", flush=True)
-        if not pretraining_output(run_dir).is_file():
+        if submitted and not pretraining_output(run_dir).is_file():
             job = executor.submit(pretrain_job, execute, parameters, run_dir, launch.gpus_per_fold)
             failure = wait_for({"pretrain": job})["pretrain"]
             if failure:
@@ -241,9 +241,6 @@ def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int
         failures = _submit_folds(executor, config, parameters, run_dir, todo, launch.gpus_per_fold)
     else:
         failures = _run_folds_here(config, parameters, run_dir, todo, launch, started)
-        if failures.get(PRETRAINING):
-            print(f"speaker pretraining failed: {failures.pop(PRETRAINING)}", file=sys.stderr)
-            return 1
     if report:
         print(f"  40_fusion ... ({time.perf_counter() - started:.0f} s)", flush=True)
         execute("40_fusion.ipynb", run_dir / "40_fusion.ipynb", parameters)
@@ -257,83 +254,36 @@ def _run_locked(config: Config, run_dir: pathlib.Path, runtime, wanted: list[int
     return 1 if failures else 0
 
 
-PRETRAINING = 0  # the key of speaker pretraining among _run_folds_here's failures (folds count from 1)
-
-
 def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started: float) -> dict[int, str]:
-    """Speaker pretraining (when the plan transfers it) and the plan's (fold, system) pairs, in
-    threads, `launch.jobs` at a time, each kernel on cores / jobs threads; fold k on device
-    k mod len(launch.devices). Systems that do not start from the speaker backbone (text, the
-    baselines, other encoders, random-init controls) run beside the pretraining; those that
-    do are queued when it has finished. A fold is done when its last system is; a failed system
-    fails its fold and the fold's other systems still run. Returns {fold: what failed}, with
-    PRETRAINING for the pretraining (then the systems that need it do not run)."""
+    """The plan's (fold, system) pairs in threads, `launch.jobs` at a time (the systems of a fold
+    are independent: each writes its own files under its own lock), fold k on device
+    k mod len(launch.devices). A fold is done when its last system is; a failed system fails its
+    fold, and the fold's other systems still run."""
     tasks = [(fold, system) for fold in folds for system in config.systems if not _has_outputs(run_dir, fold, system)]
-    needs_backbone = [task for task in tasks if _transfers_pretraining(config, task[1])]
     remaining = {fold: sum(1 for f, _ in tasks if f == fold) for fold in folds}
     failures: dict[int, str] = {}
     workers = max(1, launch.jobs)
     with _threads_per_job(workers), concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: dict[concurrent.futures.Future, int] = {}
-
-        def submit(batch):
-            for fold, system in batch:
-                device = {"device": launch.device_of(fold)}
-                futures[pool.submit(_run_system, config, parameters | device, run_dir, fold, system)] = fold
-
-        pretraining = None
-        if needs_backbone:
-            print(f"  10_speaker_pretrain ... ({time.perf_counter() - started:.0f} s)", flush=True)
-            pretraining = pool.submit(_pretrain_here, parameters, run_dir)
-        submit([task for task in tasks if task not in needs_backbone])
-        if pretraining is None:
-            submit(needs_backbone)
+        futures = {
+            pool.submit(_run_system, config, parameters | {"device": launch.device_of(f)}, run_dir, f, system): f
+            for f, system in tasks
+        }
         for fold in sorted(f for f, n in remaining.items() if n == 0):
             print(f"  fold {fold}: done ({time.perf_counter() - started:.0f} s)", flush=True)
         try:
-            pending = set(futures) | ({pretraining} if pretraining else set())
-            while pending:
-                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    if future is pretraining:
-                        failed = future.result()
-                        if failed:  # the systems that start from the backbone cannot run
-                            failures[PRETRAINING] = failed
-                            continue
-                        before = set(futures)
-                        submit(needs_backbone)
-                        pending |= set(futures) - before
-                        continue
-                    fold = futures[future]
-                    failed = future.result()
-                    if failed and fold not in failures:
-                        failures[fold] = f"open {failed} to see the failing cell"
-                    remaining[fold] -= 1
-                    if remaining[fold] == 0:
-                        done = f"FAILED, {failures[fold]}" if fold in failures else "done"
-                        print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
+            for future in concurrent.futures.as_completed(futures):
+                fold = futures[future]
+                failed = future.result()
+                if failed and fold not in failures:
+                    failures[fold] = f"open {failed} to see the failing cell"
+                remaining[fold] -= 1
+                if remaining[fold] == 0:
+                    done = f"FAILED, {failures[fold]}" if fold in failures else "done"
+                    print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
         except KeyboardInterrupt:  # the kernels are stopped (run's SIGINT handler): queued tasks never start
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return failures
-
-
-def _transfers_pretraining(config: Config, system: SystemConfig) -> bool:
-    return system.modality == "speech" and config.system_config(system.name).speech.pretrained.source == "pretrain"
-
-
-def _pretrain_here(parameters: dict, run_dir: pathlib.Path) -> str | None:
-    """The pretraining notebook (skipped inside when done); None, or the notebook that failed."""
-    output = run_dir / "10_speaker_pretrain.ipynb"
-    try:
-        execute("10_speaker_pretrain.ipynb", output, parameters)
-    except Exception as error:
-        if INTERRUPTED.is_set():
-            return None
-        print(f"speaker pretraining failed: {str(error).strip().splitlines()[-1] if str(error).strip() else error}",
-              file=sys.stderr)  # fmt: skip
-        return f"open {output} to see the failing cell"
-    return None
 
 
 @contextlib.contextmanager

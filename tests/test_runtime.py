@@ -165,37 +165,30 @@ def test_mixed_precision_trains_resumes_and_keeps_the_divergence_guard(tmp_path,
 
 
 def test_fold_systems_run_side_by_side_fold_k_on_device_k_mod_n(monkeypatch, capsys):
-    """--jobs 2: speaker pretraining and the (fold, system) pairs share two workers: text runs
-    beside the pretraining, the systems that transfer it start only after it; each kernel
-    started meanwhile gets half the cores, fold k runs on device k mod n, and a fold is reported
-    done once, after its last system."""
+    """--jobs 2: the (fold, system) pairs share two workers (systems of one fold side by side),
+    each kernel started meanwhile gets half the cores, fold k runs on device k mod n, and a fold
+    is reported done once, after its last system."""
     import threading
 
     from merlib import runner
     from merlib.config import paper_config
     from merlib.launch import Launch
 
-    config = paper_config()  # systems: speech (transfers the speaker backbone), text
-    seen, threads, events, active, most = {}, set(), [], [0], [0]
+    config = paper_config()  # systems: speech, text
+    seen, threads, active, most = {}, set(), [0], [0]
     lock = threading.Lock()
 
-    def busy(name, seconds):
+    def run_system(config, parameters, run_dir, fold, system):
         with lock:
             active[0] += 1
             most[0] = max(most[0], active[0])
+            seen[(fold, system.name)] = parameters["device"]
             threads.add(os.environ.get("OMP_NUM_THREADS"))
-            events.append(("start", name))
-        time.sleep(seconds)
+        time.sleep(0.2)
         with lock:
             active[0] -= 1
-            events.append(("end", name))
-
-    def run_system(config, parameters, run_dir, fold, system):
-        seen[(fold, system.name)] = parameters["device"]
-        busy(f"{system.name}{fold}", 0.1)
 
     monkeypatch.setattr(runner, "_run_system", run_system)
-    monkeypatch.setattr(runner, "_pretrain_here", lambda parameters, run_dir: busy("pretrain", 0.5))
     monkeypatch.setattr(runner, "_has_outputs", lambda run_dir, fold, system: False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
@@ -203,24 +196,8 @@ def test_fold_systems_run_side_by_side_fold_k_on_device_k_mod_n(monkeypatch, cap
     assert runner._run_folds_here(config, {"config": "c"}, pathlib.Path("."), [1, 2], launch, time.perf_counter()) == {}
     assert seen == {(1, "speech"): "cuda:1", (1, "text"): "cuda:1", (2, "speech"): "cuda:0", (2, "text"): "cuda:0"}
     assert most[0] == 2 and threads == {"2"} and "OMP_NUM_THREADS" not in os.environ
-    pretrained = events.index(("end", "pretrain"))
-    assert {name for _, name in events[:pretrained]} == {"pretrain", "text1", "text2"}  # text beside it
-    assert all(events.index(("start", f"speech{k}")) > pretrained for k in (1, 2))
     done = [line for line in capsys.readouterr().out.splitlines() if "done" in line]
-    assert sorted(line.split(":")[0].strip() for line in done) == ["fold 1", "fold 2"]
-
-
-def test_a_failed_pretraining_skips_the_systems_that_need_it_and_says_so(monkeypatch, capsys):
-    from merlib import runner
-    from merlib.config import paper_config
-    from merlib.launch import Launch
-
-    ran = []
-    monkeypatch.setattr(runner, "_run_system", lambda config, parameters, run_dir, fold, s: ran.append(s.name))
-    monkeypatch.setattr(runner, "_pretrain_here", lambda parameters, run_dir: "open 10_speaker_pretrain.ipynb")
-    monkeypatch.setattr(runner, "_has_outputs", lambda run_dir, fold, system: False)
-    failures = runner._run_folds_here(paper_config(), {}, pathlib.Path("."), [1], Launch(jobs=2), time.perf_counter())
-    assert ran == ["text"] and failures == {runner.PRETRAINING: "open 10_speaker_pretrain.ipynb"}
+    assert [line.split(":")[0].strip() for line in done] == ["fold 1", "fold 2"]
 
 
 def test_the_paper_fold_estimate_is_the_documented_formula():
