@@ -158,4 +158,4 @@ def test_speakers_of_the_pretraining_corpus_differ_in_gesture_habits(demo_speake
         predicted = cross_val_predict(baselines.speech_statistics_model(), features, target, groups=groups,
                                       cv=GroupKFold(5))  # fmt: skip
         print("habit", which, "accuracy", np.mean(predicted == target))
-        assert np.mean(predicted == target) >= 0.5  # chance: 1/3 (measured: glide 0.81, ramp 0.57)
+        assert np.mean(predicted == target) >= 0.5  # chance: 1/3 (with 6-10 dB ramps: glide 0.81, ramp 0.57)
