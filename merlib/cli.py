@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the workbook notebooks for every fold (papermill), then fuse and report")
     _add_config_options(run)
     run.add_argument("--folds", help="comma-separated folds (default: data.folds of the config)")
-    run.add_argument("--jobs", type=_positive, default=1,
+    run.add_argument("--jobs", type=_positive_integer("the number of jobs"), default=1,
                      help="(fold, system) notebooks run at a time on this machine, each kernel on cores / jobs "
                           "threads (default: %(default)s)")  # fmt: skip
     run.add_argument("--devices", help="comma-separated devices, e.g. cuda:0,cuda:1: fold k runs on the (k mod n)-th")
@@ -390,7 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("runs", nargs="+", metavar="RUN", help="run folders (runs/<name>, with config.yaml)")
     claims.add_argument("--json", action="store_true", help="print JSON instead of the markdown tables")
     claims.add_argument("--out", help="also write the markdown tables to this file (FILE.md; FILE.json: the JSON)")
-    claims.add_argument("--resamples", type=_resamples, default=1000, help="bootstrap resamples per claim and run")
+    claims.add_argument(
+        "--resamples",
+        type=_positive_integer("the number of bootstrap resamples"),
+        default=1000,
+        help="bootstrap resamples per claim and run",
+    )
     claims.set_defaults(handler=_claims)
 
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
@@ -401,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the demo plan on the embedded demo corpus (make demo)")
     _add_config_options(demo)
-    demo.add_argument("--jobs", type=_positive, default=2,
+    demo.add_argument("--jobs", type=_positive_integer("the number of jobs"), default=2,
                       help="(fold, system) notebooks run at a time, each kernel on cores / jobs threads (default: "
                            "%(default)s: the demo's small networks keep two cores busier as two one-thread "
                            "processes than as one two-thread one)")  # fmt: skip
@@ -431,16 +436,15 @@ def _add_config_options(parser: argparse.ArgumentParser, runs: bool = True) -> N
                                  "what depends on them (without it: an error that names what changed)")  # fmt: skip
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text}: must be a positive integer")
-    return int(text)
+def _positive_integer(what: str):
+    """An argparse type: a positive integer, or an error that says what the number counts."""
 
+    def parse(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"{text}: {what} must be a positive integer")
+        return int(text)
 
-def _resamples(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text}: the number of bootstrap resamples must be a positive integer")
-    return int(text)
+    return parse
 
 
 def _grid_step(text: str) -> float:

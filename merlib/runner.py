@@ -17,6 +17,7 @@ the (k mod n)-th `--devices` entry; or each fold is a SLURM job (merlib.launch).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -258,9 +259,9 @@ def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started:
     """The plan's (fold, system) pairs in threads, `launch.jobs` at a time (the systems of a fold
     are independent: each writes its own files under its own lock), fold k on device
     k mod len(launch.devices). A fold is done when its last system is; a failed system fails its
-    fold, and the fold's other systems still run."""
+    fold, and the fold's other systems still run. `folds` are unfinished ones (each has a task)."""
     tasks = [(fold, system) for fold in folds for system in config.systems if not _has_outputs(run_dir, fold, system)]
-    remaining = {fold: sum(1 for f, _ in tasks if f == fold) for fold in folds}
+    remaining = collections.Counter(fold for fold, _ in tasks)
     failures: dict[int, str] = {}
     workers = max(1, launch.jobs)
     with _threads_per_job(workers), concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
@@ -268,8 +269,6 @@ def _run_folds_here(config, parameters, run_dir, folds, launch: Launch, started:
             pool.submit(_run_system, config, parameters | {"device": launch.device_of(f)}, run_dir, f, system): f
             for f, system in tasks
         }
-        for fold in sorted(f for f, n in remaining.items() if n == 0):
-            print(f"  fold {fold}: done ({time.perf_counter() - started:.0f} s)", flush=True)
         try:
             for future in concurrent.futures.as_completed(futures):
                 fold = futures[future]

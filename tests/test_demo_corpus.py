@@ -106,6 +106,23 @@ def test_gestures_keep_timing_and_follow_their_direction():
     rising_pitch = np.mean(np.diff(pitch) > 0)
     assert rising_pitch > 0.6 and np.mean(np.diff(loudness) < 0) > 0.6
     assert np.array_equal(espeak.apply_gestures(tone, rate, base), tone)  # no glide, no ramp: untouched
+    # swell_consistency 0.5 (arousal held back): the ramps go either way, the glides still one
+    held_back = dataclasses.replace(base, glide=0.1, swell_db=-5.0, gesture_ms=120, consistency=0.95,
+                                    swell_consistency=0.5)  # fmt: skip
+    pitch, loudness = espeak.gesture_ramps(rate * 20, rate, held_back)
+    assert np.mean(np.diff(pitch) > 0) > 0.85 and 0.35 < np.mean(np.diff(loudness) < 0) < 0.65
+
+
+def test_a_share_of_utterances_hold_arousal_back():
+    """About AROUSAL_HELD_BACK of the utterances of every emotion have ramps that go either way
+    (swell_consistency 0.5), the rest follow the emotion's ramp like its glide."""
+    plan = demo.plan_corpus()
+    for emotion in ("ang", "hap", "neu", "sad"):
+        renderings = [item.rendering for item in plan if item.emotion == emotion]
+        held_back = np.mean([r.swell_consistency == 0.5 for r in renderings])
+        assert abs(held_back - demo.AROUSAL_HELD_BACK) < 0.1, (emotion, held_back)
+        assert all(r.swell_consistency is None for r in renderings if r.swell_consistency != 0.5)
+    assert demo._jittered("hap", "Ses01F", "x", np.random.default_rng(0), 0, jitter=False).swell_consistency is None
 
 
 @pytest.mark.slow

@@ -77,6 +77,21 @@ def test_the_command_line_refuses_a_locked_run_with_exit_2(tmp_path, capsys):
         process.wait()
 
 
+COUNT_ARGUMENTS = [
+    (["run", "--jobs", "0"], "the number of jobs"),
+    (["demo", "--jobs", "two"], "the number of jobs"),
+    (["claims", "r", "--resamples", "-5"], "the number of bootstrap resamples"),
+]
+
+
+@pytest.mark.parametrize("argv, what", COUNT_ARGUMENTS)
+def test_counts_on_the_command_line_must_be_positive_integers(argv, what, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert f"{what} must be a positive integer" in capsys.readouterr().err
+
+
 def test_every_fold_stage_takes_its_fold_lock(tmp_path, tiny_run):
     """The pipeline's fold functions (used by the CLI, the notebooks and merlib run) take the lock
     of their system in the fold before any work: a held one is refused before anything is read

@@ -66,11 +66,13 @@ class Rendering:
     parts: tuple = ()
     # local gestures (apply_gestures): every gesture_ms (±20%), pitch glides by ±glide (a
     # fraction of the pitch) and loudness ramps by ±swell_db; the sign gives the direction
-    # (> 0 rising / growing), followed by each gesture with probability `consistency`
+    # (> 0 rising / growing), followed by each gesture with probability `consistency` (the
+    # loudness ramps with `swell_consistency` when it is set: 0.5 hides their direction)
     gesture_ms: int = 0
     glide: float = 0.0
     swell_db: float = 0.0
     consistency: float = 1.0
+    swell_consistency: float | None = None
 
 
 def ssml_of(rendering: Rendering) -> str:
@@ -142,7 +144,8 @@ def gesture_ramps(samples: int, rate: int, rendering: Rendering) -> tuple[np.nda
     rng = np.random.default_rng([rendering.seed, 1])
     mean = rendering.gesture_ms * rate / 1000
     pitch = _ramps(samples, mean, rng, np.sign(rendering.glide), rendering.consistency)
-    loudness = _ramps(samples, LOUDNESS_CLOCK * mean, rng, np.sign(rendering.swell_db), rendering.consistency)
+    swell_consistency = rendering.consistency if rendering.swell_consistency is None else rendering.swell_consistency
+    loudness = _ramps(samples, LOUDNESS_CLOCK * mean, rng, np.sign(rendering.swell_db), swell_consistency)
     return pitch, loudness
 
 
