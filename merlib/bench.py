@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 from merlib.config import Config, paper_config
@@ -182,6 +183,32 @@ def loop_overhead(config: Config, runtime: Runtime, steps: int = 4, rounds: int 
     }
 
 
+def batched_evaluation(config: Config, runtime: Runtime, utterances: int = 48, repeats: int = 3) -> dict:
+    """Whole-utterance evaluation of the config's speech model, utterances/s one at a time and in
+    padded length-sorted batches (evaluate_full_length), alternated in one run; `eval_speedup` is
+    their ratio. Lengths drawn as IEMOCAP's (2-8 s)."""
+    from merlib.audio.dataset import evaluate_full_length
+    from merlib.models.resnet import Classifier
+    from merlib.train.common import build_backbone
+
+    torch.manual_seed(0)
+    model = Classifier(build_backbone(config), 4).to(runtime.device).eval()
+    frames = np.random.default_rng(0).integers(200, 800, utterances)
+    segments = [torch.randn(int(n), config.features.n_mels) for n in frames]
+    one_at_a_time = _synchronized(runtime, lambda: evaluate_full_length(model, segments, runtime, max_frames=0))
+    batched = _synchronized(runtime, lambda: evaluate_full_length(model, segments, runtime))
+    batched()  # warm-up (allocations, cuDNN plans)
+    seconds = {"one": [], "batched": []}
+    for _ in range(repeats):
+        seconds["one"].append(_median_seconds(one_at_a_time, 1))
+        seconds["batched"].append(_median_seconds(batched, 1))
+    one, many = float(np.median(seconds["one"])), float(np.median(seconds["batched"]))
+    return {"eval_utterances_per_s_one_at_a_time": round(utterances / one, 2),
+            "eval_utterances_per_s_batched": round(utterances / many, 2), "eval_speedup": round(one / many, 2),
+            "eval_config": f"{config.speech.model.backbone}, m_channels={config.speech.model.m_channels}, "
+                           f"n_mels={config.features.n_mels}, {utterances} utterances of 2-8 s"}  # fmt: skip
+
+
 def paper_speech_steps(runtime: Runtime, frames: int = 200) -> dict:
     """(e) and (f) on the paper-config ResNet34."""
     from merlib.audio.dataset import evaluate_full_length
@@ -265,6 +292,7 @@ def feature_speed(utterances: int = 30, seed: int = 0) -> dict:
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which Linux carries over from
 # the parent through fork + exec and so would count the benchmark's own memory.
 _EVAL_60S = """
+import numpy as np
 import torch
 from merlib.config import paper_config
 from merlib.models.resnet import Classifier
@@ -293,6 +321,7 @@ def paper_parameters() -> dict:
 def bench_speech(config: Config) -> dict:
     runtime = runtime_for(config)
     result = loop_overhead(config, runtime)
+    result |= batched_evaluation(config, runtime)
     result |= feature_speed()
     result |= eval_memory()
     result |= paper_parameters()

@@ -315,6 +315,9 @@ def _submit_folds(executor, config, parameters, run_dir, folds, gpus: int) -> di
     return failures
 
 
+REPORT_TEMPLATES = pathlib.Path(__file__).parent / "templates"
+
+
 def write_report(run_dir: pathlib.Path) -> pathlib.Path:
     """report.html: the executed fusion notebook without its code cells."""
     import nbconvert
@@ -322,7 +325,11 @@ def write_report(run_dir: pathlib.Path) -> pathlib.Path:
 
     notebook = nbformat.read(run_dir / "40_fusion.ipynb", as_version=4)
     html, _ = nbconvert.HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+        extra_template_basedirs=[str(REPORT_TEMPLATES)],
+        template_name="offline_report",  # JupyterLab's page without scripts from a CDN (opens offline)
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
     ).from_notebook_node(notebook)
     return write_text(run_dir / "report.html", html)
 

@@ -81,6 +81,9 @@ def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
     assert baseline["fingerprint"]["parts"]["baseline"] == "log_mel_statistics" and 0 <= baseline["test_ua"] <= 1
     report = (run_dir / "report.html").read_text()
     assert "SYNTHETIC" in report and "fusion_weighted" in report and "def " not in report
+    assert report.index("SYNTHETIC") < report.index("What produced this run")  # the banner on top
+    assert "What to look at first" in report and 'id="training"' in report  # notes, and where they link
+    assert not re.search(r"<script[^>]*\bsrc=", report)  # nothing fetched from a CDN: opens offline
     assert json.loads((run_dir / "versions.json").read_text())["torch"].startswith("2.9")
     saved = load_config(run_dir / "config.yaml")  # resolved: no base, and loads to the same config
     assert not re.search(r"^base:", (run_dir / "config.yaml").read_text(), re.M)

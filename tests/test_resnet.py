@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from merlib.audio.dataset import evaluate_full_length, take_chunk
+from merlib.audio.dataset import evaluate_full_length, length_buckets, take_chunk
 from merlib.models.resnet import BasicBlock, Classifier, ResNet34, count_parameters
 
 
@@ -36,19 +36,50 @@ def test_wrong_feature_size_is_a_clear_error():
         ResNet34(feat_dim=64, m_channels=4)(torch.randn(2, 50, 80))
 
 
-def test_evaluation_never_pads_and_equals_one_at_a_time():
+def _trained_looking(model):
+    """Batch norm with statistics and affine weights far from the identity, so a padded frame
+    that leaked into a convolution or the statistics would show (fresh batch norm maps 0 to 0)."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.normal_(generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+            if module.affine:
+                module.weight.data.normal_(1.0, 0.5, generator=generator)
+                module.bias.data.normal_(generator=generator)
+    return model.eval()
+
+
+def test_batched_evaluation_equals_one_at_a_time():
+    """Padded, length-sorted batches with lengths: every segment scored as if alone (fp32,
+    1e-4), whatever its length (the minimum, odd ones, the batch's longest)."""
     torch.manual_seed(0)
-    model = Classifier(ResNet34(feat_dim=32, embed_dim=64, m_channels=4), 4).eval()
-    segments = [torch.randn(n, 32) for n in (40, 90, 13)]
-    scores = evaluate_full_length(model, segments)
-    for segment, row in zip(segments, scores):
-        alone = torch.log_softmax(model(segment.unsqueeze(0))[0], -1)
-        assert torch.allclose(row, alone, atol=1e-6)
-    # zero-padding the short segment into a batch would change its statistics: we never do it
-    padded = torch.zeros(1, 90, 32)
-    padded[0, :13] = segments[2]
-    assert not torch.allclose(torch.log_softmax(model(padded)[0], -1), scores[2], atol=1e-3)
-    assert torch.allclose(scores.exp().sum(1), torch.ones(3), atol=1e-5)
+    model = _trained_looking(Classifier(ResNet34(feat_dim=32, embed_dim=64, m_channels=4), 4))
+    segments = [torch.randn(n, 32) for n in (40, 90, 13, 9, 41, 57, 88, 17, 90, 64)]
+    assert len(length_buckets([len(x) for x in segments], max_frames=400)) < len(segments)  # it batches
+    scores = evaluate_full_length(model, segments, max_frames=400)
+    with torch.no_grad():
+        alone = torch.stack([torch.log_softmax(model(x.unsqueeze(0))[0], -1) for x in segments])
+        assert (scores - alone).abs().max() < 1e-4
+        # zero-padding without the lengths would change a short segment's scores: never done
+        padded = torch.zeros(1, 90, 32)
+        padded[0, :13] = segments[2]
+        assert not torch.allclose(torch.log_softmax(model(padded)[0], -1), scores[2], atol=1e-3)
+    assert torch.allclose(scores.exp().sum(1), torch.ones(len(segments)), atol=1e-5)
+
+
+def test_length_buckets_sort_and_bound_the_padded_size():
+    lengths = [300, 20, 310, 25, 900, 22]
+    batches = length_buckets(lengths, max_frames=650)
+    assert sorted(i for batch in batches for i in batch) == list(range(6))
+    assert batches == [[1, 5, 3], [0, 2], [4]]  # by length; 900 > 650 alone
+    assert all(len(b) * max(lengths[i] for i in b) <= 650 or len(b) == 1 for b in batches)
+
+
+def test_padded_segments_are_refused_in_training_mode():
+    model = ResNet34(feat_dim=32, m_channels=4).train()
+    with pytest.raises(RuntimeError, match="model.eval"):
+        model(torch.zeros(2, 40, 32), torch.tensor([40, 20]))
 
 
 def test_short_segments_are_repeated_to_the_chunk_length():

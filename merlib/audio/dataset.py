@@ -152,18 +152,66 @@ def epoch_loader(plan: Sequence[Sequence], build: Callable, runtime, workers: in
     )
 
 
+# Evaluation batches: at most this many padded frames (a batch of 64 segments of 4 s is ~26k)
+EVAL_BATCH_FRAMES = 32_000
+
+
+def length_buckets(lengths: Sequence[int], max_frames: int = EVAL_BATCH_FRAMES) -> list[list[int]]:
+    """Indices grouped for padded batches: sorted by length, so each batch's segments are of
+    nearly one length (little padding), a batch at most `max_frames` once padded to its longest.
+    A segment longer than `max_frames` gets a batch of its own."""
+    batches: list[list[int]] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if batches and (len(batches[-1]) + 1) * lengths[index] <= max_frames:
+            batches[-1].append(index)  # sorted: this one is the batch's longest
+        else:
+            batches.append([index])
+    return batches
+
+
+def padded_batch(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(batch, longest, bins) zero-padded, and each segment's length in frames."""
+    lengths = torch.tensor([x.shape[0] for x in features])
+    return torch.nn.utils.rnn.pad_sequence(list(features), batch_first=True), lengths
+
+
 @torch.no_grad()
-def evaluate_full_length(model: torch.nn.Module, features: Sequence[torch.Tensor], runtime=None) -> torch.Tensor:
-    """Log-softmax scores (n, classes) on the CPU, each segment whole and alone (no padding)."""
+def forward_each(
+    forward: Callable, features: Sequence[torch.Tensor], runtime=None, takes_lengths: bool = False,
+    max_frames: int = EVAL_BATCH_FRAMES,
+) -> list[torch.Tensor]:  # fmt: skip
+    """`forward` of each segment whole, as if alone, in fp32 on the CPU: in padded, length-sorted
+    batches when it takes lengths (`forward(x, lengths)`, whose padding changes nothing:
+    tests/test_resnet.py), else one at a time. One host copy per batch. The caller sets eval mode."""
     from merlib.runtime import CPU_FP32
 
     runtime = runtime or CPU_FP32
+    if takes_lengths:
+        batches = length_buckets([x.shape[0] for x in features], max_frames)
+    else:
+        batches = [[i] for i in range(len(features))]
+    outputs: list[torch.Tensor | None] = [None] * len(features)
+    with runtime.autocast():
+        for batch in batches:
+            if len(batch) == 1:  # alone: no padding, no lengths (any model)
+                result = forward(runtime.to_device(features[batch[0]].unsqueeze(0)))
+            else:
+                x, lengths = padded_batch([features[i] for i in batch])
+                result = forward(runtime.to_device(x), runtime.to_device(lengths))
+            for i, row in zip(batch, result.float().cpu()):
+                outputs[i] = row
+    return outputs
+
+
+@torch.no_grad()
+def evaluate_full_length(
+    model: torch.nn.Module, features: Sequence[torch.Tensor], runtime=None, max_frames: int = EVAL_BATCH_FRAMES
+) -> torch.Tensor:
+    """Log-softmax scores (n, classes) on the CPU, each segment whole and scored as if alone
+    (forward_each: batched when the model takes lengths)."""
     was_training = model.training
     model.eval()
-    scores = []
-    with runtime.autocast():
-        for x in features:
-            logits = model(runtime.to_device(x.unsqueeze(0)))[0]
-            scores.append(torch.log_softmax(logits.float(), dim=-1).cpu())
+    takes_lengths = getattr(model, "takes_lengths", False)
+    logits = forward_each(model, features, runtime, takes_lengths, max_frames)
     model.train(was_training)
-    return torch.stack(scores)
+    return torch.log_softmax(torch.stack(logits), dim=-1)

@@ -46,6 +46,26 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return self.act2(out + self.shortcut(x))
 
+    def forward_masked(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block on zero-padded segments of `lengths` frames, `x` zero beyond them: every
+        convolution sees zeros past a segment's end, as it does on the segment alone (its own
+        zero padding), so the frames within are computed exactly as one at a time."""
+        lengths = frames_after(lengths, self.conv1.stride[1])
+        out = zero_beyond(self.act1(self.bn1(self.conv1(x))), lengths)
+        out = self.bn2(self.conv2(out))
+        return zero_beyond(self.act2(out + self.shortcut(x)), lengths), lengths
+
+
+def frames_after(lengths: torch.Tensor, stride: int) -> torch.Tensor:
+    """Frames a 3-wide, 1-padded convolution (or a 1-wide one) of `stride` leaves of `lengths`."""
+    return (lengths - 1) // stride + 1
+
+
+def zero_beyond(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(batch, ..., frames) with the frames past each segment's length set to zero."""
+    keep = torch.arange(x.shape[-1], device=x.device) < lengths.to(x.device)[:, None]
+    return x * keep.view(x.shape[0], *([1] * (x.dim() - 2)), x.shape[-1]).to(x.dtype)
+
 
 class StatisticsPooling(nn.Module):
     """(batch, channels, frames) → (batch, 2·channels): mean and standard deviation over time.
@@ -63,13 +83,24 @@ class StatisticsPooling(nn.Module):
     def get_out_dim(self) -> int:
         return 2 * self.in_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] < 2:
-            raise ValueError(f"statistics pooling needs at least 2 frames, got {x.shape[-1]}")
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """With `lengths`, each row's statistics are over its first lengths[i] frames only (the
+        rest is padding, which must be zero)."""
+        if lengths is None:
+            if x.shape[-1] < 2:
+                raise ValueError(f"statistics pooling needs at least 2 frames, got {x.shape[-1]}")
+            with torch.autocast(x.device.type, enabled=False):
+                x = x.float()
+                mean = x.mean(dim=-1)
+                std = torch.sqrt(x.var(dim=-1, unbiased=True) + 1e-7)
+                return torch.cat([mean, std], dim=-1)
+        if int(lengths.min()) < 2:
+            raise ValueError(f"statistics pooling needs at least 2 frames, got {int(lengths.min())}")
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
-            mean = x.mean(dim=-1)
-            std = torch.sqrt(x.var(dim=-1, unbiased=True) + 1e-7)
+            x, frames = x.float(), lengths.to(x.device, torch.float32)[:, None]
+            mean = x.sum(dim=-1) / frames
+            centred = zero_beyond(x - mean[..., None], lengths)
+            std = torch.sqrt(centred.square().sum(dim=-1) / (frames - 1) + 1e-7)
             return torch.cat([mean, std], dim=-1)
 
 
@@ -81,6 +112,7 @@ class ResNet(nn.Module):
     """
 
     min_frames = 9
+    takes_lengths = True  # pooled(x, lengths): padded batches, each segment as if alone
 
     def __init__(
         self,
@@ -130,20 +162,32 @@ class ResNet(nn.Module):
         """The FC (segment-level) part: what transfer replaces with new random layers."""
         return [self.embedding]
 
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, feat_dim) → pooled statistics (batch, pooling.get_out_dim())."""
+    def pooled(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, frames, feat_dim) → pooled statistics (batch, pooling.get_out_dim()).
+
+        `lengths` (batch,): segments of different lengths, zero-padded to `frames`; each is
+        pooled as if it were alone (the padding is zeroed before every convolution and left out
+        of the statistics). Only in eval mode: in training, batch norm would count the padding.
+        """
         if x.dim() != 3 or x.shape[-1] != self.feat_dim:
             raise ValueError(f"ResNet expects (batch, frames, {self.feat_dim}) features, got {tuple(x.shape)}")
-        if x.shape[1] < self.min_frames:
-            raise ValueError(f"ResNet needs segments of at least {self.min_frames} frames, got {x.shape[1]}")
+        shortest = x.shape[1] if lengths is None else int(lengths.min())
+        if shortest < self.min_frames:
+            raise ValueError(f"ResNet needs segments of at least {self.min_frames} frames, got {shortest}")
         x = x.transpose(1, 2).unsqueeze(1)  # (B,T,F) => (B,1,F,T)
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B,8m,F/8,T/8)
-        x = x.flatten(1, 2)  # (B,8m,F/8,T/8) => (B,8m·F/8,T/8)
-        return self.pooling(x)
+        if lengths is None:
+            x = self.act1(self.bn1(self.conv1(x)))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (B,8m,F/8,T/8)
+            return self.pooling(x.flatten(1, 2))  # (B,8m,F/8,T/8) => (B,8m·F/8,T/8) => pooled
+        if self.training:
+            raise RuntimeError("padded segments (lengths) are for evaluation: call model.eval() first")
+        x = zero_beyond(self.act1(self.bn1(self.conv1(zero_beyond(x, lengths)))), lengths)
+        for block in (*self.layer1, *self.layer2, *self.layer3, *self.layer4):
+            x, lengths = block.forward_masked(x, lengths)
+        return self.pooling(x.flatten(1, 2), lengths)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.embedding(self.pooled(x))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embedding(self.pooled(x, lengths))
 
 
 def ResNet34(
@@ -186,8 +230,15 @@ class Classifier(nn.Module):
         self.backbone = backbone
         self.head = ClassificationHead(backbone.embed_dim, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths`: zero-padded segments of different lengths (evaluation, backbones that
+        take lengths: see `takes_lengths`)."""
+        return self.head(self.backbone(x) if lengths is None else self.backbone(x, lengths))
+
+    @property
+    def takes_lengths(self) -> bool:
+        """Can the backbone embed a padded batch of segments as it does each alone?"""
+        return getattr(self.backbone, "takes_lengths", False)
 
     def forward_pooled(self, pooled: torch.Tensor) -> torch.Tensor:
         """From cached pooled statistics (linear probing of a frozen backbone)."""

@@ -34,6 +34,7 @@ from merlib.audio.dataset import (
     TensorBuilder,
     epoch_loader,
     evaluate_full_length,
+    forward_each,
     plan_chunk_batches,
     plan_index_batches,
     take_chunk,
@@ -64,7 +65,8 @@ from merlib.train.pretrained import load_pretrained
 
 SPLITS = ("train", "holdout", "test")
 
-POOLED_VERSION = 4  # bump when the pooled vectors change (2: GE2E partials; 3: TSTP std; 4: chunk keys)
+POOLED_VERSION = 5  # bump when the pooled vectors change (2: GE2E partials; 3: TSTP std; 4: chunk keys; 5: batched)
+POOLED_FLUSH = 512  # pieces gathered before they pass through the frozen network in batches
 
 
 def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classifier:
@@ -165,7 +167,7 @@ class SpeechFold:
         model.eval()
         augmenters = build_augmenters(self.config) if copies else []
         lengths = self.config.speech.linear_probe.chunk_frames
-        vectors, labels = [], []
+        rows, labels, pending = [], [], {}  # pending: key -> the piece still to pass through
         for record, features, label in zip(getattr(self.fold, split), self.features[split], self.labels[split]):
             content = hashlib.sha1(features.numpy().tobytes()).hexdigest()[:12]
             for copy in range(copies + 1):
@@ -180,21 +182,31 @@ class SpeechFold:
                         room = features.shape[0] - frames
                         offset = int(draw.integers(0, room + 1)) if room > 0 else 0
                         key += f"/{frames}@{offset}"
-                    if key not in self.pooled_cache:
+                    if key not in self.pooled_cache and key not in pending:
                         if version is None:
                             version = features
                             if copy:
                                 seed = zlib.crc32(f"{record.id}/{copy}/{self.config.seed}".encode())
                                 version = mask_features(features, augmenters[(copy - 1) % len(augmenters)], seed)[0]
-                        piece = take_chunk(version, frames, offset) if chunks else version
-                        with self.runtime.autocast():
-                            pooled = model.backbone.pooled(self.runtime.to_device(piece.unsqueeze(0)))[0]
-                        self.pooled_cache[key] = pooled.float().cpu()
-                        self._pooled_dirty = True
-                    row.append(self.pooled_cache[key])
-                vectors.append(torch.stack(row))
+                        pending[key] = take_chunk(version, frames, offset) if chunks else version
+                    row.append(key)
+                rows.append(row)
                 labels.append(label)
+                if len(pending) >= POOLED_FLUSH:
+                    self._pool_pending(model, pending)
+        self._pool_pending(model, pending)
+        vectors = [torch.stack([self.pooled_cache[key] for key in row]) for row in rows]
         return torch.stack(vectors), np.array(labels)
+
+    def _pool_pending(self, model: Classifier, pending: dict[str, torch.Tensor]) -> None:
+        """The frozen network's vectors of the pending pieces, in padded batches when the backbone
+        takes lengths (each as if alone), into the cache; `pending` is emptied."""
+        if pending:
+            takes_lengths = getattr(model.backbone, "takes_lengths", False)
+            pooled = forward_each(model.backbone.pooled, list(pending.values()), self.runtime, takes_lengths)
+            self.pooled_cache.update(zip(pending, pooled))
+            self._pooled_dirty = True
+            pending.clear()
 
     def _open_pooled_cache(self, model: Classifier) -> None:
         # the backbone's class and POOLED_VERSION stand for the code that computes the vectors;
