@@ -31,6 +31,13 @@ def finished_run(tiny_run, tmp_path):
     return {"runs": runs, "run_dir": runs / "tiny", "config": tiny_run["config"], "tmp": tmp_path}
 
 
+def fine_tune_lr(finished_run) -> float:
+    """The run's own fine-tuning learning rate (the tiny run's, from demo.yaml), as messages print it."""
+    from merlib.config import load_config
+
+    return load_config(finished_run["run_dir"] / "config.yaml").speech.fine_tune.lr
+
+
 def changed_config(finished_run, body: str) -> pathlib.Path:
     path = finished_run["tmp"] / "changed.yaml"
     path.write_text(f"base: {finished_run['config']}\n{body}")
@@ -47,7 +54,8 @@ def test_a_changed_fine_tuning_value_is_refused_then_rerun_changed_redoes_only_i
     arguments = ["run", "--config", str(changed), "--folds", "2", "--runs", str(finished_run["runs"])]
     assert main(arguments) == 2
     error = capsys.readouterr().err
-    assert "fold2/speech/ft" in error and "fine_tune.epochs: 1 → 2" in error and "fine_tune.lr: 0.002 → 0.02" in error
+    assert "fold2/speech/ft" in error and "fine_tune.epochs: 1 → 2" in error
+    assert f"fine_tune.lr: {fine_tune_lr(finished_run)} → 0.02" in error
     assert "--rerun-changed" in error and "fold2/speech/lp" not in error and error.count("\n") <= 2
     assert (finished_run["run_dir"] / "config.yaml").read_text() == config_before  # written only after the check
     assert main(arguments + ["--rerun-changed"]) == 0
@@ -71,7 +79,7 @@ def test_a_stage_command_on_a_drifted_folder_is_refused_and_a_drifted_checkpoint
     (fold / "speech_ft_history.json").unlink()
     changed = changed_config(finished_run, "speech:\n  fine_tune: {lr: 0.03}\n")
     assert main(["speech", "--config", str(changed), "--fold", "2", "--runs", str(finished_run["runs"])]) == 2
-    assert "fine_tune.lr: 0.002 → 0.03" in capsys.readouterr().err
+    assert f"fine_tune.lr: {fine_tune_lr(finished_run)} → 0.03" in capsys.readouterr().err
 
 
 @pytest.mark.slow
