@@ -292,7 +292,6 @@ def feature_speed(utterances: int = 30, seed: int = 0) -> dict:
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which Linux carries over from
 # the parent through fork + exec and so would count the benchmark's own memory.
 _EVAL_60S = """
-import numpy as np
 import torch
 from merlib.config import paper_config
 from merlib.models.resnet import Classifier

@@ -17,7 +17,7 @@ import numpy as np
 
 from merlib import EMOTIONS
 from merlib.config import Config
-from merlib.metrics import unweighted_accuracy
+from merlib.metrics import confusion, unweighted_accuracy
 from merlib.plan import output_titles
 from merlib.report import stage_histories
 from merlib.results import collect_predictions
@@ -43,9 +43,9 @@ def fine_tuning_below_its_start(run_dir, config: Config) -> list[Finding]:
     titles, found = output_titles(config), []
     for output in config.outputs():
         histories = {f: h for f, h in stage_histories(run_dir, output).items() if h.get("start") and h.get("history")}
-        below = {f: (h["start"]["holdout_ua"], max(e["holdout_ua"] for e in h["history"]))
-                 for f, h in histories.items()
-                 if max(e["holdout_ua"] for e in h["history"]) < h["start"]["holdout_ua"]}  # fmt: skip
+        start_and_best = {f: (h["start"]["holdout_ua"], max(e["holdout_ua"] for e in h["history"]))
+                          for f, h in histories.items()}  # fmt: skip
+        below = {f: (start, best) for f, (start, best) in start_and_best.items() if best < start}
         if histories and len(below) > len(histories) / 2:
             folds = ", ".join(f"fold {f} {100 * start:.1f} → {100 * best:.1f}" for f, (start, best) in below.items())
             kept = sum(histories[f].get("best_epoch") == -1 for f in below)  # keep_start_if_best kept the probe
@@ -90,11 +90,11 @@ def classes_hardly_recognised(run_dir, config: Config) -> list[Finding]:
     for system, folds in collect_predictions(run_dir, config.outputs()).items():
         missed = []
         for fold, (y_true, y_pred) in sorted(folds.items()):
-            for emotion in EMOTIONS:  # labels are the class names
-                of_class = y_true == emotion
-                recall = np.mean(y_pred[of_class] == emotion) if of_class.any() else None
-                if recall is not None and recall < LOW_RECALL:
-                    missed.append(f"{emotion} in fold {fold} ({100 * recall:.1f}% of {int(of_class.sum())})")
+            counts = confusion(y_true, y_pred)  # rows: true class, in EMOTIONS order
+            for k, emotion in enumerate(EMOTIONS):
+                total = int(counts[k].sum())
+                if total and counts[k, k] / total < LOW_RECALL:
+                    missed.append(f"{emotion} in fold {fold} ({100 * counts[k, k] / total:.1f}% of {total})")
         if missed:
             found.append(Finding("confusions", (
                 f"{system} recalls less than {100 * LOW_RECALL:.0f}% of a class: {'; '.join(missed)}. The pooled "
