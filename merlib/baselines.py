@@ -7,6 +7,8 @@ same folds (`baseline_fold`):
 - text: TF-IDF + logistic regression;
 - fusion (`run_baselines`): the mean of the two log-probabilities (in a plan, fusions of
   baselines are declared like any other).
+
+`BASELINES` maps a system's `baseline:` to its kind: modality, title, model and inputs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 import os
 import pathlib
 import threading
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -182,6 +184,36 @@ def _cached_statistics(records: Sequence[Utterance], corpus_root: pathlib.Path) 
         return np.stack([_STATISTICS[k] for k in keys])
 
 
+def _transcripts(records: Sequence[Utterance], corpus_root: pathlib.Path) -> list[str]:
+    return [r.transcript for r in records]
+
+
+@dataclasses.dataclass(frozen=True)
+class BaselineKind:
+    """A scikit-learn yardstick a plan's system can be (`baseline: <name>`)."""
+
+    name: str
+    modality: str  # the systems of this modality it stands beside
+    title: str  # in tables and figures
+    make_model: Callable[[], Any]  # an unfitted scikit-learn pipeline
+    inputs: Callable[[Sequence[Utterance], pathlib.Path], Any]  # (records, corpus root) -> the model's X
+
+
+BASELINES: dict[str, BaselineKind] = {
+    kind.name: kind
+    for kind in (
+        BaselineKind(
+            "log_mel_statistics",
+            "speech",
+            "baseline: log-mel statistics + logistic regression",
+            speech_statistics_model,
+            _cached_statistics,
+        ),  # fmt: skip
+        BaselineKind("tfidf", "text", "baseline: TF-IDF + logistic regression", text_tfidf_model, _transcripts),
+    )
+}
+
+
 def baseline_fold(config: Config, fold: int, run_dir: pathlib.Path, system: SystemConfig) -> pathlib.Path:
     """A baseline system of the plan on one fold, as the networks are: fitted on the fold's
     training sessions, scored on its hold-out and test rows (the scores contract), so it is
@@ -198,15 +230,13 @@ def _fit_and_score(config: Config, fold: int, run_dir: pathlib.Path, system: Sys
     utterances, root = load_utterances(config)
     split = fold_of(config, utterances, fold)
     stage = baseline_stage(config, system.name, split, root, pathlib.Path(run_dir))
-    if system.baseline == "log_mel_statistics":
-        model, inputs = speech_statistics_model(), lambda records: _cached_statistics(records, root)
-    else:
-        model, inputs = text_tfidf_model(), lambda records: [r.transcript for r in records]
-    model.fit(inputs(split.train), [EMOTIONS.index(r.label) for r in split.train])
+    kind = BASELINES[system.baseline]
+    model = kind.make_model()
+    model.fit(kind.inputs(split.train, root), [EMOTIONS.index(r.label) for r in split.train])
     scored = list(split.holdout) + list(split.test)
     # a class missing from the training sessions gets no column from scikit-learn: a floor, renormalised
     log_p = np.full((len(scored), len(EMOTIONS)), np.log(1e-9))
-    log_p[:, model.classes_] = model.predict_log_proba(inputs(scored))
+    log_p[:, model.classes_] = model.predict_log_proba(kind.inputs(scored, root))
     log_p = log_softmax(log_p)
     splits = ["holdout"] * len(split.holdout) + ["test"] * len(split.test)
     path = write_scores(stage.outputs[0], [r.id for r in scored], splits, [r.label for r in scored], log_p)

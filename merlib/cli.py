@@ -238,13 +238,15 @@ def _text(args) -> int:
 
 def _fuse(args) -> int:
     from merlib import EMOTIONS
-    from merlib.fusion import fuse_frames
+    from merlib.config import FusionConfig
+    from merlib.fusion import fuse_frames, fusion_class
     from merlib.metrics import predicted_labels, unweighted_accuracy, weighted_accuracy
     from merlib.scores import read_scores, write_scores
 
     frames = [read_scores(path) for path in args.scores]
     names = [pathlib.Path(path).stem for path in args.scores]
-    fusion, fused = fuse_frames(frames, names, args.method, step=args.step, objective=args.objective)
+    declared = FusionConfig(name="fused", method=args.method, inputs=names, step=args.step, objective=args.objective)
+    fusion, fused = fuse_frames(frames, names, fusion_class(args.method).from_config(declared))
     print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}")
     for name, frame in list(zip(names, frames)) + [("fused", fused)]:
         test = frame[frame["split"] == "test"]
@@ -253,7 +255,7 @@ def _fuse(args) -> int:
             f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
             f"{100 * weighted_accuracy(test['label'], predicted):9.2f}"
         )
-    if args.method == "weighted":
+    if hasattr(fusion, "weights_"):
         print(
             "weights chosen on the hold-out: "
             + ", ".join(f"{n}: {w:.2f}" for n, w in zip(names, fusion.weights_))
@@ -348,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument(
         "--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first"
     )
-    fuse.add_argument("--method", choices=("weighted", "znorm"), default="weighted")
+    fuse.add_argument("--method", default="weighted",
+                      help="a method of merlib.fusion.FUSIONS: weighted (the paper's; default) or znorm")  # fmt: skip
     fuse.add_argument("--step", type=_grid_step, default=0.01, help="grid step of the weight search, in (0, 1]")
     fuse.add_argument("--objective", choices=("ua", "log_loss"), default="ua",
                       help="weighted: maximise hold-out UA (the paper) or minimise hold-out cross-entropy")  # fmt: skip

@@ -195,8 +195,9 @@ class SystemConfig:
     stages: list[Stage] = field(default_factory=lambda: ["lp", "ft"], metadata=NONEMPTY)  # speech only
     paper_row: str = ""  # row prefix of data_manifests/iemocap/paper_results.json to compare with
     overrides: dict[str, Any] = field(default_factory=dict)
-    # not a network: a scikit-learn yardstick of its modality (merlib.baselines), on the same folds
-    baseline: Literal["", "log_mel_statistics", "tfidf"] = ""
+    # not a network: a scikit-learn yardstick of its modality, on the same folds; a kind of
+    # merlib.baselines.BASELINES (log_mel_statistics, tfidf)
+    baseline: str = ""
 
     def outputs(self) -> list[str]:
         """The score sets it writes: `<name>_<stage>` per speech stage, `<name>` for text and baselines."""
@@ -218,7 +219,7 @@ class FusionConfig:
     """One late fusion of the plan: `method` over the score sets named in `inputs` (speech first)."""
 
     name: str
-    method: Literal["weighted", "znorm"]
+    method: str  # a method of merlib.fusion.FUSIONS: weighted, znorm
     inputs: list[str] = field(metadata=NONEMPTY)
     title: str = ""
     paper_row: str = ""
@@ -282,8 +283,12 @@ class Config:
         """Every score set of the plan, in plan order: the systems' outputs, then the fusions."""
         return [output for system in self.systems for output in system.outputs()] + [f.name for f in self.fusions]
 
+    def transfers_pretraining(self, system: str) -> bool:
+        """Whether a speech system starts from this run's own speaker pretraining."""
+        return self.system_config(system).speech.pretrained.source == "pretrain"
+
     def uses_pretraining(self) -> bool:
-        return any(self.system_config(s.name).speech.pretrained.source == "pretrain" for s in self.systems_of("speech"))
+        return any(self.transfers_pretraining(s.name) for s in self.systems_of("speech"))
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -553,10 +558,17 @@ def check_config(config: Config, where: str) -> None:
         repeated = sorted({n for n in items if items.count(n) > 1})
         if repeated:
             raise ConfigError(f"{where}: {what} must differ; {', '.join(repeated)} stands more than once")
-    for system in config.systems:
+    for index, system in enumerate(config.systems):
         if not re.fullmatch(r"[A-Za-z][\w-]*", system.name):
             raise ConfigError(f"{where}: system name {system.name!r}: use letters, digits, _ and - (it names files)")
-        expected = {"log_mel_statistics": "speech", "tfidf": "text"}.get(system.baseline, system.modality)
+        expected = system.modality
+        if system.baseline:
+            from merlib.baselines import BASELINES
+
+            if system.baseline not in BASELINES:
+                raise ConfigError(f"{where}.systems[{index}].baseline: {system.baseline!r} is not allowed; "
+                                  f"choose one of: {', '.join(BASELINES)}")  # fmt: skip
+            expected = BASELINES[system.baseline].modality
         if system.modality != expected or (system.baseline and system.overrides):
             raise ConfigError(f"{where}: system {system.name}: baseline {system.baseline} is a {expected} system "
                               "without overrides")  # fmt: skip
@@ -570,7 +582,7 @@ def check_config(config: Config, where: str) -> None:
         resolved = config.system_config(system.name)
         if system.modality == "speech" and not system.baseline:
             _check_speech(resolved, f"{where}: system {system.name}")
-            if resolved.speech.pretrained.source == "pretrain" and (
+            if config.transfers_pretraining(system.name) and (
                 resolved.features != config.features or resolved.speech.model != config.speech.model
             ):
                 raise ConfigError(
@@ -581,7 +593,12 @@ def check_config(config: Config, where: str) -> None:
     for claim in config.claims:  # score sets the plan lacks: the claims table says "not checked"
         if claim.kind == "less_confused" and (len(claim.classes) != 2 or not set(claim.classes) <= set(EMOTIONS)):
             raise ConfigError(f"{where}: claim {claim.name}: classes must be two of {', '.join(EMOTIONS)}")
-    for fusion in config.fusions:
+    if config.fusions:
+        from merlib.fusion import FUSIONS
+    for index, fusion in enumerate(config.fusions):
+        if fusion.method not in FUSIONS:
+            raise ConfigError(f"{where}.fusions[{index}].method: {fusion.method!r} is not allowed; "
+                              f"choose one of: {', '.join(FUSIONS)}")  # fmt: skip
         unknown = [name for name in fusion.inputs if name not in outputs]
         if unknown:
             raise ConfigError(

@@ -12,6 +12,11 @@ ang, hap, neu, sad. `fit` learns on the hold-out, `decision_function` / `predict
   normalisation only rescales a modality — equivalent to a weighted fusion with w ∝ 1/σ. Per class
   (`per_class=True`, our default) it also removes each modality's per-class offset and spread on
   the hold-out, so an under- or over-confident class of one modality cannot dominate the average.
+
+`FUSIONS` maps a config's `method:` to its class. Each class builds itself from a fusion of the
+plan (`from_config`), and a fitted one writes its state to the fold's fusion.json (`to_dict`) and
+is rebuilt from it (`from_dict`): the report, `merlib predict` and the widgets apply the fitted
+fusion of the run, never a formula of their own.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from merlib import EMOTIONS
 from merlib.errors import MerlibError
-from merlib.metrics import label_indices
+from merlib.metrics import label_indices, unweighted_accuracy_of_rows
 from merlib.scores import log_softmax_problem
 
 
@@ -65,22 +70,21 @@ def simplex_grid(modalities: int, step: float) -> np.ndarray:
 
 
 def grid_unweighted_accuracy(grid: np.ndarray, stacked: np.ndarray, y: np.ndarray, block: int = 256) -> np.ndarray:
-    """UA (balanced accuracy, as metrics.unweighted_accuracy) of every weighting in `grid` (g, m)
-    of the stacked scores (m, n, 4), vectorised: the three-way simplex at step 0.01 has 5151
-    points, too many for one scikit-learn call each. Blocks of grid points bound the memory."""
-    present = np.unique(y)
-    masks = [(y == c) for c in present]
+    """UA of every weighting in `grid` (g, m) of the stacked scores (m, n, 4), vectorised: the
+    three-way simplex at step 0.01 has 5151 points, too many for one scikit-learn call each.
+    Blocks of grid points bound the memory."""
     result = np.empty(len(grid))
     for start in range(0, len(grid), block):
         predicted = np.einsum("gm,mnc->gnc", grid[start : start + block], stacked).argmax(2)  # (block, n)
-        result[start : start + block] = np.mean(
-            [(predicted[:, mask] == c).mean(1) for c, mask in zip(present, masks)], axis=0
-        )
+        result[start : start + block] = unweighted_accuracy_of_rows(y[None, :], predicted)
     return result
 
 
 class _LateFusion(ClassifierMixin, BaseEstimator):
-    """What both fusions share: scores checked against the fitted modality count; argmax predicts."""
+    """What every fusion shares: scores checked against the fitted modality count; argmax predicts;
+    a fitted state that round-trips through fusion.json (`to_dict` / `from_dict`)."""
+
+    method: str  # its name in a config's `fusions:` and in fusion.json
 
     def _fitted_scores(self, scores, fitted_attribute: str) -> list[np.ndarray]:
         check_is_fitted(self, fitted_attribute)
@@ -92,6 +96,23 @@ class _LateFusion(ClassifierMixin, BaseEstimator):
 
     def predict(self, scores) -> np.ndarray:
         return self.decision_function(scores).argmax(1)
+
+    def fused_log_softmax(self, scores) -> np.ndarray:
+        """The fused scores as the scores contract wants them: log-softmax rows."""
+        return log_softmax(self.decision_function(scores))
+
+    @classmethod
+    def from_config(cls, fusion) -> "_LateFusion":
+        """The unfitted fusion that a config's fusion (merlib.config.FusionConfig) declares."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict:
+        """The fitted state, JSON-ready: {"method": ..., parameters, fitted values}."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "_LateFusion":
+        raise NotImplementedError
 
 
 def grid_log_loss(grid: np.ndarray, stacked: np.ndarray, y: np.ndarray, block: int = 256) -> np.ndarray:
@@ -111,6 +132,8 @@ def grid_log_loss(grid: np.ndarray, stacked: np.ndarray, y: np.ndarray, block: i
 class WeightedFusion(_LateFusion):
     """The weights on the simplex grid that do best on the hold-out: by UA (the paper's choice;
     ties go to the weights nearest equal ones) or by cross-entropy (`objective="log_loss"`)."""
+
+    method = "weighted"
 
     def __init__(self, step: float = 0.01, objective: str = "ua"):
         self.step = step
@@ -142,8 +165,37 @@ class WeightedFusion(_LateFusion):
         arrays = self._fitted_scores(scores, "weights_")
         return sum(w * s for w, s in zip(self.weights_, arrays))
 
+    @classmethod
+    def from_config(cls, fusion) -> "WeightedFusion":
+        return cls(step=fusion.step, objective=fusion.objective)
+
+    @classmethod
+    def with_weights(cls, weights: Sequence[float], objective: str = "ua") -> "WeightedFusion":
+        """A weighted fusion with weights set by hand (the widgets' slider), not fitted."""
+        fusion = cls(objective=objective)
+        fusion.weights_ = tuple(float(w) for w in weights)
+        fusion.classes_ = np.arange(len(EMOTIONS))
+        return fusion
+
+    def to_dict(self) -> dict:
+        check_is_fitted(self, "weights_")
+        return {"method": self.method, "objective": self.objective, "step": self.step, "weights": list(self.weights_)}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "WeightedFusion":
+        weights = state["weights"]
+        if isinstance(weights, dict):  # fusion.json of runs before merlib 0.1's registry: {input: weight}
+            weights = list(weights.values())
+        fusion = cls.with_weights(weights, state.get("objective", "ua"))
+        fusion.step = state.get("step", fusion.step)
+        return fusion
+
 
 class ZNormFusion(_LateFusion):
+    """Each modality z-normalised with its hold-out statistics, then averaged (module docstring)."""
+
+    method = "znorm"
+
     def __init__(self, per_class: bool = True):
         self.per_class = per_class
 
@@ -159,6 +211,38 @@ class ZNormFusion(_LateFusion):
     def decision_function(self, scores) -> np.ndarray:
         arrays = self._fitted_scores(scores, "mean_")
         return np.mean([(a - m) / s for a, m, s in zip(arrays, self.mean_, self.std_)], axis=0)
+
+    @classmethod
+    def from_config(cls, fusion) -> "ZNormFusion":
+        return cls(per_class=fusion.per_class)
+
+    def to_dict(self) -> dict:
+        check_is_fitted(self, "mean_")
+        return {"method": self.method, "per_class": self.per_class,
+                "mean": [np.atleast_1d(m).tolist() for m in self.mean_],
+                "std": [np.atleast_1d(s).tolist() for s in self.std_]}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "ZNormFusion":
+        fusion = cls(per_class=state.get("per_class", True))
+        fusion.mean_ = [np.asarray(m, dtype=float) for m in state["mean"]]
+        fusion.std_ = [np.asarray(s, dtype=float) for s in state["std"]]
+        fusion.classes_ = np.arange(len(EMOTIONS))
+        return fusion
+
+
+FUSIONS: dict[str, type[_LateFusion]] = {cls.method: cls for cls in (WeightedFusion, ZNormFusion)}
+
+
+def fusion_class(method: str) -> type[_LateFusion]:
+    if method not in FUSIONS:
+        raise FusionError(f"fusion method {method!r}: use {' or '.join(FUSIONS)}")
+    return FUSIONS[method]
+
+
+def fusion_from_dict(state: dict) -> _LateFusion:
+    """A fitted fusion from its fusion.json entry (whichever method it names)."""
+    return fusion_class(state["method"]).from_dict(state)
 
 
 def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
@@ -191,27 +275,14 @@ def log_softmax(values: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def fuse_frames(
-    frames: Sequence[pd.DataFrame],
-    names: Sequence[str],
-    method: str = "weighted",
-    step: float = 0.01,
-    per_class: bool = True,
-    objective: str = "ua",
-):
-    """Fit on the hold-out rows, score all rows; returns (fitted fusion, fused scores frame)."""
+def fuse_frames(frames: Sequence[pd.DataFrame], names: Sequence[str], fusion: _LateFusion):
+    """Fit `fusion` (unfitted, e.g. FUSIONS[method].from_config(...)) on the hold-out rows and
+    score all rows; returns (the fitted fusion, the fused scores frame)."""
     keys, arrays = align_scores(frames, names)
     holdout = (keys["split"] == "holdout").to_numpy()
     if not holdout.any():
         raise FusionError("no hold-out rows: fusion is fitted on split == holdout (see the scores contract)")
-    if method == "weighted":
-        fusion = WeightedFusion(step=step, objective=objective)
-    elif method == "znorm":
-        fusion = ZNormFusion(per_class=per_class)
-    else:
-        raise FusionError(f"fusion method {method!r}: use weighted or znorm")
     fusion.fit([a[holdout] for a in arrays], keys.loc[holdout, "label"])
-    fused = log_softmax(fusion.decision_function(arrays))  # keeps the contract: log-softmax columns
     frame = keys.copy()
-    frame[list(EMOTIONS)] = fused
+    frame[list(EMOTIONS)] = fusion.fused_log_softmax(arrays)  # keeps the contract: log-softmax columns
     return fusion, frame

@@ -179,7 +179,7 @@ def speech_fold(
     system = network_system(config, system, "speech")
     utterances, root = load_utterances(config)
     fold = fold_of(config, utterances, fold)
-    transfers = config.system_config(system).speech.pretrained.source == "pretrain"
+    transfers = config.transfers_pretraining(system)
     pretraining = pretraining_stage(config, run_dir) if transfers else None
     check_stage_order(speech_stages(config, system, fold, root, run_dir, pretraining), stages, fold.fold, system)
     with run_lock(run_dir, *fold_system_part(fold.fold, system)):
@@ -258,7 +258,7 @@ def preflight(config: Config, run_dir: pathlib.Path, folds, rerun_changed: bool 
             if system.modality == "text":
                 stages.append(text_stage(config, system.name, fold, run_dir))
                 continue
-            transfers = config.system_config(system.name).speech.pretrained.source == "pretrain"
+            transfers = config.transfers_pretraining(system.name)
             stages += speech_stages(
                 config, system.name, fold, root, run_dir, pretraining if transfers else None
             ).values()

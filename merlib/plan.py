@@ -12,10 +12,6 @@ from merlib.config import STAGE_TITLES, Config, FusionConfig, SystemConfig
 from merlib.layout import score_set
 
 BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E"}
-BASELINE_TITLES = {
-    "log_mel_statistics": "baseline: log-mel statistics + logistic regression",
-    "tfidf": "baseline: TF-IDF + logistic regression",
-}
 SOURCE_TITLES = {
     "pretrain": "speaker-pretrained",
     "none": "random init",
@@ -34,7 +30,9 @@ def system_title(config: Config, system: SystemConfig) -> str:
     if system.title:
         return system.title
     if system.baseline:
-        return BASELINE_TITLES[system.baseline]
+        from merlib.baselines import BASELINES
+
+        return BASELINES[system.baseline].title
     resolved = config.system_config(system.name)
     if system.modality == "text":
         return f"text, {text_model_title(resolved.text.model)}"

@@ -31,7 +31,7 @@ import torch
 from merlib import EMOTIONS
 from merlib.config import Config, load_config
 from merlib.errors import MerlibError
-from merlib.fusion import log_softmax
+from merlib.fusion import fusion_from_dict
 from merlib.layout import RunLayout, score_set
 
 
@@ -335,12 +335,7 @@ def check_scores(scores: dict[str, dict[int, np.ndarray]], where: str) -> dict[s
 
 def apply_fusion(fitted: dict, inputs: list[np.ndarray]) -> np.ndarray:
     """One fold's fitted fusion (its fusion.json entry) on one utterance's (4,) log-softmax scores."""
-    if fitted["method"] == "weighted":
-        combined = sum(w * s for w, s in zip(fitted["weights"].values(), inputs))
-    else:
-        normalised = [(s - np.asarray(m)) / np.asarray(d) for s, m, d in zip(inputs, fitted["mean"], fitted["std"])]
-        combined = np.mean(normalised, axis=0)
-    return log_softmax(np.asarray(combined, dtype=float)[None])[0]
+    return fusion_from_dict(fitted).fused_log_softmax([np.asarray(s, dtype=float)[None] for s in inputs])[0]
 
 
 def _read_json(path: pathlib.Path) -> dict:

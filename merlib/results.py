@@ -14,7 +14,7 @@ import pandas as pd
 
 from merlib import EMOTIONS
 from merlib.config import Config
-from merlib.fusion import fuse_frames, grid_unweighted_accuracy
+from merlib.fusion import FUSIONS, WeightedFusion, fuse_frames, fusion_from_dict, grid_unweighted_accuracy
 from merlib.io import write_json, write_text
 from merlib.layout import RunLayout
 from merlib.metrics import label_indices, predicted_labels, summarize_folds, unweighted_accuracy
@@ -61,8 +61,7 @@ def fuse_fold(run_dir: pathlib.Path, fold: int, config: Config) -> dict:
             layout.scores(fold, fusion.name).unlink(missing_ok=True)
             continue
         frames = [read_scores(path) for path in paths]
-        fitted, fused = fuse_frames(frames, fusion.inputs, fusion.method, step=fusion.step,
-                                    per_class=fusion.per_class, objective=fusion.objective)  # fmt: skip
+        fitted, fused = fuse_frames(frames, fusion.inputs, FUSIONS[fusion.method].from_config(fusion))
         write_scores(
             layout.scores(fold, fusion.name),
             fused["id"],
@@ -70,26 +69,19 @@ def fuse_fold(run_dir: pathlib.Path, fold: int, config: Config) -> dict:
             fused["label"],
             fused[list(EMOTIONS)].to_numpy(),
         )
-        entry = {"method": fusion.method, "inputs": list(fusion.inputs)}
-        if fusion.method == "znorm":  # what `merlib predict` needs to apply it to new scores
-            entry |= {"mean": [np.atleast_1d(m).tolist() for m in fitted.mean_],
-                      "std": [np.atleast_1d(s).tolist() for s in fitted.std_]}  # fmt: skip
-        if fusion.method == "weighted":
-            entry["objective"] = fusion.objective
-            entry["weights"] = dict(zip(fusion.inputs, fitted.weights_))
-            if len(fusion.inputs) == 2:
-                test = (fused["split"] == "test").to_numpy()
-                stacked = np.stack(
-                    [f.set_index("id").loc[fused["id"], list(EMOTIONS)].to_numpy()[test] for f in frames]
-                )
-                entry |= {
-                    "w1": fitted.weights_[0],
-                    "grid": fitted.grid_[:, 0].tolist(),
-                    "holdout_ua_curve": fitted.curve_.tolist(),
-                    "test_ua_curve": grid_unweighted_accuracy(
-                        fitted.grid_, stacked, label_indices(fused.loc[test, "label"])
-                    ).tolist(),
-                }
+        # what `merlib predict`, the widgets and the report need to apply it again (fusion_from_dict)
+        entry = {"inputs": list(fusion.inputs), **fitted.to_dict()}
+        if isinstance(fitted, WeightedFusion) and len(fusion.inputs) == 2:
+            test = (fused["split"] == "test").to_numpy()
+            stacked = np.stack([f.set_index("id").loc[fused["id"], list(EMOTIONS)].to_numpy()[test] for f in frames])
+            entry |= {
+                "w1": fitted.weights_[0],
+                "grid": fitted.grid_[:, 0].tolist(),
+                "holdout_ua_curve": fitted.curve_.tolist(),
+                "test_ua_curve": grid_unweighted_accuracy(
+                    fitted.grid_, stacked, label_indices(fused.loc[test, "label"])
+                ).tolist(),
+            }
         info[fusion.name] = entry
     write_json(layout.fusion_record(fold), info, indent=None)
     return info
@@ -110,7 +102,7 @@ def collect_predictions(run_dir, systems) -> dict[str, dict[int, tuple]]:
 
 def _weights_by_fold(run_dir, fusion: str) -> dict[int, list[float]]:
     return {
-        fold: list(info[fusion]["weights"].values())
+        fold: list(fusion_from_dict(info[fusion]).weights_)
         for fold, info in fusion_info(run_dir).items()
         if "weights" in info.get(fusion, {})
     }

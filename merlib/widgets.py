@@ -29,7 +29,7 @@ import pandas as pd
 
 from merlib import EMOTIONS, plots
 from merlib.fusion import WeightedFusion, align_scores
-from merlib.metrics import confusion, predicted_labels, unweighted_accuracy, weighted_accuracy
+from merlib.metrics import confusion, label_indices, predicted_labels, unweighted_accuracy, weighted_accuracy
 
 
 def image() -> widgets.Image:
@@ -46,19 +46,24 @@ def png(figure) -> bytes:
 
 
 class FusionExplorer:
-    """Drag w1 (the first input's weight) and see what weighted fusion does on hold-out and test."""
+    """Drag w1 (the first input's weight) and see what weighted fusion does on hold-out and test.
+    `fitted`: the run's fitted fusion of this fold (from its fusion.json), whose weight is marked;
+    without it, the paper's choice (best hold-out UA) is fitted here."""
 
     def __init__(self, speech: pd.DataFrame, text: pd.DataFrame, step: float = 0.01,
-                 names: tuple[str, str] = ("speech", "text"), fold: int | None = None):  # fmt: skip
+                 names: tuple[str, str] = ("speech", "text"), fold: int | None = None,
+                 fitted: WeightedFusion | None = None):  # fmt: skip
         self.names, self.fold = names, fold
         keys, (self.speech, self.text) = align_scores([speech, text], list(names))
         self.labels = keys["label"].to_numpy()
         self.holdout = (keys["split"] == "holdout").to_numpy()
         self.test = ~self.holdout
-        fitted = WeightedFusion(step=step).fit(
-            [self.speech[self.holdout], self.text[self.holdout]], self.labels[self.holdout]
-        )
+        if fitted is None:
+            fitted = WeightedFusion(step=step).fit(
+                [self.speech[self.holdout], self.text[self.holdout]], self.labels[self.holdout]
+            )
         self.chosen_w1 = fitted.weights_[0]
+        chooser = "hold-out cross-entropy" if fitted.objective == "log_loss" else "hold-out UA"
         self.slider = widgets.FloatSlider(value=self.chosen_w1, min=0.0, max=1.0, step=step, description="w1",
                                           continuous_update=False, readout_format=".2f",
                                           layout=widgets.Layout(width="480px"))  # fmt: skip
@@ -69,17 +74,18 @@ class FusionExplorer:
         where = f" (fold {fold})" if fold is not None else ""
         self.widget = widgets.VBox([
             widgets.HTML(f"<b>Weighted fusion{where}</b>: S = w1·S<sub>{names[0]}</sub> + (1 − w1)·S<sub>{names[1]}"
-                         f"</sub>; w1 chosen on the hold-out = <b>{self.chosen_w1:.2f}</b>"),
+                         f"</sub>; w1 chosen by {chooser} = <b>{self.chosen_w1:.2f}</b>"),
             self.slider, self.metrics, self.matrix])  # fmt: skip
         self.update(self.chosen_w1)
 
     def scores_at(self, w1: float) -> dict:
-        predicted = predicted_labels(w1 * self.speech + (1 - w1) * self.text)
+        predicted = WeightedFusion.with_weights([w1, 1 - w1]).predict([self.speech, self.text])
+        labels = label_indices(self.labels)
         result = {"w1": w1}
         for name, rows in (("holdout", self.holdout), ("test", self.test)):
-            result[f"{name}_ua"] = unweighted_accuracy(self.labels[rows], predicted[rows])
-            result[f"{name}_wa"] = weighted_accuracy(self.labels[rows], predicted[rows])
-        result["test_confusion"] = confusion(self.labels[self.test], predicted[self.test])
+            result[f"{name}_ua"] = unweighted_accuracy(labels[rows], predicted[rows])
+            result[f"{name}_wa"] = weighted_accuracy(labels[rows], predicted[rows])
+        result["test_confusion"] = confusion(labels[self.test], predicted[self.test])
         return result
 
     def update(self, w1: float) -> dict:
@@ -308,14 +314,12 @@ class TryIt:
         return self.prediction
 
     def probabilities(self) -> dict[str, dict[str, float]]:
-        """The prediction's probabilities, the two-way fusion recomputed at the slider's w1."""
-        from merlib.fusion import log_softmax
-
+        """The prediction's probabilities, the two-way fusion applied again at the slider's w1."""
         probabilities = dict(self.prediction.probabilities)
         if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
             first, second = (self.prediction.log_scores[name] for name in self.pair.inputs)
-            w1 = self.slider.value
-            fused = [np.exp(log_softmax((w1 * first[f] + (1 - w1) * second[f])[None])[0]) for f in first]
+            fusion = WeightedFusion.with_weights([self.slider.value, 1 - self.slider.value])
+            fused = [np.exp(fusion.fused_log_softmax([first[f][None], second[f][None]])[0]) for f in first]
             probabilities[self.pair.name] = dict(zip(EMOTIONS, np.mean(fused, axis=0).tolist()))
         return probabilities
 
@@ -343,16 +347,26 @@ def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.Dat
             for name in layout.score_sets(fold)}  # fmt: skip
 
 
-def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config) -> FusionExplorer:
-    """The slider on the plan's first two-input weighted fusion, for one fold of a run."""
+def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config, fusion: str = "") -> FusionExplorer:
+    """The slider on a two-input weighted fusion of the plan (`fusion`, default the first), for
+    one fold of a run, marking the weight the run chose (its fusion.json, whatever the objective)."""
+    from merlib.fusion import fusion_from_dict
     from merlib.layout import RunLayout
     from merlib.plan import two_way_weighted
+    from merlib.results import fusion_info
     from merlib.scores import read_scores
 
-    pairs = two_way_weighted(config)
+    pairs = {pair.name: pair for pair in two_way_weighted(config)}
     if not pairs:
         raise ValueError(f"config {config.name!r} declares no weighted fusion of two inputs to explore")
-    first, second = pairs[0].inputs
+    if fusion and fusion not in pairs:
+        raise ValueError(
+            f"{fusion!r} is not a two-input weighted fusion of the plan; choose one of: {', '.join(pairs)}"
+        )
+    pair = pairs[fusion or next(iter(pairs))]
+    record = fusion_info(run_dir).get(fold, {}).get(pair.name)
+    fitted = fusion_from_dict(record) if record else None  # a fold not fused yet: chosen here, by hold-out UA
+    first, second = pair.inputs
     layout = RunLayout(run_dir)
     return FusionExplorer(read_scores(layout.scores(fold, first)), read_scores(layout.scores(fold, second)),
-                          step=pairs[0].step, names=(first, second), fold=fold)  # fmt: skip
+                          step=pair.step, names=(first, second), fold=fold, fitted=fitted)  # fmt: skip

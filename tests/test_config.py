@@ -186,6 +186,14 @@ def test_a_baseline_is_a_system_of_its_own_modality_without_overrides():
             "text stands more than once",
         ),
         (
+            {"systems": [{"name": "b", "modality": "speech", "baseline": "svm"}], "fusions": []},
+            r"systems\[0\].baseline: 'svm' is not allowed; choose one of: log_mel_statistics, tfidf",
+        ),
+        (
+            {"systems": [{"name": "b", "modality": "speech", "baseline": "tfidf"}], "fusions": []},
+            "baseline tfidf is a text system",
+        ),
+        (
             {"systems": [{"name": "speech", "modality": "speech"}, {"name": "speech", "modality": "text"}]},
             "system names must differ",
         ),

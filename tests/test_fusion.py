@@ -47,8 +47,44 @@ def test_weighted_fusion_on_the_simplex_for_three_modalities():
     assert sorted(map(tuple, grid.tolist())) == sorted(
         [(0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5), (0.5, 0.5, 0), (1, 0, 0)]
     )
-    fusion = WeightedFusion(step=0.5).fit([SPEECH, TEXT, TEXT], Y)
-    assert len(fusion.weights_) == 3 and abs(sum(fusion.weights_) - 1) < 1e-9
+    third = np.log(np.array([[0.1, 0.1, 0.1, 0.7], [0.1, 0.7, 0.1, 0.1], [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]]))
+    fusion = WeightedFusion(step=0.5).fit([SPEECH, TEXT, third], Y)
+    # by hand: UA of each grid point; the chosen one is a best one, nearest equal weights
+    by_hand = {tuple(w): np.mean([(np.tensordot(w, [SPEECH, TEXT, third], 1).argmax(1) == Y)[Y == c].mean()
+                                  for c in range(4)]) for w in grid.tolist()}  # fmt: skip
+    best = max(by_hand.values())
+    assert by_hand[fusion.weights_] == best
+    nearest = min((w for w, ua in by_hand.items() if ua == best), key=lambda w: np.abs(np.subtract(w, 1 / 3)).sum())
+    assert fusion.weights_ == nearest
+    assert np.allclose(fusion.decision_function([SPEECH, TEXT, third]), np.tensordot(nearest, [SPEECH, TEXT, third], 1))
+
+
+@pytest.mark.parametrize("fitted", [WeightedFusion(step=0.25, objective="log_loss").fit([SPEECH, TEXT], Y),
+                                    ZNormFusion(per_class=True).fit([SPEECH, TEXT]),
+                                    ZNormFusion(per_class=False).fit([SPEECH, TEXT])], ids=["weighted", "znorm",
+                                                                                           "znorm-scalar"])  # fmt: skip
+def test_a_fitted_fusion_round_trips_through_its_json_record(fitted):
+    import json
+
+    from merlib.fusion import FUSIONS, fusion_from_dict
+
+    record = json.loads(json.dumps(fitted.to_dict()))  # as fusion.json stores it
+    assert FUSIONS[record["method"]] is type(fitted)
+    again = fusion_from_dict(record)
+    assert again.get_params() == fitted.get_params()
+    other = SPEECH[::-1]  # scores it was not fitted on
+    assert np.array_equal(again.decision_function([other, TEXT]), fitted.decision_function([other, TEXT]))
+    assert np.allclose(np.exp(again.fused_log_softmax([other, TEXT])).sum(1), 1)
+
+
+def test_fusion_records_of_older_runs_still_load():
+    from merlib.fusion import fusion_from_dict
+
+    old = {"method": "weighted", "inputs": ["speech_ft", "text"], "objective": "ua",
+           "weights": {"speech_ft": 0.3, "text": 0.7}}  # fmt: skip
+    assert fusion_from_dict(old).weights_ == (0.3, 0.7)
+    with pytest.raises(FusionError, match="fusion method 'mean': use weighted or znorm"):
+        fusion_from_dict({"method": "mean"})
 
 
 def test_znorm_fusion_per_class_and_scalar_by_hand():
@@ -153,9 +189,9 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
         write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
     info = fuse_fold(tmp_path, 1, config)
     assert set(info) == {"pair", "pair_z", "three"}
-    assert set(info["three"]["weights"]) == {"speech_ft", "speech_ge2e_ft", "text"}
-    assert abs(sum(info["three"]["weights"].values()) - 1) < 1e-9
-    assert info["pair"]["weights"]["speech_ft"] == info["pair"]["w1"] == 0.5  # the hand-computed tie above
+    assert info["three"]["inputs"] == ["speech_ft", "speech_ge2e_ft", "text"] and len(info["three"]["weights"]) == 3
+    assert info["pair"]["weights"] == [0.5, 0.5] and info["pair"]["w1"] == 0.5  # the hand-computed tie above
+    assert info["pair_z"]["per_class"] and np.allclose(info["pair_z"]["mean"][0], SPEECH.mean(0))
     assert len(info["pair"]["grid"]) == 5 and "grid" not in info["three"] and "weights" not in info["pair_z"]
     table = summary_table(tmp_path, config, n_resamples=50)
     assert table["system"].tolist() == ["speech_ft", "speech_ge2e_ft", "text", "pair", "pair_z", "three"]
@@ -168,7 +204,7 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_the_vectorised_grid_objective_is_scikit_learns_balanced_accuracy():
-    from merlib.fusion import grid_unweighted_accuracy, simplex_grid
+    from merlib.fusion import grid_unweighted_accuracy
     from merlib.metrics import unweighted_accuracy
 
     rng = np.random.default_rng(0)
@@ -177,3 +213,28 @@ def test_the_vectorised_grid_objective_is_scikit_learns_balanced_accuracy():
     grid = simplex_grid(3, 0.1)
     expected = [unweighted_accuracy(y, np.tensordot(w, stacked, axes=1).argmax(1)) for w in grid]
     assert np.allclose(grid_unweighted_accuracy(grid, stacked, y, block=7), expected)
+
+
+@pytest.mark.parametrize("method", ["weighted", "znorm"])
+def test_predict_applies_the_fusion_that_fuse_fold_fitted(tmp_path, method):
+    """`merlib predict` (and Try-it) rebuild each fold's fusion from fusion.json: on an utterance
+    of the run, the fused scores are those the run wrote."""
+    from merlib.config import load_config
+    from merlib.predict import apply_fusion
+    from merlib.results import fuse_fold
+    from merlib.scores import read_scores
+
+    pair = {"name": "pair", "method": method, "objective": "log_loss", "inputs": ["speech_ft", "text"], "step": 0.1}
+    config = load_config("configs/demo.yaml", {"fusions": [pair]})
+    rng = np.random.default_rng(3)
+    ids, splits, labels = [f"u{i}" for i in range(16)], ["holdout"] * 8 + ["test"] * 8, list(EMOTIONS) * 4
+    inputs = {}
+    for name in ("speech_ft", "text"):
+        logits = rng.normal(size=(16, 4))
+        inputs[name] = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        write_scores(tmp_path / "fold1" / f"{name}_scores.csv", ids, splits, labels, inputs[name])
+    entry = fuse_fold(tmp_path, 1, config)["pair"]
+    fused = read_scores(tmp_path / "fold1" / "pair_scores.csv").set_index("id")
+    for row in (0, 9, 15):
+        again = apply_fusion(entry, [inputs["speech_ft"][row], inputs["text"][row]])
+        assert np.allclose(again, fused.loc[ids[row], list(EMOTIONS)].to_numpy(dtype=float), atol=1e-6)

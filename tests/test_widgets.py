@@ -88,3 +88,26 @@ def test_mask_explorer_draws_masks_within_the_policy(tiny_demo_corpus):
     policy = config.augment.policies["aggressive"]
     assert first["mask"].all(dim=0).sum() <= policy.freq_masks * scaled_freq_width(policy, 64)
     assert explorer.audio.value[:4] == b"RIFF" and "masked" in explorer.info.value
+
+
+def test_the_fusion_explorer_marks_the_weight_the_run_chose_whatever_its_objective(tmp_path):
+    """A log-loss fusion's weight is the run's (fusion.json), not a UA refit made by the widget."""
+    from merlib.config import load_config
+    from merlib.results import fuse_fold
+    from merlib.scores import write_scores
+    from merlib.widgets import fusion_explorer
+
+    pair = {"method": "weighted", "inputs": ["speech_ft", "text"]}
+    fusions = [{"name": "by_ua", **pair}, {"name": "by_loss", "objective": "log_loss", **pair}]
+    config = load_config("configs/demo.yaml", {"fusions": fusions})
+    for name, frame in (("speech_ft", SPEECH), ("text", TEXT)):
+        write_scores(tmp_path / "fold1" / f"{name}_scores.csv", frame["id"], frame["split"], frame["label"],
+                     frame[list(EMOTIONS)].to_numpy())  # fmt: skip
+    info = fuse_fold(tmp_path, 1, config)
+    assert info["by_ua"]["w1"] != info["by_loss"]["w1"]  # the two objectives disagree on these scores
+    for name in ("by_ua", "by_loss"):
+        explorer = fusion_explorer(tmp_path, 1, config, fusion=name)
+        assert explorer.chosen_w1 == info[name]["w1"] and explorer.slider.value == info[name]["w1"]
+    assert "cross-entropy" in explorer.widget.children[0].value
+    with pytest.raises(ValueError, match="choose one of: by_ua, by_loss"):
+        fusion_explorer(tmp_path, 1, config, fusion="speech_ft")
