@@ -26,7 +26,7 @@ FUSION_SLACK = 0.01  # UA a fusion may lose to its best input in a fold before i
 LOW_RECALL = 0.10
 HOLDOUT_GAP = 0.10
 
-# The report's sections a note can point at (their anchors in notebooks/40_fusion.ipynb)
+# The report's sections a note can point at (their anchors: merlib.report_page.SECTIONS' headings)
 SECTIONS = {"results": "Results", "training": "Training", "confusions": "Confusion matrices"}
 
 

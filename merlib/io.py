@@ -91,6 +91,10 @@ def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> pathlib.
     return write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike):
+    return json.loads(pathlib.Path(path).read_text())
+
+
 def save_torch(obj, path: str | os.PathLike) -> pathlib.Path:
     """torch.save, atomically (checkpoints, state dicts, cached tensors)."""
     import torch

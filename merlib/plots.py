@@ -4,7 +4,6 @@ writes a figure as PNG and SVG beside the CSV of the data it was drawn from."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Sequence
 
@@ -115,13 +114,10 @@ def confusion_figure(confusions: dict[str, np.ndarray], titles: dict[str, str] |
     return figure
 
 
-def fusion_curves(run_dir: str | pathlib.Path, fusion: str, first: str = "speech", second: str = "text"):
+def fusion_curves(folds: dict[int, dict], fusion: str, first: str = "speech", second: str = "text"):
     """Hold-out and test UA of a two-input weighted fusion against w1 (the first input's weight),
-    per fold; the chosen w1 marked. Only the hold-out curve chooses w1; the test curve is shown to
-    see how well that choice transfers."""
-    from merlib.results import fusion_info
-
-    folds = {fold: info[fusion] for fold, info in fusion_info(run_dir).items() if "grid" in info.get(fusion, {})}
+    per fold ({fold: its fusion.json entry, with the curves}); the chosen w1 marked. Only the
+    hold-out curve chooses w1; the test curve is shown to see how well that choice transfers."""
     figure, ax = plt.subplots(figsize=(7, 4))
     for index, (fold, info) in enumerate(sorted(folds.items())):
         color = f"C{index}"
@@ -188,12 +184,10 @@ def draw_history(ax, saved: dict, metric: str = "holdout_ua", title: str = "") -
     ax.set_title(title, fontsize=10)
 
 
-def training_curves(history_path: str | pathlib.Path, metric: str = "holdout_ua", title: str = ""):
-    """One stage's curves (one *_history.json)."""
+def training_curves(saved: dict, metric: str = "holdout_ua", title: str = ""):
+    """One stage's curves (the content of one *_history.json)."""
     figure, ax = plt.subplots(figsize=(6, 3.6))
-    draw_history(
-        ax, json.loads(pathlib.Path(history_path).read_text()), metric, title or pathlib.Path(history_path).stem
-    )
+    draw_history(ax, saved, metric, title)
     figure.tight_layout()
     return figure
 

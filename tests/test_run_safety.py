@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from merlib import io, runlock, runner
+from merlib import execution, io, runlock
 from merlib.cli import main
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -156,11 +156,11 @@ def test_an_interrupted_run_stops_the_kernels_it_started():
 
     excepthook = threading.excepthook
     try:
-        runner.stop_child_processes()
+        execution.stop_child_processes()
     finally:  # what it silences for the rest of an interrupted command
         logging.disable(logging.NOTSET)
         threading.excepthook = excepthook
-        runner.INTERRUPTED.clear()
+        execution.INTERRUPTED.clear()
     assert child.wait(timeout=10) is not None
 
 
@@ -217,7 +217,7 @@ def test_a_notebook_on_a_full_disk_keeps_the_last_complete_one(tmp_path, monkeyp
 
     monkeypatch.setattr(papermill, "execute_notebook", fills_the_disk)
     with pytest.raises(io.DiskFullError, match="40_fusion.ipynb: no space left"):
-        runner.execute("40_fusion.ipynb", output, {})
+        execution.execute("40_fusion.ipynb", output, {})
     assert output.read_text() == '{"complete": true}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["40_fusion.ipynb"]
 
@@ -227,7 +227,7 @@ def test_a_notebook_on_a_full_disk_keeps_the_last_complete_one(tmp_path, monkeyp
 
     monkeypatch.setattr(papermill, "execute_notebook", fails_in_a_cell)
     with pytest.raises(papermill.PapermillExecutionError):
-        runner.execute("40_fusion.ipynb", output, {})
+        execution.execute("40_fusion.ipynb", output, {})
     assert output.read_text() == '{"failed": "with its traceback"}'  # a failed notebook is shown whole
 
 

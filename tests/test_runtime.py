@@ -170,7 +170,7 @@ def test_fold_systems_run_side_by_side_fold_k_on_device_k_mod_n(monkeypatch, cap
     is reported done once, after its last system."""
     import threading
 
-    from merlib import runner
+    from merlib import execution
     from merlib.config import paper_config
     from merlib.launch import Launch
 
@@ -188,12 +188,14 @@ def test_fold_systems_run_side_by_side_fold_k_on_device_k_mod_n(monkeypatch, cap
         with lock:
             active[0] -= 1
 
-    monkeypatch.setattr(runner, "_run_system", run_system)
-    monkeypatch.setattr(runner, "_has_outputs", lambda run_dir, fold, system: False)
+    monkeypatch.setattr(execution, "run_system", run_system)
+    monkeypatch.setattr(execution, "has_outputs", lambda run_dir, fold, system: False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     launch = Launch(jobs=2, devices=("cuda:0", "cuda:1"))
-    assert runner._run_folds_here(config, {"config": "c"}, pathlib.Path("."), [1, 2], launch, time.perf_counter()) == {}
+    assert (
+        execution.run_folds_here(config, {"config": "c"}, pathlib.Path("."), [1, 2], launch, time.perf_counter()) == {}
+    )
     assert seen == {(1, "speech"): "cuda:1", (1, "text"): "cuda:1", (2, "speech"): "cuda:0", (2, "text"): "cuda:0"}
     assert most[0] == 2 and threads == {"2"} and "OMP_NUM_THREADS" not in os.environ
     done = [line for line in capsys.readouterr().out.splitlines() if "done" in line]
