@@ -224,7 +224,7 @@ def baseline_fold(config: Config, fold: int, run_dir: pathlib.Path, system: Syst
 
 
 def _fit_and_score(config: Config, fold: int, run_dir: pathlib.Path, system: SystemConfig) -> pathlib.Path:
-    from merlib.pipeline import fold_of, load_utterances
+    from merlib.corpus import fold_of, load_utterances
     from merlib.stages import baseline_stage
 
     utterances, root = load_utterances(config)

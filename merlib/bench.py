@@ -32,7 +32,7 @@ import torch
 from merlib.config import Config, paper_config
 from merlib.runtime import AMP_DTYPES, Runtime, runtime_for
 
-# IEMOCAP under the paper's protocol (DESIGN.md's recipe table): utterances, LOSO test sizes and
+# IEMOCAP under the paper's protocol (configs/paper.yaml, data_manifests/iemocap): utterances, LOSO test sizes and
 # mean duration (s); the hold-out is data.holdout_fraction of the training sessions.
 IEMOCAP_UTTERANCES = 5531
 IEMOCAP_TEST_SIZES = (1085, 1023, 1151, 1031, 1241)
@@ -170,8 +170,8 @@ def paper_text_fold_estimate(
 
 
 def loop_overhead(config: Config, runtime: Runtime, steps: int = 4, rounds: int = 3, frames: int = 200) -> dict:
+    from merlib.models.backbones import build_backbone
     from merlib.models.resnet import Classifier
-    from merlib.train.common import build_backbone
 
     torch.manual_seed(0)
     model = Classifier(build_backbone(config), 4).to(runtime.device)
@@ -188,8 +188,8 @@ def batched_evaluation(config: Config, runtime: Runtime, utterances: int = 48, r
     padded length-sorted batches (evaluate_full_length), alternated in one run; `eval_speedup` is
     their ratio. Lengths drawn as IEMOCAP's (2-8 s)."""
     from merlib.audio.dataset import evaluate_full_length
+    from merlib.models.backbones import build_backbone
     from merlib.models.resnet import Classifier
-    from merlib.train.common import build_backbone
 
     torch.manual_seed(0)
     model = Classifier(build_backbone(config), 4).to(runtime.device).eval()
@@ -212,8 +212,8 @@ def batched_evaluation(config: Config, runtime: Runtime, utterances: int = 48, r
 def paper_speech_steps(runtime: Runtime, frames: int = 200) -> dict:
     """(e) and (f) on the paper-config ResNet34."""
     from merlib.audio.dataset import evaluate_full_length
+    from merlib.models.backbones import build_backbone
     from merlib.models.resnet import Classifier
-    from merlib.train.common import build_backbone
 
     paper = paper_config()
     torch.manual_seed(0)
@@ -295,7 +295,7 @@ _EVAL_60S = """
 import torch
 from merlib.config import paper_config
 from merlib.models.resnet import Classifier
-from merlib.train.common import build_backbone
+from merlib.models.backbones import build_backbone
 torch.set_num_threads(2)
 model = Classifier(build_backbone(paper_config()), 4).eval()
 with torch.no_grad():
@@ -311,8 +311,8 @@ def eval_memory() -> dict:
 
 def paper_parameters() -> dict:
     from merlib.config import paper_config
+    from merlib.models.backbones import build_backbone
     from merlib.models.resnet import Classifier, count_parameters
-    from merlib.train.common import build_backbone
 
     return {"params_paper": count_parameters(Classifier(build_backbone(paper_config()), 4))}
 

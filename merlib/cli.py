@@ -46,9 +46,9 @@ def _prepare(args) -> int:
 
 
 def _folds(args) -> int:
+    from merlib.corpus import check_sessions
     from merlib.data.folds import fold_table, make_folds
     from merlib.data.manifest import read_manifest
-    from merlib.pipeline import check_sessions
 
     path = pathlib.Path(args.manifest)
     if path.is_dir():

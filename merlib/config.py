@@ -2,8 +2,10 @@
 
 - **One place for the values.** `configs/paper.yaml` holds every number of the paper's recipe
   and is the root of every config chain (`base: paper.yaml`); the dataclasses below declare the
-  fields, their types and their allowed values, and hold no recipe defaults of their own. A
-  config that leaves a field unset anywhere in its chain is an error naming the field.
+  fields, their types and their allowed values, and hold no number of the recipe: the defaults
+  they have belong to entries of a plan (a system's stages, a fusion's grid step and objective),
+  where an entry written without them means the paper's choice. A config that leaves a recipe
+  field unset anywhere in its chain is an error naming the field.
 - **Checked at load.** An unknown key, a wrong type, a choice outside its allowed values (listed
   in the message) or a value out of range is refused with the file and the key, before any work.
   The YAML itself is read strictly: UTF-8, no aliases (`*ref`), no key twice in a mapping; the
@@ -55,7 +57,7 @@ def between(low: float, high: float) -> dict:
 
 NONEMPTY = {"nonempty": True}
 
-# The choices of the plug-in tables (merlib.audio.features.FRONT_ENDS, merlib.train.common.BACKBONES,
+# The choices of the plug-in tables (merlib.audio.features.FRONT_ENDS, merlib.models.backbones.BACKBONES,
 # merlib.train.pretrained.PRETRAINED_SOURCES); tests/test_config.py keeps each equal to its table.
 FrontEndName = Literal["logmel", "kaldi_fbank", "ge2e_mel"]
 BackboneName = Literal["resnet34", "ge2e"]

@@ -20,6 +20,7 @@ import time
 
 from merlib import baselines
 from merlib.config import Config, SystemConfig
+from merlib.errors import MerlibError
 from merlib.io import as_disk_full
 from merlib.launch import Launch, fold_job, wait_for
 from merlib.layout import FOLD_NOTEBOOKS, RunLayout
@@ -68,6 +69,16 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
     return output
 
 
+def _notebook_failures() -> tuple[type[BaseException], ...]:
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill import PapermillExecutionError
+
+    return PapermillExecutionError, DeadKernelError, CellTimeoutError
+
+
+# What makes one system's notebook fail (a cell's error, with its traceback in the executed
+# notebook; a kernel that died, e.g. out of memory): that fold fails, the others go on
+NOTEBOOK_FAILURES = _notebook_failures()
 INTERRUPTED = threading.Event()  # set on Ctrl-C: what fails after it is its consequence, not news
 
 
@@ -105,16 +116,18 @@ def run_system(config: Config, parameters: dict, run_dir: pathlib.Path, fold: in
     if system.baseline:  # scikit-learn in this process: seconds, no notebook
         try:
             baselines.baseline_fold(config, fold, run_dir, system)
-        except Exception as error:
+        except (MerlibError, ValueError, OSError) as error:  # a corpus file it refuses, scikit-learn's complaint
             print(f"fold {fold}: {system.name} failed: {error}", file=sys.stderr)
             return f"baseline {system.name} (merlib.baselines.baseline_fold)"
         return None
     output = RunLayout(run_dir).executed_notebook(fold, system.modality, system.name)
     try:
         execute(FOLD_NOTEBOOKS[system.modality], output, parameters | {"fold": fold, "system": system.name})
-    except Exception as error:  # papermill's execution error carries the cell's traceback
-        if INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C: said once, by the command
+    except Exception as error:
+        if INTERRUPTED.is_set():  # its kernel was stopped by Ctrl-C, whatever failed next: said once, by the command
             return None
+        if not isinstance(error, NOTEBOOK_FAILURES):  # a bug of merlib's own, or a full disk: stop and say so
+            raise
         print(
             f"fold {fold}: {system.name} failed: "
             f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}",

@@ -94,10 +94,12 @@ def job_failure(job, error: Exception) -> str:
 
 def wait_for(jobs: dict) -> dict:
     """{key: job} → {key: result or failure line}, waiting for each."""
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
     results = {}
     for key, job in jobs.items():
         try:
             results[key] = job.result()
-        except Exception as error:  # submitit's FailedJobError / UncompletedJobError carry the log
+        except (FailedJobError, UncompletedJobError) as error:  # they carry the job's log
             results[key] = job_failure(job, error)
     return results

@@ -97,6 +97,10 @@ class RunLayout:
         """The score sets a fold folder holds (from its `*_scores.csv`), sorted."""
         return sorted(path.name[: -len(SCORES)] for path in self.fold_dir(fold).glob(f"*{SCORES}"))
 
+    def results(self, fold: int) -> list[pathlib.Path]:
+        """The scores and histories a fold folder holds (what a run's summary is computed from)."""
+        return sorted([*self.fold_dir(fold).glob(f"*{SCORES}"), *self.fold_dir(fold).glob(f"*{HISTORY}")])
+
     def fusion_record(self, fold: int) -> pathlib.Path:
         return self.fold_dir(fold) / "fusion.json"
 

@@ -80,9 +80,9 @@ class Predictor:
     def _speech_model(self, system: str, stage: str, fold: int):
         key = (system, stage, fold)
         if key not in self._speech:
+            from merlib.models.backbones import build_backbone
             from merlib.models.checkpoints import load_checkpoint, load_state_dict_checked
             from merlib.models.resnet import Classifier
-            from merlib.train.common import build_backbone
 
             path = self.layout.weights(fold, score_set(system, stage))
             if not path.is_file():
@@ -134,7 +134,7 @@ class Predictor:
     def _fold_sets(self) -> dict[int, tuple[set, set]]:
         """{fold: (its test speakers, its training transcripts)}, from the run's manifest."""
         if self._seen_by_fold is None:
-            from merlib.pipeline import fold_of, load_utterances
+            from merlib.corpus import fold_of, load_utterances
 
             utterances, self._corpus_root = load_utterances(self.config, generate=False)
             self._utterance_of = {str((self._corpus_root / u.wav).resolve()): u for u in utterances}

@@ -52,8 +52,8 @@ def provenance(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
 
 def data_summary(config: Config, folds) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(session × class counts with totals, split sizes of every fold)."""
+    from merlib.corpus import fold_of, load_utterances
     from merlib.data.folds import fold_table
-    from merlib.pipeline import fold_of, load_utterances
     from merlib.plots import counts_by_session
 
     utterances, _ = load_utterances(config)

@@ -71,8 +71,8 @@ def results_current(run_dir: str | pathlib.Path) -> bool:
     written = [run_dir / "summary.csv", run_dir / "claims.csv"]
     if not all(path.is_file() for path in written):
         return False
-    inputs = [path for folder in RunLayout(run_dir).folds().values() for path in folder.glob("*.*")
-              if path.name.endswith(("_scores.csv", "_history.json"))]  # fmt: skip
+    layout = RunLayout(run_dir)
+    inputs = [path for fold in layout.folds() for path in layout.results(fold)]
     return min(path.stat().st_mtime for path in written) >= max((path.stat().st_mtime for path in inputs), default=0)
 
 

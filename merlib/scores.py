@@ -1,4 +1,5 @@
-"""The scores contract: `runs/<name>/fold<k>/<modality>_scores.csv`.
+"""The scores contract: `runs/<name>/fold<k>/<score set>_scores.csv` (a score set: a system's
+stage, e.g. `speech_ft`, a text or baseline system, or a fusion; merlib.layout names the files).
 
 Columns `id, split, label, ang, hap, neu, sad`; the class columns are log-softmax values,
 `split` is `holdout` or `test`. Fusion, metrics, widgets and reports read only these files, so

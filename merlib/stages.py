@@ -35,6 +35,7 @@ from merlib.fingerprint import (
     utterances_identity,
 )
 from merlib.layout import RunLayout, fold_name, score_set
+from merlib.models.checkpoints import DAMAGED_FILE_ERRORS
 from merlib.paths import resolve
 
 SPLITS = ("train", "holdout", "test")
@@ -71,9 +72,12 @@ class Stage:
 
 def checkpoint_fingerprint(path: pathlib.Path) -> dict | None:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint")
-    except Exception:  # a damaged checkpoint: the stage must run again
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except DAMAGED_FILE_ERRORS:  # a damaged checkpoint: the stage must run again
+        saved = None
+    if not isinstance(saved, dict):
         return {"hash": "unreadable", "parts": {"checkpoint": "unreadable"}}
+    return saved.get("fingerprint")
 
 
 def _common(config: Config, stage: str) -> dict:

@@ -118,7 +118,7 @@ def test_values_out_of_range_are_refused_at_load(assignment, message):
 
 def test_the_choices_are_the_plug_in_tables():
     from merlib.audio.features import FRONT_ENDS
-    from merlib.train.common import BACKBONES
+    from merlib.models.backbones import BACKBONES
     from merlib.train.pretrained import PRETRAINED_SOURCES
 
     assert typing.get_args(FrontEndName) == tuple(FRONT_ENDS)

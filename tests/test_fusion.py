@@ -238,3 +238,32 @@ def test_predict_applies_the_fusion_that_fuse_fold_fitted(tmp_path, method):
     for row in (0, 9, 15):
         again = apply_fusion(entry, [inputs["speech_ft"][row], inputs["text"][row]])
         assert np.allclose(again, fused.loc[ids[row], list(EMOTIONS)].to_numpy(dtype=float), atol=1e-6)
+
+
+def test_weight_distances_reads_the_test_best_weight_off_each_folds_curve(tmp_path):
+    """Per fold: the chosen w1, the test-best w1 nearest it, their distance and the UA it cost,
+    checked against the test curve the fold recorded."""
+    from merlib.config import load_config
+    from merlib.results import fuse_fold, weight_distances
+
+    pair = {"name": "pair", "method": "weighted", "inputs": ["speech_ft", "text"], "step": 0.05}
+    config = load_config("configs/demo.yaml", {"fusions": [pair]})
+    rng = np.random.default_rng(5)
+    ids, splits, labels = [f"u{i}" for i in range(40)], ["holdout"] * 20 + ["test"] * 20, list(EMOTIONS) * 10
+    records = {}
+    for fold in (1, 2):
+        for name in ("speech_ft", "text"):
+            logits = rng.normal(size=(40, 4)) + 1.5 * np.eye(4)[np.arange(40) % 4] * rng.random((40, 1))
+            write_scores(tmp_path / f"fold{fold}" / f"{name}_scores.csv", ids, splits, labels,
+                         logits - np.log(np.exp(logits).sum(1, keepdims=True)))  # fmt: skip
+        records[fold] = fuse_fold(tmp_path, fold, config)["pair"]
+    table = weight_distances(tmp_path, config)
+    assert table["fold"].tolist() == [1, 2]
+    for row in table.itertuples():
+        grid, test = np.array(records[row.fold]["grid"]), np.array(records[row.fold]["test_ua_curve"])
+        chosen = int(np.argmin(np.abs(grid - row.w1)))
+        assert row.w1 == round(records[row.fold]["w1"], 3)
+        assert np.isclose(test[np.argmin(np.abs(grid - row.test_best_w1))], test.max())  # a test-best one
+        best = grid[np.isclose(test, test.max())]
+        assert np.isclose(row.distance, np.abs(best - row.w1).min(), atol=1e-3)  # the nearest of them
+        assert np.isclose(row.test_ua_cost, round(100 * (test.max() - test[chosen]), 3))

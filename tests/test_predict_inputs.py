@@ -26,8 +26,8 @@ DEMO = pathlib.Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 def save_run(run: pathlib.Path, poison: bool = False) -> pathlib.Path:
     """A run folder with config.yaml and fold2/speech_lp_model.pt (NaN weights with `poison`)."""
     from merlib.config import load_config, save_config
+    from merlib.models.backbones import build_backbone
     from merlib.models.resnet import Classifier
-    from merlib.train.common import build_backbone
 
     (run / "fold2").mkdir(parents=True)
     (run / "plan.yaml").write_text(f"""base: {DEMO}

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 import torch
 
-from merlib.audio.dataset import ChunkBuilder, epoch_loader, plan_chunk_batches, training_items
+from merlib.audio.dataset import ChunkBuilder, plan_chunk_batches, training_items
+from merlib.batches import epoch_loader
 from merlib.cli import main
 from merlib.config import load_config, paper_config
 from merlib.runtime import CPU_FP32, DeviceError, Runtime, cpu_has_native_bf16, resolve_device, resolve_precision
@@ -262,7 +263,7 @@ def _linear_problem():
 
 
 def _train_linear(runtime):
-    from merlib.audio.dataset import TensorBuilder, plan_index_batches
+    from merlib.batches import TensorBuilder, plan_index_batches
 
     x, y, model = _linear_problem()
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), seed=1, progress=False,

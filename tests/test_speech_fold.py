@@ -55,5 +55,16 @@ def test_tiny_speech_fold_end_to_end(tmp_path, tiny_demo_corpus):
         summary = json.loads((run / "fold2" / f"speech_{stage}_history.json").read_text())
         assert 0 <= summary["test_ua"] <= 1 and summary["best_epoch"] is not None
     assert len(results["lp"]["history"]) == 2
+    # the probe trained the new segment layers and head only: every frame-level tensor of its model
+    # (weights and batch-norm statistics) is the pretrained one; fine-tuning moved them
+    import torch
+
+    pretrained = torch.load(backbone, weights_only=True)
+    probed, tuned = (
+        torch.load(run / "fold2" / f"speech_{stage}_model.pt", weights_only=True) for stage in ("lp", "ft")
+    )
+    frame = [key for key in pretrained if not key.startswith("embedding.")]
+    assert frame and all(torch.equal(probed[f"backbone.{key}"], pretrained[key]) for key in frame)
+    assert not all(torch.equal(tuned[f"backbone.{key}"], pretrained[key]) for key in frame)
     # a rerun finds both stages done and trains nothing
     assert run_speech_fold(config, "speech", fold, corpus, run, tmp_path / "cache", progress=False) == {}

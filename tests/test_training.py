@@ -10,7 +10,7 @@ from merlib.models.checkpoints import CheckpointMismatchError
 from merlib.models.resnet import Classifier, ResNet34
 from merlib.train.common import frame_and_segment_parameters, optimizer_for
 from merlib.train.loop import Schedule, Trainer, TrainingDivergedError
-from merlib.train.speech import _frozen_frame_layers, build_transfer_model
+from merlib.train.speech import build_transfer_model
 
 
 def test_paper_schedule_constant_for_8_epochs_then_halved_every_other():
@@ -120,24 +120,6 @@ def test_adam_is_a_config_choice_and_a_typo_is_refused_at_load():
         paper_config({"speech": {"fine_tune": {"optimizer": "adamw"}}})
 
 
-def test_linear_probing_leaves_the_convolutions_untouched():
-    x, y = tiny_data()
-    model = tiny_model()
-    frozen = {k: v.clone() for k, v in model.backbone.state_dict().items() if not k.startswith("embedding.")}
-    for p in model.backbone.parameters():
-        p.requires_grad_(False)
-    _, segment = frame_and_segment_parameters(model)
-    for p in segment:
-        p.requires_grad_(True)
-    fc_before = [p.clone() for p in segment]
-    optimizer = optimizer_for([], segment, paper_config().speech.linear_probe)
-    Trainer(model, optimizer, set_train_mode=_frozen_frame_layers, progress=False).fit(1, batches(x, y))
-    after = model.backbone.state_dict()
-    for name, tensor in frozen.items():  # weights *and* batch-norm statistics
-        assert torch.equal(tensor, after[name]), name
-    assert all(not torch.equal(a, b) for a, b in zip(fc_before, segment))
-
-
 def test_fine_tuning_changes_both_parameter_groups():
     x, y = tiny_data()
     model = tiny_model()
@@ -193,3 +175,27 @@ def test_bench_loop_comparison_runs_on_a_tiny_model():
     model = tiny_model()
     result = compare_loops(model, torch.optim.SGD(model.parameters(), lr=0.01), x, y, steps=1, rounds=1)
     assert set(result) == {"bare_step_s", "merlib_step_s", "loop_overhead_ratio"} and result["loop_overhead_ratio"] > 0
+
+
+def test_the_pooled_vector_cache_is_invalidated_by_what_changes_the_vectors_only():
+    """The probe's cache of pooled vectors is named by what computes them: a frozen weight, the
+    features, the augmentation, the seed or the precision give another cache; the segment layers
+    the probe trains do not."""
+    from merlib.train.speech import pooled_cache_key
+
+    config, model = paper_config(), tiny_model()
+    key = pooled_cache_key(config, model.backbone, "fp32")
+    assert key == pooled_cache_key(config, tiny_model().backbone, "fp32")  # the same weights
+    with torch.no_grad():
+        next(p for n, p in model.backbone.named_parameters() if n.startswith("embedding.")).add_(1.0)
+    assert pooled_cache_key(config, model.backbone, "fp32") == key  # trained by the probe: not in the key
+    changed = [
+        pooled_cache_key(config, model.backbone, "bf16"),
+        pooled_cache_key(paper_config({"features": {"n_mels": 40}}), model.backbone, "fp32"),
+        pooled_cache_key(paper_config({"augment": {"copies": 1}}), model.backbone, "fp32"),
+        pooled_cache_key(paper_config({"seed": 1}), model.backbone, "fp32"),
+    ]
+    with torch.no_grad():
+        next(p for n, p in model.backbone.named_parameters() if not n.startswith("embedding.")).add_(1e-3)
+    changed.append(pooled_cache_key(config, model.backbone, "fp32"))
+    assert len({key, *changed}) == 1 + len(changed)

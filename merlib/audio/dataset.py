@@ -1,13 +1,10 @@
 """Training batches, planned then built: random T-frame chunks (paper 4.2.1), and full-length
 evaluation.
 
-An epoch's batches are first *planned* in the main process from the epoch's random generator:
-which items go together, the chunk length T of each batch (drawn from `chunk_frames`, e.g.
-{150, 200, 250, 300}), each chunk's offset and each augmented copy's mask seed. A batch is then
-*built* from its plan entry alone (`PlannedBatches`, a map-style torch Dataset), so the batches
-of an epoch are a pure function of (seed, epoch) however many DataLoader workers build them, and
-a resumed run sees the batches an uninterrupted one saw. Under DDP each rank builds its own
-slice (`items[rank::world_size]`) of every global batch.
+An epoch's chunk batches are planned (merlib.batches) in the main process from the epoch's
+random generator: which items go together, the chunk length T of each batch (drawn from
+`chunk_frames`, e.g. {150, 200, 250, 300}), each chunk's offset and each augmented copy's mask
+seed; `ChunkBuilder` builds a batch from its plan entry alone.
 
 Every segment contributes a chunk at a random offset, repeated ("signal padding") when shorter
 than T. The training set holds each segment once as is and once per augmented copy, the copies
@@ -87,12 +84,6 @@ def plan_chunk_batches(
     return plan
 
 
-def plan_index_batches(count: int, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    """One epoch of shuffled index batches (in-memory data: pooled vectors, token ids)."""
-    order = rng.permutation(count)
-    return [order[start : start + batch_size].tolist() for start in range(0, count, batch_size)]
-
-
 class ChunkBuilder:
     """Builds (chunks, targets) from chunk specs: cut, repeat if short, mask with the copy's seed."""
 
@@ -108,48 +99,6 @@ class ChunkBuilder:
             chunks.append(chunk)
         targets = torch.tensor([self.labels[spec.index] for spec in specs], dtype=torch.long)
         return torch.stack(chunks), targets
-
-
-class TensorBuilder:
-    """Builds (inputs, targets) by indexing in-memory tensors."""
-
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor):
-        self.inputs, self.targets = inputs, targets
-
-    def __call__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return self.inputs[index], self.targets[index]
-
-
-class PlannedBatches(torch.utils.data.Dataset):
-    """Batch b of an epoch = `build(plan[b][rank::world_size])`, with the global batch size.
-
-    A batch too small to give every rank two items is left out, on every rank: batch norm needs
-    two items to train on, and under DDP every rank must take part in every step. (Only an
-    epoch's last batch can be that small: its remainder of len(items) % batch_size.)
-    """
-
-    def __init__(self, plan: Sequence[Sequence], build: Callable, rank: int = 0, world_size: int = 1):
-        self.plan = [items for items in plan if len(items) >= 2 * world_size]
-        self.build, self.rank, self.world_size = build, rank, world_size
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __getitem__(self, batch: int):
-        items = self.plan[batch]
-        inputs, targets = self.build(items[self.rank :: self.world_size])
-        return inputs, targets, len(items)
-
-
-def epoch_loader(plan: Sequence[Sequence], build: Callable, runtime, workers: int | None = None):
-    """A DataLoader over one epoch's planned batches: `runtime.num_workers` worker processes
-    (or `workers`), pinned memory on CUDA, batches in plan order."""
-    dataset = PlannedBatches(plan, build, runtime.rank, runtime.world_size)
-    workers = runtime.num_workers if workers is None else workers
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=runtime.pin_memory
-    )
 
 
 # Evaluation batches: at most this many padded frames (a batch of 64 segments of 4 s is ~26k).

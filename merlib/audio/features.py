@@ -28,6 +28,7 @@ import torchaudio
 from merlib.config import ConfigError, FeatureConfig
 from merlib.errors import MerlibError
 from merlib.io import write_text
+from merlib.models.checkpoints import DAMAGED_FILE_ERRORS
 
 _RESAMPLE_WARNED: set[int] = set()
 
@@ -282,7 +283,7 @@ class FeatureCache:
         if path.is_file():
             try:
                 entry = torch.load(path, weights_only=True)
-            except Exception:  # a truncated or foreign file: recompute it
+            except DAMAGED_FILE_ERRORS:  # a truncated or foreign file: recompute it
                 entry = None
             if isinstance(entry, dict) and (stamp is None or entry.get("source") == stamp):
                 return entry["features"]

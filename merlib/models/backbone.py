@@ -3,7 +3,7 @@
 Transfer puts new segment-level layers and a head on a pretrained backbone; linear probing
 freezes `frame_layers()` and trains on `pooled()` vectors (cached: they do not change while the
 frame layers are frozen); fine-tuning trains everything. A new backbone implements this and is
-added to `merlib.train.common.BACKBONES` (and to `BackboneName` in merlib.config).
+added to `merlib.models.backbones.BACKBONES` (and to `BackboneName` in merlib.config).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import pickle
+import zipfile
 from dataclasses import dataclass, field
 
 import torch
@@ -33,13 +35,20 @@ class LoadReport:
         return "\n".join(lines)
 
 
+# What torch.load raises on a file whose *content* is damaged (truncated, empty, not PyTorch, a
+# pickle of objects weights_only refuses). An OSError (permissions, I/O) is not among them: a file
+# that cannot be read is the user's to fix, never a reason to recompute or delete it.
+DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, IndexError, ValueError,
+                       KeyError)  # fmt: skip
+
+
 def load_checkpoint(path: str | os.PathLike):
     path = pathlib.Path(path)
     if not path.is_file():
         raise DataNotFoundError(f"{path}: no such checkpoint; check the path in your config")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle errors, truncated zip files, ...
+    except DAMAGED_FILE_ERRORS as error:
         text = str(error).strip()
         reason = (
             "it is not a PyTorch file of tensors (a pickle with other objects, or not PyTorch at all)"

@@ -1,39 +1,13 @@
-"""Pieces shared by the speech stages: building backbones, optimisers and augmenters from config."""
+"""Pieces shared by the speech stages: optimisers, schedules and augmenters from the config
+(the backbones: merlib.models.backbones)."""
 
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 
 from merlib.audio.augment import SpecAugment
 from merlib.config import Config, StageConfig
-from merlib.models.backbone import Backbone
-from merlib.models.ge2e import GE2EBackbone
-from merlib.models.resnet import ResNet34
 from merlib.train.loop import Schedule
-
-
-def _resnet34(config: Config) -> Backbone:
-    model = config.speech.model
-    return ResNet34(
-        feat_dim=config.features.n_mels,
-        embed_dim=model.embed_dim,
-        m_channels=model.m_channels,
-        activation=model.activation,
-    )
-
-
-def _ge2e(config: Config) -> Backbone:
-    return GE2EBackbone(embed_dim=config.speech.model.embed_dim)
-
-
-# speech.model.backbone → factory (merlib.config.BackboneName lists the same names)
-BACKBONES: dict[str, Callable[[Config], Backbone]] = {"resnet34": _resnet34, "ge2e": _ge2e}
-
-
-def build_backbone(config: Config) -> Backbone:
-    return BACKBONES[config.speech.model.backbone](config)
 
 
 def build_augmenters(config: Config, copies: int | None = None) -> list[SpecAugment]:

@@ -10,18 +10,19 @@ import pathlib
 import numpy as np
 import torch
 
-from merlib.audio.dataset import ChunkBuilder, epoch_loader, evaluate_full_length, plan_chunk_batches, training_items
+from merlib.audio.dataset import ChunkBuilder, evaluate_full_length, plan_chunk_batches, training_items
 from merlib.audio.features import FeatureCache
+from merlib.batches import epoch_loader
 from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
 from merlib.io import save_torch, write_json
 from merlib.layout import PRETRAIN_CHECKPOINT, PRETRAIN_HISTORY
+from merlib.models.backbones import build_backbone
 from merlib.models.resnet import Classifier
 from merlib.runtime import Runtime, runtime_for
 from merlib.stages import Stage, check_stages
 from merlib.train.common import (
     build_augmenters,
-    build_backbone,
     frame_and_segment_parameters,
     optimizer_for,
     schedule_for,

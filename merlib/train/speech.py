@@ -10,10 +10,10 @@ T-frame chunks, T from {150, 200, 250, 300} per batch; full-length evaluation. T
 the best hold-out UA is kept. Scores follow the contract (merlib.scores).
 
 Linear probing does not run the frozen convolutions every epoch: their output (the pooled
-statistics) is computed once per segment — the original and its augmented copies, at full
-length — and cached, and the FC layers are trained on those vectors. Random chunking applies
-to fine-tuning only; this is the one place we depart from the recipe, for speed (the frozen
-layers see the same inputs either way; only the chunking of those inputs differs).
+statistics) is computed once per segment and copy (the original and its augmented copies) and
+cached, and the FC layers are trained on those vectors. The recipe's random chunks are kept
+as `speech.probe_chunks` random chunks per segment and copy, pooled once and drawn from each
+epoch (0: the whole segment); fine-tuning draws fresh chunks every batch as the recipe says.
 """
 
 from __future__ import annotations
@@ -31,16 +31,14 @@ from merlib import EMOTIONS
 from merlib.audio.augment import mask_features
 from merlib.audio.dataset import (
     ChunkBuilder,
-    TensorBuilder,
-    epoch_loader,
     evaluate_full_length,
     forward_each,
     plan_chunk_batches,
-    plan_index_batches,
     take_chunk,
     training_items,
 )
 from merlib.audio.features import FeatureCache
+from merlib.batches import TensorBuilder, epoch_loader, plan_index_batches
 from merlib.config import Config, SystemConfig
 from merlib.data.folds import Fold
 from merlib.errors import MerlibError
@@ -48,6 +46,7 @@ from merlib.fingerprint import Fingerprint
 from merlib.io import save_torch, write_json
 from merlib.layout import RunLayout, score_set
 from merlib.metrics import split_metrics
+from merlib.models.backbones import build_backbone
 from merlib.models.checkpoints import load_checkpoint
 from merlib.models.resnet import Classifier
 from merlib.runtime import CPU_FP32, Runtime, runtime_for
@@ -55,7 +54,6 @@ from merlib.scores import write_scores
 from merlib.stages import Stage, check_stages, speech_stages
 from merlib.train.common import (
     build_augmenters,
-    build_backbone,
     frame_and_segment_parameters,
     optimizer_for,
     schedule_for,
@@ -94,6 +92,29 @@ class _ProbedLayers(torch.nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier.forward_pooled(pooled)
+
+
+def pooled_cache_key(config: Config, backbone, precision: str) -> str:
+    """The name of the pooled-vector cache that fits these inputs: the features, augmentation and
+    seed (which segments, copies and chunks), the backbone's class and POOLED_VERSION (the code
+    that computes the vectors), the precision (bf16 vectors differ from fp32 ones in the last
+    bits) and the frozen weights themselves (not the segment layers the probe trains)."""
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                dataclasses.asdict(config.features),
+                dataclasses.asdict(config.augment),
+                config.seed,
+                type(backbone).__name__,
+                POOLED_VERSION,
+                precision,
+            ]
+        ).encode()  # fmt: skip
+    )
+    for name, tensor in backbone.state_dict().items():
+        if not name.startswith("embedding."):
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class SpeechFold:
@@ -209,24 +230,7 @@ class SpeechFold:
             pending.clear()
 
     def _open_pooled_cache(self, model: Classifier) -> None:
-        # the backbone's class and POOLED_VERSION stand for the code that computes the vectors;
-        # the precision for how (bf16 vectors differ from fp32 ones in the last bits)
-        digest = hashlib.sha256(
-            json.dumps(
-                [
-                    dataclasses.asdict(self.config.features),
-                    dataclasses.asdict(self.config.augment),
-                    self.config.seed,
-                    type(model.backbone).__name__,
-                    POOLED_VERSION,
-                    self.runtime.precision,
-                ]
-            ).encode()
-        )
-        for name, tensor in model.backbone.state_dict().items():  # the frozen weights themselves
-            if not name.startswith("embedding."):
-                digest.update(tensor.detach().cpu().numpy().tobytes())
-        key = digest.hexdigest()[:16]
+        key = pooled_cache_key(self.config, model.backbone, self.runtime.precision)
         self.pooled_path = self.run_dir / "pooled_cache" / f"{key}.pt"
         self.pooled_cache = load_checkpoint(self.pooled_path) if self.pooled_path.is_file() else {}
         self._pooled_dirty = False

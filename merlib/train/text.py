@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from merlib import EMOTIONS
-from merlib.audio.dataset import epoch_loader, plan_index_batches
+from merlib.batches import epoch_loader, plan_index_batches
 from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.data.manifest import Utterance
