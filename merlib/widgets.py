@@ -10,8 +10,9 @@ manifest, a run folder), so each callback is a method that tests can call withou
 - `TryIt`: a sentence typed, a recording uploaded or spoken by espeak-ng with an emotion's
   prosody; every system's and fusion's class probabilities, with the fusion weight to drag.
 
-Figures are drawn to PNG and shown in an Image widget: a redraw swaps the picture in one step,
-so quick changes never leave an empty output behind.
+Figures are drawn to PNG at twice their size on screen and shown in an Image widget at their
+natural size (100 CSS pixels an inch): sharp on a HiDPI screen or a projector, never stretched; a
+redraw swaps the picture in one step, so quick changes never leave an empty output behind.
 """
 
 from __future__ import annotations
@@ -31,18 +32,34 @@ from merlib import EMOTIONS, plots
 from merlib.fusion import WeightedFusion, align_scores
 from merlib.metrics import confusion, label_indices, predicted_labels, unweighted_accuracy, weighted_accuracy
 
+SCREEN_DPI = 100  # CSS pixels per figure inch
+FIGURE_DPI = 2 * SCREEN_DPI  # drawn at twice that: every CSS pixel has two device pixels behind it
+
 
 def image() -> widgets.Image:
-    """A picture slot for a figure: as wide as its natural size, never wider than the cell."""
-    return widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto", max_width="100%"))
+    """A picture slot for a figure, hidden until it holds one (no broken-image icon)."""
+    return widgets.Image(format="png", layout=widgets.Layout(display="none", max_width="100%", height="auto"))
 
 
-def png(figure) -> bytes:
+def png(figure, dpi: int = FIGURE_DPI) -> bytes:
     """A figure as PNG bytes (and closed: the widget shows the picture, not the figure)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return buffer.getvalue()
+
+
+def png_width(data: bytes) -> int:
+    """The width in pixels of a PNG (its IHDR chunk)."""
+    return int.from_bytes(data[16:20], "big")
+
+
+def show_figure(slot: widgets.Image, figure) -> None:
+    """Put `figure` in `slot`, shown at its natural size in CSS pixels (at most the cell's width)."""
+    data = png(figure)
+    slot.value = data
+    slot.layout.width = f"{png_width(data) * SCREEN_DPI // FIGURE_DPI}px"
+    slot.layout.display = None
 
 
 class FusionExplorer:
@@ -98,7 +115,7 @@ class FusionExplorer:
             f" WA {100 * result['test_wa']:.1f}%</span>"
         )
         where = f"fold {self.fold} " if self.fold is not None else ""
-        self.matrix.value = png(plots.confusion_heatmap(result["test_confusion"], title=f"{where}test, w1 = {w1:.2f}"))
+        show_figure(self.matrix, plots.confusion_heatmap(result["test_confusion"], title=f"{where}test, w1 = {w1:.2f}"))
         return result
 
 
@@ -114,24 +131,63 @@ class MaskExplorer:
         self.front_end = build_front_end(config.features)
         self.augmenters = {name: SpecAugment(policy, n_mels=config.features.n_mels)
                            for name, policy in config.augment.policies.items()}  # fmt: skip
-        choices = [(f"{u.id} · {u.label} · {u.transcript[:50]}", u.id) for u in utterances]
-        self.picker = widgets.Dropdown(options=choices, description="utterance", layout=widgets.Layout(width="640px"))
+        sessions = sorted({u.session for u in utterances})
+        self.session = widgets.Dropdown(options=[("all sessions", 0)] + [(f"session {s}", s) for s in sessions],
+                                        description="session")  # fmt: skip
+        self.emotion = widgets.Dropdown(options=[("all", "")] + [(e, e) for e in EMOTIONS], description="emotion")
+        self.search = widgets.Text(placeholder="id or words of the transcript", description="search",
+                                   continuous_update=False)  # fmt: skip
+        self.found = widgets.HTML()
+        self.picker = widgets.Dropdown(description="utterance", layout=widgets.Layout(width="640px"))
         self.policy = widgets.Dropdown(options=list(self.augmenters), description="policy")
         self.seed = widgets.IntSlider(value=0, min=0, max=50, description="seed", continuous_update=False)
-        self.listen = widgets.ToggleButtons(options=["as recorded", "what the masks leave"], description="audio")
+        self.listen = widgets.ToggleButtons(options=["as recorded", "what the masks leave"], description="audio",
+                                            style={"button_width": "auto"})  # fmt: skip
         self.info = widgets.HTML()
         self.figure = image()
         self.audio = widgets.Audio(autoplay=False, format="wav")
+        self.search.add_class("merlib-mask-search")
+        for control in (self.session, self.emotion, self.search):
+            control.observe(lambda change: self.filter(), names="value")
+        self._quiet = False
         for control in (self.picker, self.policy, self.seed, self.listen):
-            control.observe(lambda change: self.update(), names="value")
-        self.widget = widgets.VBox([self.picker, widgets.HBox([self.policy, self.seed]), self.info, self.figure,
+            control.observe(lambda change: self._quiet or self.update(), names="value")
+        self.widget = widgets.VBox([widgets.HBox([self.session, self.emotion, self.search]), self.found, self.picker,
+                                    widgets.HBox([self.policy, self.seed]), self.info, self.figure,
                                     widgets.HBox([self.listen, self.audio])])  # fmt: skip
+        self.filter()
+
+    SHOWN = 500  # utterances a search lists at most (a dropdown of thousands is of no use)
+
+    def matching(self) -> list:
+        """The utterances of the chosen session and emotion whose id or transcript holds the search words."""
+        words = self.search.value.lower().split()
+        return [u for u in self.utterances.values()
+                if self.session.value in (0, u.session) and self.emotion.value in ("", u.label)
+                and all(word in f"{u.id} {u.transcript}".lower() for word in words)]  # fmt: skip
+
+    def filter(self) -> list:
+        found = self.matching()
+        shown = found[: self.SHOWN]
+        self.found.value = (f"{len(found)} utterance(s) match" + (f"; the first {len(shown)} are listed" if len(found)
+                            > len(shown) else ""))  # fmt: skip
+        keep = self.picker.value if any(u.id == self.picker.value for u in shown) else None
+        self._quiet = True  # new options reset the picker: draw once, below
+        try:
+            self.picker.options = [(f"{u.id} · {u.label} · {u.transcript[:50]}", u.id) for u in shown]
+            self.picker.value = keep or (shown[0].id if shown else None)
+        finally:
+            self._quiet = False
         self.update()
+        return found
 
     def update(self) -> dict:
         from merlib.audio.augment import mask_features
         from merlib.audio.features import load_audio
 
+        if self.picker.value is None:  # nothing matches the search
+            self.info.value, self.figure.layout.display = "no utterance matches", "none"
+            return {}
         record = self.utterances[self.picker.value]
         waveform = load_audio(self.corpus_root / record.wav)
         original = self.front_end(waveform)
@@ -140,7 +196,7 @@ class MaskExplorer:
         self.info.value = (f"<b>{record.id}</b> ({record.label}, {record.duration:.2f} s): “{record.transcript}” — "
                            f"<span class='merlib-masked'>{100 * share:.1f}% of cells masked</span>")  # fmt: skip
         title = f"{self.policy.value}, seed {self.seed.value}"
-        self.figure.value = png(plots.masked_spectrogram(original.numpy(), masked.numpy(), mask.numpy(), title=title))
+        show_figure(self.figure, plots.masked_spectrogram(original.numpy(), masked.numpy(), mask.numpy(), title=title))
         if self.listen.value == "what the masks leave":
             self.audio.value = wav_bytes(masked_audio(self.front_end, waveform, mask))
         else:
@@ -186,13 +242,16 @@ def wav_bytes(audio: np.ndarray, rate: int = 16000) -> bytes:
 class ConfusionExplorer:
     """Fold and system dropdowns, counts or recall, and the utterances behind one cell."""
 
+    LISTED = 200  # utterances of a cell offered to play
+
     def __init__(self, scores: dict[tuple[int, str], pd.DataFrame], utterances: Sequence,
-                 titles: dict[str, str] | None = None):  # fmt: skip
+                 titles: dict[str, str] | None = None, corpus_root: str | pathlib.Path | None = None):  # fmt: skip
         """`titles`: {score set: title} in the order to offer them (the run's plan); without it,
-        every score set found, by name."""
+        every score set found, by name. `corpus_root`: where the utterances' wavs are, to play them."""
         self.scores = scores
         self.titles = titles or {system: system for system in sorted({system for _, system in scores})}
         self.transcripts = {u.id: u.transcript for u in utterances}
+        self.wavs = {u.id: pathlib.Path(corpus_root) / u.wav for u in utterances} if corpus_root else {}
         folds = sorted({fold for fold, _ in scores})
         systems = [(title, name) for name, title in self.titles.items() if any(found == name for _, found in scores)]
         self.fold = widgets.Dropdown(options=[("all folds", 0)] + [(f"fold {f}", f) for f in folds], description="fold")
@@ -202,11 +261,25 @@ class ConfusionExplorer:
         self.predicted_label = widgets.Dropdown(options=list(EMOTIONS), value="neu", description="predicted")
         self.figure = image()
         self.cell = widgets.HTML()
+        self.listed = widgets.Select(rows=8, layout=widgets.Layout(width="640px"))
+        self.player = widgets.Audio(autoplay=True, format="wav", layout=widgets.Layout(display="none"))
+        self.listed.add_class("merlib-cell-utterances")
         for control in (self.fold, self.system, self.mode, self.true_label, self.predicted_label):
             control.observe(lambda change: self.update(), names="value")
+        self.listed.observe(lambda change: self.play(change["new"]), names="value")
+        listening = [widgets.HTML("click an utterance to hear it:"), self.listed, self.player] if self.wavs else []
         self.widget = widgets.VBox([widgets.HBox([self.fold, self.system]), self.mode, self.figure,
-                                    widgets.HBox([self.true_label, self.predicted_label]), self.cell])  # fmt: skip
+                                    widgets.HBox([self.true_label, self.predicted_label]), self.cell,
+                                    *listening])  # fmt: skip
         self.update()
+
+    def play(self, utterance: str | None) -> None:
+        """Load the chosen utterance's recording into the player (which starts it)."""
+        if utterance is None or utterance not in self.wavs:
+            self.player.layout.display = "none"
+            return
+        self.player.value = self.wavs[utterance].read_bytes()
+        self.player.layout.display = None
 
     def test_rows(self) -> pd.DataFrame:
         frames = [frame for (fold, system), frame in self.scores.items()
@@ -228,11 +301,13 @@ class ConfusionExplorer:
         shown = plots.row_percent(matrix) if normalized else matrix
         where = "all folds" if self.fold.value == 0 else f"fold {self.fold.value}"
         title = f"{self.titles[self.system.value]}, {where}"
-        self.figure.value = png(plots.confusion_heatmap(shown, normalize=False, percent=normalized, title=title))
+        show_figure(self.figure, plots.confusion_heatmap(shown, normalize=False, percent=normalized, title=title))
         cell = self.cell_utterances()
-        listed = cell.head(25).to_html(index=False, escape=True)
         self.cell.value = (f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
-                           f"{self.predicted_label.value}:{listed}")  # fmt: skip
+                           f"{self.predicted_label.value}" + ("" if self.wavs else
+                           ":" + cell.head(25).to_html(index=False, escape=True)))  # fmt: skip
+        self.listed.options = [(f"{i} · {t[:70]}", i) for i, t in cell.head(self.LISTED).itertuples(index=False)]
+        self.listed.value = None  # nothing plays until one is clicked
         return {"confusion": matrix, "shown": shown, "cell": cell}
 
 
@@ -254,8 +329,11 @@ class TryIt:
         self.upload = widgets.FileUpload(accept=".wav", multiple=False, description="or a wav")
         self.audio = widgets.Audio(autoplay=False, format="wav")
         self.run = widgets.Button(description="predict", button_style="primary")
-        self.slider = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, continuous_update=False,
-                                          description="w1", readout_format=".2f")  # fmt: skip
+        start = self.run_w1(self.predictor.fusions, name=self.pair.name) if self.pair else None
+        self.slider = widgets.FloatSlider(value=0.5 if start is None else start, min=0.0, max=1.0,
+                                          step=0.01, continuous_update=False, description="w1",
+                                          readout_format=".2f")  # fmt: skip
+        self.chosen = widgets.HTML()
         self.message = widgets.HTML()
         self.table = widgets.HTML()
         self.bars = image()
@@ -264,13 +342,14 @@ class TryIt:
             control.add_class(f"merlib-tryit-{name}")  # what the browser test finds them by
         self.wav_path: pathlib.Path | None = None
         self.wav_speaker: str | None = None
+        self.wav_source = ""  # what the recording is, said with every prediction
         self.prediction = None
         self.say.on_click(lambda button: self.synthesize())
         self.upload.observe(lambda change: self.uploaded(), names="value")
         self.run.on_click(lambda button: self.predict())
         self.slider.observe(lambda change: self.show(), names="value")
         fused = [widgets.HTML(f"fusion weight of <b>{self.pair.name}</b> ({' + '.join(self.pair.inputs)}):"),
-                 self.slider] if self.pair else []  # fmt: skip
+                 self.slider, self.chosen] if self.pair else []  # fmt: skip
         self.widget = widgets.VBox([self.sentence, widgets.HBox([self.emotion, self.say, self.upload]), self.audio,
                                     self.run, self.message, widgets.HBox(fused), self.table, self.bars])  # fmt: skip
 
@@ -280,6 +359,7 @@ class TryIt:
 
         self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "said.wav"
         self.wav_path.write_bytes(wav_bytes(say(self.sentence.value, self.emotion.value, speaker=SAY_VOICE)))
+        self.wav_source = f"espeak-ng saying “{html.escape(self.sentence.value)}” as {self.emotion.value}"
         # a demo corpus voice: on a demo run only the folds that never heard that speaker judge it
         # (IEMOCAP's Ses01F is a person, not this voice)
         self.wav_speaker = SAY_VOICE if self.predictor.config.data.corpus == "demo" else None
@@ -290,26 +370,50 @@ class TryIt:
         files = self.upload.value
         if not files:
             return None
-        content = files[0]["content"] if isinstance(files, (list, tuple)) else next(iter(files.values()))["content"]
+        upload = files[0] if isinstance(files, (list, tuple)) else next(iter(files.values()))
+        content = upload["content"]
         self.wav_path = pathlib.Path(tempfile.mkdtemp()) / "uploaded.wav"
         self.wav_speaker = None
+        self.wav_source = f"your recording {html.escape(str(upload.get('name', 'uploaded.wav')))}"
         self.wav_path.write_bytes(bytes(content))
         self.audio.value = self.wav_path.read_bytes()
         return self.wav_path
 
+    @staticmethod
+    def run_w1(fusions: dict[int, dict], folds=None, name: str = "") -> float | None:
+        """The run's chosen w1 of a two-way fusion, mean over `folds` (default: every fold)."""
+        weights = [info[name]["w1"] for fold, info in fusions.items()
+                   if (folds is None or fold in folds) and "w1" in info.get(name, {})]  # fmt: skip
+        return float(np.mean(weights)) if weights else None
+
     def predict(self):
+        """Every system and fusion of the run on the sentence and the recording. The button says it
+        is busy meanwhile (seconds to half a minute on a CPU); the slider stays where it is."""
         from merlib.errors import MerlibError
 
+        self.run.disabled, self.run.description, self.run.icon = True, "predicting…", "hourglass"
+        self.run.add_class("merlib-busy")
+        self.message.value = "<span class='merlib-tryit-busy'>predicting with the run's models…</span>"
         try:
             self.prediction = self.predictor.predict(self.sentence.value, self.wav_path, speaker=self.wav_speaker)
         except MerlibError as error:
-            self.message.value = f"<span class='merlib-error'>{error}</span>"
+            self.message.value = f"<span class='merlib-error'>{html.escape(str(error))}</span>"
             return None
-        self.message.value = "<br>".join([f"<b>warning:</b> {html.escape(w)}" for w in self.prediction.warnings]
-                                         + [f"note: {note}" for note in self.prediction.notes])  # fmt: skip
-        if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
-            weights = [self.predictor.fusions[f].get(self.pair.name, {}).get("w1") for f in self.prediction.folds]
-            self.slider.value = float(np.mean([w for w in weights if w is not None] or [0.5]))
+        finally:
+            self.run.disabled, self.run.description, self.run.icon = False, "predict", ""
+            self.run.remove_class("merlib-busy")
+        used = f"<b>audio:</b> {self.wav_source}" if self.wav_path else "<b>audio:</b> none (text systems only)"
+        warnings = [f"<b>warning:</b> {html.escape(w)}" for w in self.prediction.warnings]
+        self.message.value = "<br>".join([used, *warnings, *(f"note: {html.escape(n)}" for n in self.prediction.notes)])
+        if self.pair:
+            chosen = self.run_w1(self.predictor.fusions, self.prediction.folds, self.pair.name)
+            self.chosen.value = (
+                ""
+                if chosen is None
+                else (
+                    f"the run chose w1 = {chosen:.2f} (mean over fold(s) {', '.join(map(str, self.prediction.folds))})"
+                )
+            )
         self.show()
         return self.prediction
 
@@ -334,7 +438,7 @@ class TryIt:
         self.table.value = (
             f"<table class='merlib-prediction'><tr><th></th>{header}<th>predicted</th></tr>{rows}</table>"
         )
-        self.bars.value = png(plots.probability_bars(probabilities, self.titles))
+        show_figure(self.bars, plots.probability_bars(probabilities, self.titles))
 
 
 def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.DataFrame]:

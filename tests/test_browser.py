@@ -230,13 +230,21 @@ def test_every_notebook_runs_as_opened_then_the_slider_and_try_it(lab):
             )
             shown[w1] = shown_test_ua(page.inner_text(".merlib-metrics"))
         assert len(set(shown.values())) > 1, f"the displayed test UA did not change with w1: {shown}"
-        # try it: a sentence typed and spoken, then another one: the probabilities change
+        # try it: the fusion weight set by the user first; a sentence typed and spoken, then another
+        # one: the button is busy while the models work, the probabilities change, the weight stays
+        weight = page.locator(".merlib-tryit-w1 .noUi-handle").first
+        weight.focus()
+        page.keyboard.press("Home")
+        readout = ".merlib-tryit-w1 .widget-readout"
+        page.wait_for_function(f"() => document.querySelector('{readout}').innerText.trim() === '0.00'")
         tables = []
         for sentence in ("This is the best news I have heard all year!", "Nobody even came to the funeral."):
             page.fill(".merlib-tryit-sentence input", sentence)
             page.click("button.merlib-tryit-say")
             page.wait_for_timeout(500)
             page.click("button.merlib-tryit-predict")
+            if not tables:  # the first prediction loads the fold models: seconds of "predicting…"
+                page.wait_for_selector("button.merlib-tryit-predict:disabled", timeout=10_000)
             before = json.dumps(tables[-1] if tables else "")
             page.wait_for_function(
                 "() => document.querySelectorAll('.merlib-prediction').length && "
@@ -244,6 +252,7 @@ def test_every_notebook_runs_as_opened_then_the_slider_and_try_it(lab):
                 timeout=120_000,
             )
             tables.append(page.inner_text(".merlib-prediction"))
+            assert page.inner_text(readout).strip() == "0.00", "a prediction moved the user's fusion weight"
         page.screenshot(path=str(lab["out"] / "50_explore.png"), full_page=True)
         print(f"screenshot: {lab['out'] / '50_explore.png'}; test UA shown: {shown}")
         browser.close()

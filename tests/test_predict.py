@@ -59,13 +59,28 @@ def test_the_try_it_widget_speaks_predicts_and_refuses(tiny_run):
     from merlib.widgets import TryIt
 
     widget = TryIt(tiny_run["run_dir"])
+    assert widget.bars.layout.display == "none"  # no broken-image icon before the first prediction
     widget.sentence.value = "This is the best news I have heard all year!"
     widget.emotion.value = "hap"
     path = widget.synthesize()
     assert path.is_file() and widget.audio.value[:4] == b"RIFF"
+    widget.slider.value = 0.37  # the user's weight: no prediction moves it
+    seen = []
+    predict = widget.predictor.predict
+
+    def watched(*args, **kwargs):  # the button while the models work
+        seen.append((widget.run.disabled, widget.run.description, widget.message.value))
+        return predict(*args, **kwargs)
+
+    widget.predictor.predict = watched
     prediction = widget.predict()
+    assert seen[0][:2] == (True, "predicting…") and "merlib-tryit-busy" in seen[0][2]
+    assert not widget.run.disabled and widget.run.description == "predict"
+    assert widget.slider.value == 0.37 and "the run chose w1 = " in widget.chosen.value
+    assert "audio:</b> espeak-ng saying “This is the best news I have heard all year!” as hap" in widget.message.value
     assert {"speech_ft", "text", "fusion_weighted"} <= set(prediction.probabilities)
     assert "merlib-prediction" in widget.table.value and widget.bars.value[:4] == b"\x89PNG"
+    assert widget.bars.layout.display is None
     at_text = widget.slider.value = 0.0
     text_only = widget.probabilities()["fusion_weighted"]
     expected = prediction.probabilities["text"]

@@ -90,6 +90,48 @@ def test_mask_explorer_draws_masks_within_the_policy(tiny_demo_corpus):
     assert explorer.audio.value[:4] == b"RIFF" and "masked" in explorer.info.value
 
 
+def test_the_mask_explorer_offers_every_utterance_by_session_emotion_or_search(tiny_demo_corpus):
+    corpus, utterances = tiny_demo_corpus
+    explorer = MaskExplorer(utterances, corpus, paper_config({"features": {"n_mels": 64}}))
+    assert len(explorer.picker.options) == min(len(utterances), explorer.SHOWN)
+    last = max(u.session for u in utterances)
+    explorer.session.value = last
+    assert {explorer.utterances[value].session for _, value in explorer.picker.options} == {last}
+    explorer.emotion.value = "sad"
+    assert all(explorer.utterances[value].label == "sad" for _, value in explorer.picker.options)
+    wanted = next(u for u in utterances if u.session == last and u.label == "sad")
+    explorer.search.value = wanted.id.lower()
+    assert [value for _, value in explorer.picker.options] == [wanted.id] and explorer.picker.value == wanted.id
+    assert wanted.id in explorer.info.value  # the picked utterance is drawn
+    explorer.search.value = "no such words anywhere"
+    assert explorer.picker.value is None and "no utterance matches" in explorer.info.value
+
+
+def test_figures_are_drawn_sharp_and_shown_at_their_natural_size():
+    from merlib.widgets import FIGURE_DPI, SCREEN_DPI, png_width
+
+    explorer = FusionExplorer(SPEECH, TEXT)
+    shown = int(explorer.matrix.layout.width.removesuffix("px"))
+    assert png_width(explorer.matrix.value) // (FIGURE_DPI // SCREEN_DPI) == shown  # twice the pixels it takes
+    assert 300 <= shown <= 600  # a 4-inch matrix: the slider above it and the matrix fit one screen
+
+
+def test_the_confusion_explorer_plays_the_utterances_behind_a_cell(tmp_path):
+    import soundfile
+
+    utterances = []
+    for index, name in enumerate(IDS):
+        soundfile.write(tmp_path / f"{name}.wav", np.full(1600, index / 100, dtype="float32"), 16000)
+        utterances.append(type("U", (), {"id": name, "transcript": f"text of {name}", "wav": f"{name}.wav"})())
+    explorer = ConfusionExplorer({(1, "text"): TEXT}, utterances, corpus_root=tmp_path)
+    explorer.true_label.value = explorer.predicted_label.value = "ang"
+    listed = [value for _, value in explorer.listed.options]
+    assert listed == explorer.cell_utterances()["id"].tolist() and listed
+    explorer.listed.value = listed[0]
+    assert explorer.player.value == (tmp_path / f"{listed[0]}.wav").read_bytes()
+    assert explorer.player.layout.display is None
+
+
 def test_the_fusion_explorer_marks_the_weight_the_run_chose_whatever_its_objective(tmp_path):
     """A log-loss fusion's weight is the run's (fusion.json), not a UA refit made by the widget."""
     from merlib.config import load_config
