@@ -12,7 +12,9 @@ import errno
 import json
 import os
 import pathlib
+import pickle
 import shutil
+import zipfile
 from typing import Iterator
 
 from merlib.errors import MerlibError
@@ -89,6 +91,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> pathlib.Path:
     return write_text(path, json.dumps(obj, indent=indent, default=str) + "\n")
+
+
+# What torch.load raises on a file whose *content* is damaged (truncated, empty, not PyTorch, a
+# pickle of objects weights_only refuses). An OSError (permissions, I/O) is not among them: a file
+# that cannot be read is the user's to fix, never a reason to recompute or delete it.
+DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, IndexError, ValueError,
+                       KeyError)  # fmt: skip
 
 
 def read_json(path: str | os.PathLike):

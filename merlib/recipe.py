@@ -48,15 +48,15 @@ def run_plan(config: Config, run_dir: pathlib.Path, folds: list[int], launch: La
 
     submitted = launch.launcher != "local"
     executor = executor_for(launch, run_dir, config.name) if submitted else None
-    step("data")
+    step("data (00_data.ipynb)")
     execution.execute("00_data.ipynb", run_dir / "00_data.ipynb", parameters)
     if config.uses_pretraining():
-        step("speaker pretraining")
+        step("speaker pretraining (10_speaker_pretrain.ipynb)")
         failure = pretrain_speakers(parameters, run_dir, executor, launch)
         if failure:
             print(f"speaker pretraining failed: {failure}", file=sys.stderr)
             return 1
-    step("folds")
+    step("folds (20_speech_fold, 30_text_fold notebooks; baselines)")
     failures = train_folds(config, parameters, run_dir, folds, launch, executor, started)
     if report:
         step("fusions, summary, claims, report")

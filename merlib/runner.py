@@ -79,7 +79,7 @@ def report(run_dir: str | pathlib.Path) -> pathlib.Path:
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         raise RunFolderError(f"{run_dir}: not a run folder (no config.yaml); run `merlib run --config ...` first")
-    config = load_config(saved)
     with run_lock(run_dir, "run", "the run's report"):
+        config = load_config(saved)
         recipe.finish(run_dir, config)
         return write_report(run_dir, config)

@@ -34,8 +34,8 @@ from merlib.fingerprint import (
     stored_fingerprint,
     utterances_identity,
 )
+from merlib.io import DAMAGED_FILE_ERRORS
 from merlib.layout import RunLayout, fold_name, score_set
-from merlib.models.checkpoints import DAMAGED_FILE_ERRORS
 from merlib.paths import resolve
 
 SPLITS = ("train", "holdout", "test")

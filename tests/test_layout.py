@@ -72,3 +72,25 @@ def test_only_the_layout_spells_the_file_names():
     spelt = {str(path.relative_to(MERLIB)): found for path in sorted(MERLIB.rglob("*.py"))
              for found in [_spellings(ast.parse(path.read_text()))] if found}  # fmt: skip
     assert set(spelt) == {"layout.py"}, spelt
+
+
+def test_a_damaged_checkpoint_makes_its_stage_run_again_but_an_unreadable_path_is_an_error(tmp_path):
+    """A truncated, empty or foreign checkpoint has no fingerprint (the stage is stale and runs
+    again); a path that cannot be read at all (here: a folder) is an error, never a reason to
+    delete the stage's files."""
+    import pytest
+    import torch
+
+    from merlib.stages import checkpoint_fingerprint
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"fingerprint": {"hash": "abc"}}, good)
+    assert checkpoint_fingerprint(good) == {"hash": "abc"}
+    whole = good.read_bytes()
+    for name, content in (("truncated", whole[: len(whole) // 2]), ("empty", b""), ("text", b"not a checkpoint")):
+        (tmp_path / name).write_bytes(content)
+        assert checkpoint_fingerprint(tmp_path / name)["hash"] == "unreadable", name
+    torch.save([1, 2, 3], tmp_path / "list.ckpt")  # loads, but is not a checkpoint
+    assert checkpoint_fingerprint(tmp_path / "list.ckpt")["hash"] == "unreadable"
+    with pytest.raises(IsADirectoryError):
+        checkpoint_fingerprint(tmp_path)

@@ -27,8 +27,7 @@ import torchaudio
 
 from merlib.config import ConfigError, FeatureConfig
 from merlib.errors import MerlibError
-from merlib.io import write_text
-from merlib.models.checkpoints import DAMAGED_FILE_ERRORS
+from merlib.io import DAMAGED_FILE_ERRORS, write_text
 
 _RESAMPLE_WARNED: set[int] = set()
 

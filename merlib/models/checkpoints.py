@@ -6,13 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
 
 from merlib.errors import DataNotFoundError, MerlibError
+from merlib.io import DAMAGED_FILE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +32,6 @@ class LoadReport:
         lines += [f"  unexpected in checkpoint: {name}" for name in self.unexpected]
         lines += [f"  shape differs: {name}: checkpoint {list(a)} vs model {list(b)}" for name, a, b in self.mismatched]
         return "\n".join(lines)
-
-
-# What torch.load raises on a file whose *content* is damaged (truncated, empty, not PyTorch, a
-# pickle of objects weights_only refuses). An OSError (permissions, I/O) is not among them: a file
-# that cannot be read is the user's to fix, never a reason to recompute or delete it.
-DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, IndexError, ValueError,
-                       KeyError)  # fmt: skip
 
 
 def load_checkpoint(path: str | os.PathLike):
