@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import pathlib
 import statistics
 import subprocess
 import sys
@@ -376,8 +377,83 @@ def bench_text(config: Config, steps: int = 3, rounds: int = 3, tokens: int = 48
     }
 
 
+def ssl_fold_estimate(pass_seconds_per_audio_second: float, step_seconds: float, config: Config,
+                      system: str) -> float:  # fmt: skip
+    """Hours of the speech stages of one IEMOCAP fold of an ssl system of `config`, from a measured
+    frozen pass (seconds per second of audio) and training step (fine_tune.batch_size chunks of
+    the mean of chunk_frames): the probe's one frozen pass over every utterance (its epochs on
+    cached vectors are negligible), then epochs × ceil(train / batch) steps, the hold-out scored
+    at the start and every epoch, the test set once (a training-mode pass costs about as much)."""
+    resolved = config.system_config(system)
+    sizes = iemocap_fold_sizes(config.data.holdout_fraction)
+    audio = {split: count * IEMOCAP_MEAN_SECONDS for split, count in sizes.items()}
+    stage = resolved.speech.fine_tune
+    probe = sum(audio.values()) * pass_seconds_per_audio_second
+    steps = stage.epochs * math.ceil(sizes["train"] / stage.batch_size)
+    scored = ((stage.epochs + 1) * audio["holdout"] + audio["test"]) * pass_seconds_per_audio_second
+    return (probe + steps * step_seconds + scored) / 3600
+
+
+def bench_ssl(config: Config, utterances: int = 4, seconds: float = 4.5, batch: int = 4, rounds: int = 2,
+              shape: dict | None = None) -> dict:  # fmt: skip
+    """A base-size self-supervised encoder (transformers' WavLMConfig defaults: the shape of
+    microsoft/wavlm-base-plus, random weights): its frozen pass over `utterances` of `seconds`
+    one at a time, and one fine-tuning step of `batch` 3 s chunks (the CNN frozen), measured;
+    then, from those rates, an estimate of a configs/ssl.yaml fold (labelled as such)."""
+    import tempfile
+
+    import transformers
+
+    from merlib.config import load_config
+    from merlib.models.resnet import Classifier
+    from merlib.models.ssl import SSLBackbone
+    from merlib.train.common import frame_and_segment_parameters
+
+    runtime = runtime_for(config)
+    with tempfile.TemporaryDirectory() as folder:
+        transformers.WavLMConfig(**(shape or {})).save_pretrained(folder)  # shape: a tiny one for the tests
+        torch.manual_seed(0)
+        model = Classifier(SSLBackbone(folder, 256, pretrained=False), 4).to(runtime.device)
+    waves = [runtime.to_device(torch.randn(1, int(seconds * 16000), 1) * 0.1) for _ in range(utterances)]
+    model.eval()
+
+    def frozen_pass():
+        with torch.no_grad(), runtime.autocast():
+            for wave in waves:
+                model.backbone.pooled(wave)
+
+    pass_seconds = _median_seconds(_synchronized(runtime, frozen_pass), rounds) / (utterances * seconds)
+    model.train()
+    frame, segment = frame_and_segment_parameters(model)
+    optimizer = torch.optim.Adam([{"params": frame, "lr": 2e-5}, {"params": segment, "lr": 1e-4}])
+    chunks = runtime.to_device(torch.randn(batch, 48000, 1) * 0.1)
+    targets = runtime.to_device(torch.randint(0, 4, (batch,)))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast():
+            loss = torch.nn.functional.cross_entropy(model(chunks).float(), targets)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: allocations, cuDNN plans
+    step_seconds = _median_seconds(_synchronized(runtime, step), rounds)
+    ssl_config = load_config(pathlib.Path(__file__).resolve().parent.parent / "configs" / "ssl.yaml")
+    stage = ssl_config.system_config("wavlm").speech.fine_tune
+    scaled = step_seconds * stage.batch_size / batch  # a step's cost is linear in the batch
+    return {
+        "model": f"WavLM base shape ({sum(p.numel() for p in model.backbone.encoder.parameters())} parameters, "
+        "random weights)",  # fmt: skip
+        "device": runtime.describe().get("device_name", str(runtime.device)),
+        "precision": runtime.precision,
+        "frozen_pass_seconds_per_audio_second": round(pass_seconds, 4),
+        f"train_step_seconds_{batch}x3s": round(step_seconds, 3),
+        "ssl_yaml_fold_hours_estimate": round(ssl_fold_estimate(pass_seconds, scaled, ssl_config, "wavlm"), 2),
+    }
+
+
 def main(kind: str, as_json: bool, config: Config) -> int:
-    result = {"speech": bench_speech, "text": bench_text}[kind](config)
+    result = {"speech": bench_speech, "text": bench_text, "ssl": bench_ssl}[kind](config)
     if as_json:
         print(json.dumps(result))
     else:

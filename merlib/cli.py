@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     claims.set_defaults(handler=_claims)
 
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
-    bench.add_argument("kind", choices=("speech", "text"))
+    bench.add_argument("kind", choices=("speech", "text", "ssl"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_options(bench, runs=False)
     bench.set_defaults(handler=_bench)

@@ -59,9 +59,9 @@ NONEMPTY = {"nonempty": True}
 
 # The choices of the plug-in tables (merlib.audio.features.FRONT_ENDS, merlib.models.backbones.BACKBONES,
 # merlib.train.pretrained.PRETRAINED_SOURCES); tests/test_config.py keeps each equal to its table.
-FrontEndName = Literal["logmel", "kaldi_fbank", "ge2e_mel"]
-BackboneName = Literal["resnet34", "ge2e"]
-PretrainedSource = Literal["none", "pretrain", "resemblyzer", "wespeaker", "checkpoint"]
+FrontEndName = Literal["logmel", "kaldi_fbank", "ge2e_mel", "waveform"]
+BackboneName = Literal["resnet34", "ge2e", "ssl"]
+PretrainedSource = Literal["none", "pretrain", "resemblyzer", "wespeaker", "checkpoint", "huggingface"]
 Normalization = Literal["per_bin", "global", "mean", "none"]
 Stage = Literal["lp", "ft"]
 
@@ -120,7 +120,7 @@ class PretrainedConfig:
     """Where the speech backbone's weights come from (merlib.train.pretrained)."""
 
     source: PretrainedSource
-    path: str = ""  # the file, for the wespeaker and checkpoint sources
+    path: str = ""  # the file (wespeaker, checkpoint), or the checkpoint folder (huggingface; ssl with none)
 
 
 @dataclass
@@ -160,6 +160,8 @@ class SpeechConfig:
     linear_probe: StageConfig
     fine_tune: StageConfig
     probe_chunks: int = field(metadata=at_least(0))  # 0: the probe trains on whole segments; N: on N chunks each
+    # ssl backbone: longer utterances are encoded in windows of this many seconds (0: whole)
+    max_seconds: float = field(metadata=at_least(0))
 
 
 @dataclass
@@ -536,6 +538,20 @@ def _check_speech(config: Config, where: str) -> None:
             )
     elif pretrained.source == "resemblyzer":
         raise ConfigError(f"{where}: speech.pretrained.source: resemblyzer goes with speech.model.backbone: ge2e")
+    ssl = config.speech.model.backbone == "ssl"
+    if ssl and (pretrained.source not in ("huggingface", "none") or not pretrained.path):
+        raise ConfigError(f"{where}: speech.model.backbone: ssl takes speech.pretrained.source huggingface (or none: "
+                          "random weights) and speech.pretrained.path, the checkpoint folder")  # fmt: skip
+    if pretrained.source == "huggingface" and not ssl:
+        raise ConfigError(f"{where}: speech.pretrained.source: huggingface goes with speech.model.backbone: ssl")
+    if ssl != (config.features.kind == "waveform"):
+        raise ConfigError(
+            f"{where}: features.kind: waveform and speech.model.backbone: ssl go together (a "
+            "self-supervised encoder takes the waveform; the other backbones take spectral features)"
+        )
+    if ssl and config.augment.copies:
+        raise ConfigError(f"{where}: the ssl backbone takes the waveform, which SpecAugment cannot mask: set "
+                          "augment.copies: 0 for this system")  # fmt: skip
 
 
 def check_config(config: Config, where: str) -> None:

@@ -11,13 +11,14 @@ import pathlib
 from merlib.config import STAGE_TITLES, Config, FusionConfig, SystemConfig
 from merlib.layout import score_set
 
-BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E"}
+BACKBONE_TITLES = {"resnet34": "ResNet34", "ge2e": "GE2E", "ssl": "SSL encoder"}
 SOURCE_TITLES = {
     "pretrain": "speaker-pretrained",
     "none": "random init",
     "resemblyzer": "resemblyzer weights",
     "wespeaker": "wespeaker VoxCeleb weights",
     "checkpoint": "pretrained checkpoint",
+    "huggingface": "pretrained",
 }
 
 
@@ -37,6 +38,10 @@ def system_title(config: Config, system: SystemConfig) -> str:
     if system.modality == "text":
         return f"text, {text_model_title(resolved.text.model)}"
     backbone = resolved.speech.model.backbone
+    if backbone == "ssl":  # the checkpoint folder names the encoder (wavlm-base-plus, hubert-large-ll60k, ...)
+        return (
+            f"{pathlib.Path(resolved.speech.pretrained.path).name}, {SOURCE_TITLES[resolved.speech.pretrained.source]}"
+        )
     return f"{BACKBONE_TITLES.get(backbone, backbone)}, {SOURCE_TITLES[resolved.speech.pretrained.source]}"
 
 

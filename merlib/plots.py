@@ -192,6 +192,21 @@ def training_curves(saved: dict, metric: str = "holdout_ua", title: str = ""):
     return figure
 
 
+def layer_weights(weights: Sequence[float], title: str = "layer weights"):
+    """The learned softmax weight of each hidden layer of a self-supervised encoder (0: the CNN's
+    projection, then the transformer layers): where in the encoder emotion is read."""
+    figure, ax = plt.subplots(figsize=(max(4.0, 0.35 * len(weights) + 1.5), 2.8))
+    ax.bar(range(len(weights)), weights, color="C0")
+    ax.axhline(1 / len(weights), color="0.5", linestyle=":", label="equal weights")
+    ax.set_xlabel("layer (0: CNN projection)")
+    ax.set_ylabel("weight")
+    ax.set_xticks(range(len(weights)))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    figure.tight_layout()
+    return figure
+
+
 def training_curves_by_fold(histories: dict[int, dict], title: str, metric: str = "holdout_ua"):
     """A stage's curves in every fold, side by side (the report's training section)."""
     figure, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.4), squeeze=False)

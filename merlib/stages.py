@@ -110,8 +110,8 @@ def _weights(config: Config, run_dir: pathlib.Path, pretraining: Stage | None):
     source = config.speech.pretrained.source
     if source == "pretrain":
         return {"pretraining": pretraining.fingerprint.hash if pretraining else None}
-    if source in ("wespeaker", "checkpoint"):
-        return file_identity(resolve(config.speech.pretrained.path))
+    if source in ("wespeaker", "checkpoint", "huggingface") or config.speech.model.backbone == "ssl":
+        return file_identity(resolve(config.speech.pretrained.path))  # a file, or a checkpoint folder
     if source == "resemblyzer":  # weights shipped in a wheel: the wheel's version names them
         return {"package": "resemblyzer", "version": importlib.metadata.version("resemblyzer")}
     return None

@@ -37,5 +37,6 @@ for precision in auto fp16; do
 done
 "$python" -m merlib bench text --json --config configs/demo.yaml --device cuda --set "text.model=$text_model" \
     > "$out/bench_text.json" || status=1
+"$python" -m merlib bench ssl --json --config configs/demo.yaml --device cuda > "$out/bench_ssl.json" || status=1
 cat "$out"/bench_*.json
 exit $status

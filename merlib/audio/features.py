@@ -2,7 +2,9 @@
 
 - `LogMel` (the paper, 4.2.1): 16 kHz, 25 ms Hamming / 10 ms, 128 mel bins, log with a floor;
 - `KaldiFbank` (wespeaker's checkpoints): 80-bin Kaldi fbank, int16-scaled input, no dither;
-- `GE2EMel` (resemblyzer's GE2E encoder): 40-bin *power* mel, Slaney, at −30 dBFS.
+- `GE2EMel` (resemblyzer's GE2E encoder): 40-bin *power* mel, Slaney, at −30 dBFS;
+- `Waveform` (self-supervised encoders, merlib.models.ssl): the samples themselves, one "frame"
+  per sample (`n_mels: 1`, `hop_ms` one sample); the encoder normalises them.
 
 Each is followed by the per-segment normalisation of `features.normalization`; `FRONT_ENDS` maps
 the config's `features.kind` to the class. Audio is read with soundfile (torchaudio 2.9's load
@@ -224,7 +226,27 @@ def ge2e_power_mel_transform() -> torchaudio.transforms.MelSpectrogram:
     )
 
 
-FRONT_ENDS: dict[str, type[FrontEnd]] = {"logmel": LogMel, "kaldi_fbank": KaldiFbank, "ge2e_mel": GE2EMel}
+class Waveform(FrontEnd):
+    """The waveform as (samples, 1): what a self-supervised encoder takes (it has its own CNN)."""
+
+    def __init__(self, config: FeatureConfig):
+        super().__init__(config)
+        if (config.n_mels, config.normalization, config.hop_ms) != (1, "none", 1000 / config.sample_rate):
+            raise ConfigError(
+                "features.kind: waveform gives one value per sample: features.n_mels: 1, normalization: none, "
+                f"hop_ms: {1000 / config.sample_rate:g} (one sample at {config.sample_rate} Hz)"
+            )
+
+    def raw(self, waveform: torch.Tensor) -> torch.Tensor:
+        return waveform.unsqueeze(-1)
+
+
+FRONT_ENDS: dict[str, type[FrontEnd]] = {
+    "logmel": LogMel,
+    "kaldi_fbank": KaldiFbank,
+    "ge2e_mel": GE2EMel,
+    "waveform": Waveform,
+}
 
 
 def build_front_end(config: FeatureConfig) -> FrontEnd:

@@ -26,8 +26,18 @@ def _ge2e(config: Config) -> Backbone:
     return GE2EBackbone(embed_dim=config.speech.model.embed_dim)
 
 
+def _ssl(config: Config) -> Backbone:
+    from merlib.models.ssl import SSLBackbone
+    from merlib.paths import resolve
+
+    speech = config.speech
+    return SSLBackbone(resolve(speech.pretrained.path), speech.model.embed_dim,
+                       pretrained=speech.pretrained.source == "huggingface", max_seconds=speech.max_seconds,
+                       sample_rate=config.features.sample_rate)  # fmt: skip
+
+
 # speech.model.backbone → factory (merlib.config.BackboneName lists the same names)
-BACKBONES: dict[str, Callable[[Config], Backbone]] = {"resnet34": _resnet34, "ge2e": _ge2e}
+BACKBONES: dict[str, Callable[[Config], Backbone]] = {"resnet34": _resnet34, "ge2e": _ge2e, "ssl": _ssl}
 
 
 def build_backbone(config: Config) -> Backbone:

@@ -4,7 +4,9 @@
 - `pretrain`: this run's speaker pretraining (`runs/<name>/pretrain/speaker_backbone.pt`);
 - `resemblyzer`: the GE2E encoder's weights shipped in the resemblyzer wheel;
 - `wespeaker`: wespeaker's published VoxCeleb ResNet34 (`avg_model.pt`), keys mapped;
-- `checkpoint`: a merlib `speaker_backbone.pt` from another run.
+- `checkpoint`: a merlib `speaker_backbone.pt` from another run;
+- `huggingface`: a self-supervised encoder's checkpoint folder (merlib.models.ssl), loaded by
+  transformers when the backbone is built; its new layer weights and FC layers start at random.
 
 The frame-level layers must match exactly; the checkpoint's segment-level (embedding) layers are
 not loaded: transfer replaces them with new random ones (the paper's new FC layers).
@@ -109,6 +111,10 @@ def _checkpoint(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pa
     return path
 
 
+def _huggingface(config: Config, run_dir: pathlib.Path, backbone: Backbone) -> pathlib.Path:
+    return resolve(config.speech.pretrained.path)  # from_pretrained loaded it (merlib.models.backbones)
+
+
 # speech.pretrained.source → loader (merlib.config.PretrainedSource lists the same names)
 PRETRAINED_SOURCES: dict[str, Callable[[Config, pathlib.Path, Backbone], pathlib.Path | None]] = {
     "none": _none,
@@ -116,6 +122,7 @@ PRETRAINED_SOURCES: dict[str, Callable[[Config, pathlib.Path, Backbone], pathlib
     "resemblyzer": _resemblyzer,
     "wespeaker": _wespeaker,
     "checkpoint": _checkpoint,
+    "huggingface": _huggingface,
 }
 
 

@@ -168,6 +168,8 @@ class SpeechFold:
             "runtime": self.runtime.describe(),
             "fingerprint": trainer.fingerprint,
         }
+        if hasattr(model.backbone, "layer_weights"):  # which encoder layers the probe listens to
+            summary["layer_weights"] = model.backbone.layer_weights()
         save_torch(model.state_dict(), self.layout.weights(self.fold.fold, name))
         write_json(self.layout.history(self.fold.fold, name), summary)
         return summary
@@ -224,7 +226,9 @@ class SpeechFold:
         takes lengths (each as if alone), into the cache; `pending` is emptied."""
         if pending:
             takes_lengths = getattr(model.backbone, "takes_lengths", False)
-            pooled = forward_each(model.backbone.pooled, list(pending.values()), self.runtime, takes_lengths)
+            scale = getattr(model.backbone, "frame_scale", 1)
+            pooled = forward_each(model.backbone.pooled, list(pending.values()), self.runtime, takes_lengths,
+                                  frame_scale=scale)  # fmt: skip
             self.pooled_cache.update(zip(pending, pooled))
             self._pooled_dirty = True
             pending.clear()
@@ -252,6 +256,7 @@ class SpeechFold:
         pooled = self._pooled_splits(model)
         train_x, train_y = pooled["train"]  # (items, chunks, dim)
         items, chunks = train_x.shape[:2]
+        trainable = {parameter: parameter.requires_grad for parameter in model.parameters()}
         for parameter in model.backbone.parameters():
             parameter.requires_grad_(False)
         _, segment = frame_and_segment_parameters(model)
@@ -291,8 +296,8 @@ class SpeechFold:
         )
         trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
-        for parameter in model.parameters():
-            parameter.requires_grad_(True)
+        for parameter, was in trainable.items():  # as before the probe (an ssl encoder's CNN stays frozen)
+            parameter.requires_grad_(was)
         return self._write("lp", model, score, trainer)
 
     # -- stage 2 ----------------------------------------------------------------------------
