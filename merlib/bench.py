@@ -210,6 +210,73 @@ def batched_evaluation(config: Config, runtime: Runtime, utterances: int = 48, r
                            f"n_mels={config.features.n_mels}, {utterances} utterances of 2-8 s"}  # fmt: skip
 
 
+# Dense peak TFLOP/s of a device for the dtype a step runs in (the vendors' data sheets, without
+# sparsity; fp32 without TF32): MFU is achieved / peak. Unknown devices and CPUs: no MFU.
+PEAK_TFLOPS = {
+    "H200": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
+    "H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5},
+    "L40S": {"bf16": 362.0, "fp16": 362.0, "fp32": 91.6},
+}
+
+
+def peak_tflops(runtime: Runtime) -> float | None:
+    if runtime.device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(runtime.device)
+    dtype = runtime.precision if runtime.precision in ("bf16", "fp16") else "fp32"
+    return next((peaks[dtype] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
+
+
+def step_flops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> int:
+    """FLOPs of one training step (forward and backward), counted by torch's FlopCounterMode
+    (matrix multiplications and convolutions; elementwise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss = torch.nn.functional.cross_entropy(model(inputs).float(), targets)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
+
+
+def data_path_stall(model: torch.nn.Module, config: Config, runtime: Runtime, steps: int) -> dict:
+    """Steady-state training steps/s through merlib's loop, fed two ways in one run: by the real
+    data path (planned random chunks of in-memory features, SpecAugment copies, `epoch_loader`
+    with the runtime's workers) and by one batch already on the device; the stall fraction is
+    the share of the real path's step time the model waited for data."""
+    from merlib.audio.dataset import ChunkBuilder, plan_chunk_batches, training_items
+    from merlib.batches import epoch_loader
+    from merlib.train.common import build_augmenters
+    from merlib.train.loop import Trainer
+
+    stage = config.speech.fine_tune
+    rng = np.random.default_rng(0)
+    segments = stage.batch_size * steps // (1 + config.augment.copies) + stage.batch_size
+    features = [torch.randn(int(n), config.features.n_mels) for n in rng.integers(200, 800, segments)]
+    labels = rng.integers(0, 4, segments).tolist()
+    augmenters = build_augmenters(config)
+    items = training_items(len(features), config.augment.copies)
+    plan = plan_chunk_batches([len(f) for f in features], items, stage.batch_size, stage.chunk_frames, rng,
+                              len(augmenters))[:steps]  # fmt: skip
+    loader = epoch_loader(plan, ChunkBuilder(features, labels, augmenters), runtime)
+    inputs, targets = ChunkBuilder(features, labels, augmenters)(plan[0])
+    resident = [(runtime.to_device(inputs), runtime.to_device(targets))] * len(plan)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    trainer = Trainer(model, optimizer, progress=False, runtime=runtime)
+    timed = {}
+    trainer.run_epoch(0, resident[:2])  # warm-up: allocations, kernels, cuDNN plans
+    for name, batches in (("loader", loader), ("resident", resident)):
+        timed[name] = _median_seconds(_synchronized(runtime, lambda b=batches: trainer.run_epoch(0, b)), 1)
+    return {
+        "steady_steps": len(plan),
+        "steps_per_s_data_path": round(len(plan) / timed["loader"], 3),
+        "steps_per_s_resident": round(len(plan) / timed["resident"], 3),
+        "stall_fraction": round(max(0.0, 1 - timed["resident"] / timed["loader"]), 3),
+    }
+
+
 def paper_speech_steps(runtime: Runtime, frames: int = 200) -> dict:
     """(e) and (f) on the paper-config ResNet34."""
     from merlib.audio.dataset import evaluate_full_length
@@ -227,8 +294,15 @@ def paper_speech_steps(runtime: Runtime, frames: int = 200) -> dict:
     evaluate()
     eval_seconds = _median_seconds(evaluate, 5)
     step = result["step_seconds_amp"] if runtime.amp_dtype else result["step_seconds_fp32"]
+    flops = step_flops(model, runtime.to_device(inputs), runtime.to_device(targets))
+    achieved = flops / step / 1e12
+    peak = peak_tflops(runtime)
     return result | {
         "precision": runtime.precision,
+        "step_gflop_counted": round(flops / 1e9, 1),
+        "achieved_tflops": round(achieved, 3),
+        "peak_tflops": peak,
+        "mfu": round(achieved / peak, 4) if peak else None,
         "eval_seconds_4_5s_utterance": round(eval_seconds, 4),
         "paper_fold_hours_estimate": round(paper_fold_estimate(step, eval_seconds), 3),
     }
@@ -318,9 +392,18 @@ def paper_parameters() -> dict:
     return {"params_paper": count_parameters(Classifier(build_backbone(paper_config()), 4))}
 
 
-def bench_speech(config: Config) -> dict:
+def bench_speech(config: Config, steady_steps: int | None = None) -> dict:
+    """`steady_steps`: steps of the data-path comparison (default: 100 on a GPU, 8 on a CPU,
+    where a paper-size step takes seconds)."""
+    from merlib.models.backbones import build_backbone
+    from merlib.models.resnet import Classifier
+
     runtime = runtime_for(config)
-    result = loop_overhead(config, runtime)
+    torch.manual_seed(0)
+    model = Classifier(build_backbone(config), 4).to(runtime.device)
+    steps = steady_steps or (100 if runtime.device.type == "cuda" else 8)
+    result = data_path_stall(model, config, runtime, steps)
+    result |= loop_overhead(config, runtime)
     result |= batched_evaluation(config, runtime)
     result |= feature_speed()
     result |= eval_memory()

@@ -18,6 +18,7 @@ group when several processes train one model (DDP under `torchrun`).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import pathlib
 import platform
@@ -183,7 +184,13 @@ def _start_process_group(device: torch.device) -> None:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        torch.distributed.init_process_group(backend=backend)
+        # rank 0 fills the feature cache while the others wait at a barrier: on a large corpus that
+        # outlasts the default timeout (10 min for NCCL), which would kill a healthy job
+        minutes = float(os.environ.get("MERLIB_DIST_TIMEOUT_MINUTES", DIST_TIMEOUT_MINUTES))
+        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=minutes))
+
+
+DIST_TIMEOUT_MINUTES = 120  # MERLIB_DIST_TIMEOUT_MINUTES overrides it
 
 
 def runtime_for(config) -> Runtime:

@@ -1,6 +1,7 @@
 """The one training loop and the transfer stages: schedule, freezing, resume, divergence,
 checkpoint mismatches."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -177,6 +178,21 @@ def test_bench_loop_comparison_runs_on_a_tiny_model():
     assert set(result) == {"bare_step_s", "merlib_step_s", "loop_overhead_ratio"} and result["loop_overhead_ratio"] > 0
 
 
+def test_bench_counts_a_steps_flops_and_measures_the_data_paths_stall():
+    """A linear layer's training step: 2·batch·in·out FLOPs forward, twice that backward (the
+    gradients of the input and of the weight); the data-path comparison runs the real loader."""
+    from merlib.bench import data_path_stall, peak_tflops, step_flops
+    from merlib.runtime import CPU_FP32
+
+    layer = torch.nn.Linear(16, 4, bias=False)
+    assert step_flops(layer, torch.randn(8, 16, requires_grad=True), torch.randint(0, 4, (8,))) == 3 * 2 * 8 * 16 * 4
+    assert peak_tflops(CPU_FP32) is None  # no MFU on a CPU
+    config = paper_config({"features": {"n_mels": 16}, "speech": {"fine_tune": {"batch_size": 4}}})
+    result = data_path_stall(tiny_model(), config, CPU_FP32, steps=3)
+    assert result["steady_steps"] == 3 and 0 <= result["stall_fraction"] < 1
+    assert result["steps_per_s_data_path"] > 0 and result["steps_per_s_resident"] > 0
+
+
 def test_the_pooled_vector_cache_is_invalidated_by_what_changes_the_vectors_only():
     """The probe's cache of pooled vectors is named by what computes them: a frozen weight, the
     features, the augmentation, the seed or the precision give another cache; the segment layers
@@ -199,3 +215,28 @@ def test_the_pooled_vector_cache_is_invalidated_by_what_changes_the_vectors_only
         next(p for n, p in model.backbone.named_parameters() if not n.startswith("embedding.")).add_(1e-3)
     changed.append(pooled_cache_key(config, model.backbone, "fp32"))
     assert len({key, *changed}) == 1 + len(changed)
+
+
+def test_the_speaker_hold_out_is_each_speakers_last_utterances_in_one_pass():
+    """The same split as the definition (a speaker's last `k` utterances, manifest order kept in
+    both parts), in one pass: a VoxCeleb2-size list of records is split in about a second."""
+    import time
+
+    from merlib.data.speakers import SpeakerUtterance
+    from merlib.train.speaker import holdout_split
+
+    rng = np.random.default_rng(0)
+
+    def records(count, speakers):
+        names = rng.integers(speakers, size=count)
+        return [SpeakerUtterance(f"u{i}", f"id{n:05d}", "v", f"w{i}.wav", 1.0) for i, n in enumerate(names)]
+
+    small = records(300, 20)
+    train, holdout = holdout_split(small, 2)
+    held = {r.id for s in {r.speaker for r in small} for r in [r for r in small if r.speaker == s][-2:]}
+    assert [r.id for r in holdout] == [r.id for r in small if r.id in held]
+    assert [r.id for r in train] == [r.id for r in small if r.id not in held]
+    large = records(200_000, 6000)
+    started = time.perf_counter()
+    train, holdout = holdout_split(large, 2)
+    assert time.perf_counter() - started < 5 and len(train) + len(holdout) == len(large)

@@ -4,8 +4,10 @@ product is the embedding network's state dict (`speaker_backbone.pt`) that trans
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import pathlib
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -29,6 +31,17 @@ from merlib.train.common import (
 )
 from merlib.train.loop import Trainer
 from merlib.train.pretrained import BACKBONE_FILE
+
+
+def holdout_split(records: Sequence[SpeakerUtterance], per_speaker: int) -> tuple[list, list]:
+    """(train, hold-out): each speaker's last `per_speaker` utterances held out, in one pass over
+    the records (VoxCeleb2 has a million of them), the manifest's order kept in both."""
+    by_speaker: dict[str, list[int]] = collections.defaultdict(list)
+    for position, record in enumerate(records):
+        by_speaker[record.speaker].append(position)
+    held = {position for positions in by_speaker.values() for position in positions[-per_speaker:]}
+    train = [record for position, record in enumerate(records) if position not in held]
+    return train, [record for position, record in enumerate(records) if position in held]
 
 
 def pretrain_speakers(
@@ -59,11 +72,7 @@ def pretrain_speakers(
     settings = config.pretrain.stage
     speakers = sorted({r.speaker for r in records})
     index = {s: i for i, s in enumerate(speakers)}
-    held = set()
-    for speaker in speakers:
-        held |= {r.id for r in [r for r in records if r.speaker == speaker][-config.pretrain.holdout_per_speaker :]}
-    train = [r for r in records if r.id not in held]
-    holdout = [r for r in records if r.id in held]
+    train, holdout = holdout_split(records, config.pretrain.holdout_per_speaker)
     with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
         cache = FeatureCache(cache_dir, corpus_root, config.features)
         computed = cache.compute_all([(r.id, r.wav) for r in records], "speaker features")
