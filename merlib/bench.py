@@ -211,12 +211,13 @@ def batched_evaluation(config: Config, runtime: Runtime, utterances: int = 48, r
 
 
 # Dense peak TFLOP/s of a device for the dtype a step runs in (the vendors' data sheets, without
-# sparsity; fp32 without TF32): MFU is achieved / peak. Unknown devices and CPUs: no MFU.
+# sparsity): MFU is achieved / peak. An fp32 run's convolutions use TF32 tensor cores when cuDNN
+# allows them (PyTorch's default), so its peak is TF32's then. Unknown devices and CPUs: no MFU.
 PEAK_TFLOPS = {
-    "H200": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
-    "H100": {"bf16": 989.0, "fp16": 989.0, "fp32": 67.0},
-    "A100": {"bf16": 312.0, "fp16": 312.0, "fp32": 19.5},
-    "L40S": {"bf16": 362.0, "fp16": 362.0, "fp32": 91.6},
+    "H200": {"bf16": 989.0, "fp16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "H100": {"bf16": 989.0, "fp16": 989.0, "tf32": 494.0, "fp32": 67.0},
+    "A100": {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "L40S": {"bf16": 362.0, "fp16": 362.0, "tf32": 183.0, "fp32": 91.6},
 }
 
 
@@ -224,7 +225,10 @@ def peak_tflops(runtime: Runtime) -> float | None:
     if runtime.device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(runtime.device)
-    dtype = runtime.precision if runtime.precision in ("bf16", "fp16") else "fp32"
+    if runtime.precision in ("bf16", "fp16"):
+        dtype = runtime.precision
+    else:
+        dtype = "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
     return next((peaks[dtype] for key, peaks in PEAK_TFLOPS.items() if key in name), None)
 
 
