@@ -128,7 +128,7 @@ def test_frequency_mask_widths_scale_with_the_number_of_bins():
 
 
 def test_each_front_end_is_a_class_of_its_own():
-    assert set(F.FRONT_ENDS) == {"logmel", "kaldi_fbank", "ge2e_mel"}
+    assert set(F.FRONT_ENDS) == {"logmel", "kaldi_fbank", "ge2e_mel", "waveform"}
     waveform = torch.randn(16000) * 0.1
     kaldi = F.build_front_end(features_config(kind="kaldi_fbank", n_mels=80, normalization="mean"))
     ge2e = F.build_front_end(features_config(kind="ge2e_mel", n_mels=40, normalization="none"))
@@ -136,6 +136,10 @@ def test_each_front_end_is_a_class_of_its_own():
     assert isinstance(ge2e, F.GE2EMel) and ge2e(waveform).shape == (101, 40) and (ge2e(waveform) >= 0).all()
     with pytest.raises(Exception, match="n_mels: 40"):
         F.build_front_end(features_config(kind="ge2e_mel", n_mels=64))
+    samples = F.build_front_end(features_config(kind="waveform", n_mels=1, normalization="none", hop_ms=0.0625))
+    assert isinstance(samples, F.Waveform) and torch.equal(samples(waveform), waveform[:, None])
+    with pytest.raises(Exception, match="one value per sample: features.n_mels: 1"):
+        F.build_front_end(features_config(kind="waveform", n_mels=64))
 
 
 def test_the_audio_package_imports_nothing_from_models():

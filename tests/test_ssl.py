@@ -1,5 +1,5 @@
-"""Self-supervised encoders as speech backbones (merlib.models.ssl), on tiny random-weight WavLM
-and HuBERT checkpoints made here with save_pretrained: loading and its errors, padding and
+"""Self-supervised encoders as speech backbones (merlib.models.ssl), on tiny random-weight WavLM,
+HuBERT and Whisper checkpoints made here with save_pretrained: loading and its errors, padding and
 windows, one LOSO fold through config alone (probe, fine-tune, layer weights), predict."""
 
 import json
@@ -22,6 +22,14 @@ def save_checkpoint(folder: pathlib.Path, kind: str) -> pathlib.Path:
     import transformers
 
     torch.manual_seed(0)
+    if kind == "whisper":
+        # 3 s windows instead of 30 (max_source_positions, chunk_length): the same code, a tenth of the cost
+        config = transformers.WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, decoder_layers=1,
+                                            decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                                            num_mel_bins=80, max_source_positions=150)  # fmt: skip
+        transformers.WhisperModel(config).save_pretrained(folder)
+        transformers.WhisperFeatureExtractor(feature_size=80, chunk_length=3).save_pretrained(folder)
+        return folder
     if kind == "wavlm":
         config = transformers.WavLMConfig(**TINY, feat_extract_norm="layer", num_buckets=16, max_bucket_distance=40)
         model = transformers.WavLMModel(config)
@@ -37,7 +45,7 @@ def save_checkpoint(folder: pathlib.Path, kind: str) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     base = tmp_path_factory.mktemp("ssl")
-    return {kind: save_checkpoint(base / f"tiny-{kind}", kind) for kind in ("wavlm", "hubert")}
+    return {kind: save_checkpoint(base / f"tiny-{kind}", kind) for kind in ("wavlm", "hubert", "whisper")}
 
 
 def ssl_system(name: str, path: pathlib.Path, source: str = "huggingface") -> dict:
@@ -73,6 +81,27 @@ def test_a_padded_batch_gives_each_utterance_its_vector_alone(checkpoints):
     assert batch.shape == (3, model.num_layers * model.hidden)
     assert torch.allclose(batch, alone, atol=1e-4), (batch - alone).abs().max()
     assert model.min_frames == 85  # the CNN's receptive field: kernels 10, 4, 4 at strides 5, 4, 4
+
+
+def test_whispers_encoder_pools_the_valid_frames_of_its_30_second_window(checkpoints):
+    """Whisper pads every input to its window of log-mel (30 s; 3 s in the tiny one): a batch gives
+    each utterance its vector alone; one frame per 20 ms is pooled; longer input is cut into windows."""
+    model = backbone(checkpoints["whisper"])
+    assert model.whisper and model.takes_lengths and model.num_layers == 3 and model.max_samples == 3 * 16000
+    torch.manual_seed(2)
+    waves = [torch.randn(n) * 0.1 for n in (16000, 6400)]
+    padded = torch.zeros(2, 16000, 1)
+    for row, wave in enumerate(waves):
+        padded[row, : len(wave), 0] = wave
+    with torch.no_grad():
+        batch = model.pooled(padded, torch.tensor([len(w) for w in waves]))
+        alone = torch.cat([model.pooled(w[None, :, None]) for w in waves])
+        _, frames = model._layer_sums(padded[..., 0], torch.tensor([16000, 6400]))
+    assert torch.allclose(batch, alone, atol=1e-4) and frames.tolist() == [50, 20]
+    with torch.no_grad():  # 7 s: windows of 3, 3 and 1 s
+        assert model.pooled(torch.randn(1, 7 * 16000, 1) * 0.1).shape == (1, 3 * 32)
+    frozen = {name for name, p in model.encoder.named_parameters() if not p.requires_grad}
+    assert {"conv1.weight", "conv2.weight"} <= frozen and not any(n.startswith("layers.") for n in frozen)
 
 
 def test_a_long_utterance_is_encoded_in_windows_pooled_together(checkpoints):
@@ -122,7 +151,7 @@ def test_one_loso_fold_of_wavlm_and_hubert_through_config_alone(checkpoints, tin
     from merlib.scores import read_scores
 
     corpus, utterances = tiny_demo_corpus
-    systems = [ssl_system("wavlm", checkpoints["wavlm"]), ssl_system("hubert", checkpoints["hubert"])]
+    systems = [ssl_system(kind, checkpoints[kind]) for kind in ("wavlm", "hubert", "whisper")]
     overrides = {"name": "ssl", "data": {"root": str(corpus)}, "systems": systems, "fusions": [], "claims": []}
     from merlib.data import iemocap
 
@@ -131,7 +160,7 @@ def test_one_loso_fold_of_wavlm_and_hubert_through_config_alone(checkpoints, tin
     config = load_config("configs/demo.yaml", overrides)
     run_dir = pipeline.writable_run_directory(config, tmp_path / "runs")
     layout = RunLayout(run_dir)
-    for name in ("wavlm", "hubert"):
+    for name in ("wavlm", "hubert", "whisper"):
         results = pipeline.speech_fold(config, 2, run_dir, name, progress=False)
         assert set(results) == {"lp", "ft"}
         for stage in ("lp", "ft"):
@@ -140,16 +169,19 @@ def test_one_loso_fold_of_wavlm_and_hubert_through_config_alone(checkpoints, tin
             weights = json.loads(layout.history(2, f"{name}_{stage}").read_text())["layer_weights"]
             assert len(weights) == 3 and abs(sum(weights) - 1) < 1e-5 and np.ptp(weights) > 0  # trained, not equal
         tuned = torch.load(layout.weights(2, f"{name}_ft"), weights_only=True)
-        start = backbone(checkpoints[name]).encoder.state_dict()
-        cnn = [key for key in start if key.startswith("feature_extractor.")]
-        others = [key for key in start if not key.startswith(("feature_extractor.", "masked_spec_embed"))]
+        untrained = backbone(checkpoints[name])
+        start, frozen = untrained.encoder.state_dict(), tuple(f"{name}." for name in untrained.frozen)
+        cnn = [key for key in start if key.startswith(frozen)]
+        others = [key for key in start if not key.startswith((*frozen, "masked_spec_embed", "embed_positions"))]
         assert cnn and all(torch.equal(tuned[f"backbone.encoder.{key}"], start[key]) for key in cnn)
         assert not all(torch.equal(tuned[f"backbone.encoder.{key}"], start[key]) for key in others)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"base": str(pathlib.Path("configs/demo.yaml").resolve()),
                                                          **overrides}))  # fmt: skip
     wav = corpus / next(u for u in utterances if u.session == 2).wav  # session 2: fold 2 never trained on it
     prediction = Predictor(run_dir).predict("", wav)
-    assert {"wavlm_lp", "wavlm_ft", "hubert_lp", "hubert_ft"} <= set(prediction.probabilities)
+    assert {f"{kind}_{stage}" for kind in ("wavlm", "hubert", "whisper") for stage in ("lp", "ft")} <= set(
+        prediction.probabilities
+    )
     assert all(abs(sum(p.values()) - 1) < 1e-4 for p in prediction.probabilities.values())
 
 

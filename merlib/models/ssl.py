@@ -1,8 +1,8 @@
-"""Self-supervised speech encoders (WavLM, HuBERT, wav2vec 2.0, data2vec-audio) as backbones of
-the transfer protocol, beside the paper's speaker ResNet34: `speech.model.backbone: ssl`, loaded
-with transformers' `from_pretrained` from a local folder (`speech.pretrained: {source:
-huggingface, path: DIR}`; nothing is downloaded), or built from that folder's config.json with
-random weights (`source: none`: the untrained control, and the cost benchmark).
+"""Self-supervised speech encoders (WavLM, HuBERT, wav2vec 2.0, data2vec-audio, and Whisper's
+encoder) as backbones of the transfer protocol, beside the paper's speaker ResNet34:
+`speech.model.backbone: ssl`, loaded with transformers' `from_pretrained` from a local folder
+(`speech.pretrained: {source: huggingface, path: DIR}`; nothing is downloaded), or built from that
+folder's config.json with random weights (`source: none`: the untrained control, and the bench).
 
 The probe is SUPERB's and EmoBox's: every hidden layer (the CNN's projection and each
 transformer layer) mean-pooled over the valid frames, a learned softmax-weighted sum of those
@@ -16,11 +16,13 @@ Input: the waveform (`features.kind: waveform`: one "frame" per sample), normali
 utterance over its valid samples when the checkpoint's feature extractor says so
 (`do_normalize`). A padded batch gives each utterance the vector it gets alone when the encoder
 takes an attention mask (its CNN normalises per frame: `feat_extract_norm: layer`, the large
-models and WavLM); group-norm encoders (HuBERT / wav2vec 2.0 base) see each utterance alone.
-Utterances longer than `speech.max_seconds` are cut into windows whose frame sums are pooled
-together. transformers' own time masking (`apply_spec_augment`) is switched off: its numpy draws
-are not seeded by merlib's runs; so is LayerDrop, since a dropped layer returns no hidden state
-for the layer weights to weigh.
+models and data2vec); group-norm encoders (HuBERT / wav2vec 2.0 / WavLM base) see each
+utterance alone. Whisper's encoder takes its own log-mel (the folder's feature extractor) of a
+30 s window, padded: every utterance costs 30 s, a batch is exact, and its valid frames (one per
+20 ms) are pooled. Utterances longer than `speech.max_seconds` (Whisper: 30 s at most) are cut
+into windows whose frame sums are pooled together. transformers' own time masking
+(`apply_spec_augment`) is switched off: its numpy draws are not seeded by merlib's runs; so is
+LayerDrop, since a dropped layer returns no hidden state for the layer weights to weigh.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from torch import nn
 from merlib.errors import DataNotFoundError
 from merlib.models.checkpoints import CheckpointMismatchError
 
-SUPPORTED = ("wavlm", "hubert", "wav2vec2", "data2vec-audio")
+SUPPORTED = ("wavlm", "hubert", "wav2vec2", "data2vec-audio", "whisper")
+WHISPER_HOP = 2  # log-mel hops per encoder frame: Whisper's second convolution has stride 2
 WEIGHT_FILES = (
     "model.safetensors",
     "pytorch_model.bin",
@@ -77,15 +80,39 @@ def _load_encoder(path: pathlib.Path, pretrained: bool) -> nn.Module:
         transformers.utils.logging.disable_progress_bar()
     config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
     config.apply_spec_augment = False  # unseeded numpy masking inside the model: off (module docstring)
-    config.layerdrop = 0.0  # a dropped layer leaves no hidden state: the layer weights need every one
+    config.layerdrop = config.encoder_layerdrop = 0.0  # a dropped layer leaves no hidden state to weigh
     if pretrained:
-        return transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
-    return transformers.AutoModel.from_config(config)
+        model = transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
+    else:
+        model = transformers.AutoModel.from_config(config)
+    return model.get_encoder() if config.model_type == "whisper" else model  # Whisper: the encoder only
 
 
 def _normalize_input(path: pathlib.Path) -> bool:
     preprocessor = path / "preprocessor_config.json"
     return bool(json.loads(preprocessor.read_text()).get("do_normalize", True)) if preprocessor.is_file() else True
+
+
+def _whisper_front_end(path: pathlib.Path):
+    """Whisper's own log-mel (its feature extractor, from the folder's preprocessor_config.json):
+    (batch, samples) waveforms with their lengths → (batch, mels, 3000) on their device; and the
+    window it pads every input to, in seconds (chunk_length: 30)."""
+    import transformers
+
+    if not (path / "preprocessor_config.json").is_file():
+        raise DataNotFoundError(f"{path}: no preprocessor_config.json; Whisper's log-mel front end is defined there: "
+                                "download the checkpoint folder whole")  # fmt: skip
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(path, local_files_only=True)
+
+    def log_mel(waveform: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        rows = [row[: int(n)].detach().float().cpu().numpy() for row, n in zip(waveform, lengths)]
+        device = "cuda" if waveform.device.type == "cuda" else "cpu"
+        with torch.autocast(waveform.device.type, enabled=False):  # its STFT in fp32, whatever the step's precision
+            features = extractor(rows, sampling_rate=extractor.sampling_rate, return_tensors="pt", device=device)
+        return features.input_features.to(waveform.device)
+
+    log_mel.hop_length = extractor.hop_length
+    return log_mel, extractor.chunk_length
 
 
 class LayerWeightedEmbedding(nn.Module):
@@ -122,24 +149,37 @@ class SSLBackbone(nn.Module):
         wanted = getattr(self.encoder.config, "sampling_rate", None)
         if wanted not in (None, sample_rate):
             raise CheckpointMismatchError(f"{self.path} takes {wanted} Hz audio; set features.sample_rate: {wanted}")
-        feature_encoder = self.encoder.feature_extractor
-        for parameter in feature_encoder.parameters():
-            parameter.requires_grad_(False)  # fine-tuning leaves the CNN as pretrained
-        feature_encoder._requires_grad = False
         config = self.encoder.config
-        self.num_layers, self.hidden = config.num_hidden_layers + 1, config.hidden_size
+        self.whisper = config.model_type == "whisper"
+        # the CNN that turns audio (or Whisper's log-mel) into frames: fine-tuning leaves it as pretrained
+        self.frozen = ("conv1", "conv2") if self.whisper else ("feature_extractor",)
+        for name in self.frozen:
+            module = getattr(self.encoder, name)
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+            module._requires_grad = False  # the wav2vec 2.0 family then builds no graph through it
+        layers = config.encoder_layers if self.whisper else config.num_hidden_layers
+        self.num_layers, self.hidden = layers + 1, config.d_model if self.whisper else config.hidden_size
         self.embed_dim = embed_dim
         self.embedding = LayerWeightedEmbedding(self.num_layers, self.hidden, embed_dim)
-        self.normalize_input = _normalize_input(self.path)
-        # data2vec-audio's CNN always normalises per frame (its config has no feat_extract_norm)
-        norm = getattr(config, "feat_extract_norm", "layer" if config.model_type == "data2vec-audio" else "group")
-        self.takes_lengths = norm == "layer"
+        if self.whisper:  # every input is padded to 30 s of log-mel: a batch is exact, and 30 s the longest
+            self.log_mel, window = _whisper_front_end(self.path)  # window: 30 s for every released Whisper
+            self.samples_per_frame = WHISPER_HOP * self.log_mel.hop_length
+            self.normalize_input, self.takes_lengths = False, True
+            max_seconds = min(max_seconds or window, window)
+        else:
+            self.normalize_input = _normalize_input(self.path)
+            # data2vec-audio's CNN always normalises per frame (its config has no feat_extract_norm)
+            norm = getattr(config, "feat_extract_norm", "layer" if config.model_type == "data2vec-audio" else "group")
+            self.takes_lengths = norm == "layer"
         self.max_samples = int(max_seconds * sample_rate) if max_seconds > 0 else 0
         self.frame_scale = sample_rate // 100  # input rows per 10 ms frame: evaluation batches by duration
         self.min_frames = self._shortest_input()
 
     def _shortest_input(self) -> int:
-        """The fewest samples that give one frame (the CNN's receptive field)."""
+        """The fewest samples that give one frame (the CNN's receptive field; Whisper: one log-mel hop)."""
+        if self.whisper:
+            return self.log_mel.hop_length
         samples = 1
         while int(self.encoder._get_feat_extract_output_lengths(torch.tensor(samples))) < 1:
             samples += 1
@@ -147,7 +187,7 @@ class SSLBackbone(nn.Module):
 
     def frame_layers(self) -> list[nn.Module]:
         """What probing freezes and fine-tuning trains at backbone_lr: all but the frozen CNN."""
-        return [module for name, module in self.encoder.named_children() if name != "feature_extractor"]
+        return [module for name, module in self.encoder.named_children() if name not in self.frozen]
 
     def segment_layers(self) -> list[nn.Module]:
         return [self.embedding]
@@ -163,11 +203,16 @@ class SSLBackbone(nn.Module):
             mean = (waveform * valid).sum(1, keepdim=True) / count
             variance = (((waveform - mean) * valid) ** 2).sum(1, keepdim=True) / count
             waveform = (waveform - mean) / torch.sqrt(variance + 1e-7) * valid
-        mask = valid.long() if self.takes_lengths and waveform.shape[0] > 1 else None
-        with warnings.catch_warnings():  # torch on WavLM's float position bias beside a boolean padding mask
-            warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
-            states = self.encoder(waveform, attention_mask=mask, output_hidden_states=True).hidden_states
-        frames = self.encoder._get_feat_extract_output_lengths(lengths).long()
+        if self.whisper:
+            states = self.encoder(self.log_mel(waveform, lengths), output_hidden_states=True).hidden_states
+            hop = self.samples_per_frame
+            frames = torch.div(lengths + hop - 1, hop, rounding_mode="floor").clamp(1, states[0].shape[1])
+        else:
+            mask = valid.long() if self.takes_lengths and waveform.shape[0] > 1 else None
+            with warnings.catch_warnings():  # torch on WavLM's float position bias beside a boolean padding mask
+                warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
+                states = self.encoder(waveform, attention_mask=mask, output_hidden_states=True).hidden_states
+            frames = self.encoder._get_feat_extract_output_lengths(lengths).long()
         kept = (torch.arange(states[0].shape[1], device=waveform.device)[None, :] < frames[:, None]).float()
         sums = torch.stack([(state.float() * kept[..., None]).sum(1) for state in states], dim=1)  # fp32 sums
         return sums, frames
