@@ -94,7 +94,9 @@ def _markdown(text: str):
 
 
 def _hidden_index(table: pd.DataFrame):
-    return table.style.hide(axis="index")
+    """A table without pandas' row numbers, floats as written to two decimals (the Styler's
+    default is six), missing values blank."""
+    return table.style.hide(axis="index").format(precision=2, na_rep="")
 
 
 INTRO = (
@@ -182,7 +184,10 @@ def _fusion_weight(run: RunResults) -> list:
 
 
 def _claims(run: RunResults) -> list:
-    return [_hidden_index(run.claims)]
+    from merlib.claims import NUMERIC_COLUMNS
+
+    claims = run.claims  # the numeric columns are for other programs: "margin" says them for a reader
+    return [_hidden_index(claims.drop(columns=[c for c in NUMERIC_COLUMNS if c in claims.columns]))]
 
 
 @dataclasses.dataclass(frozen=True)
