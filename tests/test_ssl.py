@@ -142,7 +142,7 @@ def test_missing_or_foreign_checkpoint_folders_are_one_clear_error(checkpoints, 
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:hold-out")
-def test_one_loso_fold_of_wavlm_and_hubert_through_config_alone(checkpoints, tiny_demo_corpus, tmp_path):
+def test_one_loso_fold_of_wavlm_hubert_and_whisper_through_config_alone(checkpoints, tiny_demo_corpus, tmp_path):
     """Probe and fine-tune scores of both encoders, their layer weights, the CNN left as
     pretrained by fine-tuning; then merlib predict on a recording with the SSL systems."""
     from merlib import pipeline
