@@ -246,10 +246,11 @@ def step_flops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tens
 
 
 def data_path_stall(model: torch.nn.Module, config: Config, runtime: Runtime, steps: int) -> dict:
-    """Steady-state training steps/s through merlib's loop, fed two ways in one run: by the real
-    data path (planned random chunks of in-memory features, SpecAugment copies, `epoch_loader`
-    with the runtime's workers) and by one batch already on the device; the stall fraction is
-    the share of the real path's step time the model waited for data."""
+    """Training steps/s through merlib's loop, fed two ways in one run: by the real data path
+    (planned random chunks of in-memory features, SpecAugment copies, one epoch of `epoch_loader`
+    with the runtime's workers, their start-up included, as every training epoch pays it) and by
+    one batch already on the device, after a warm-up of the model; the stall fraction is the
+    share of the real path's time the model waited for data."""
     from merlib.audio.dataset import ChunkBuilder, plan_chunk_batches, training_items
     from merlib.batches import epoch_loader
     from merlib.train.common import build_augmenters

@@ -56,8 +56,9 @@ def execute(notebook: str, output: pathlib.Path, parameters: dict) -> pathlib.Pa
             log_output=False,
             stdout_file=sys.stdout,
         )
-    except papermill.PapermillExecutionError:
-        os.replace(temporary, output)  # whole, with the failing cell's traceback
+    except NOTEBOOK_FAILURES:  # a cell's error, a dead kernel, a cell past its time
+        if temporary.exists():  # what ran, up to the failing cell: what the failure message points to
+            os.replace(temporary, output)
         raise
     except BaseException as error:
         full = as_disk_full(error, output, temporary)
@@ -194,7 +195,8 @@ def run_folds_here(config, parameters, run_dir, folds, launch: Launch, started: 
                 if remaining[fold] == 0:
                     done = f"FAILED, {failures[fold]}" if fold in failures else "done"
                     print(f"  fold {fold}: {done} ({time.perf_counter() - started:.0f} s)", flush=True)
-        except KeyboardInterrupt:  # the kernels are stopped (run's SIGINT handler): queued tasks never start
+        except BaseException:  # Ctrl-C (the kernels are stopped by run's SIGINT handler), or an error that
+            # is not a fold's failure (a bug, a full disk): queued tasks never start
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     return failures

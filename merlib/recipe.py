@@ -58,15 +58,17 @@ def run_plan(config: Config, run_dir: pathlib.Path, folds: list[int], launch: La
             return 1
     step("folds (20_speech_fold, 30_text_fold notebooks; baselines)")
     failures = train_folds(config, parameters, run_dir, folds, launch, executor, started)
-    if report:
-        step("fusions, summary, claims, report")
-        finish(run_dir, config)
-        path = write_report(run_dir, config)
-        for name in ("summary.md", "claims.md"):
-            print((run_dir / name).read_text())
-        print(f"report: {path}  ({time.perf_counter() - started:.0f} s in all)")
-    for fold, what in sorted(failures.items()):
-        print(f"fold {fold} failed: {what}", file=sys.stderr)
+    try:
+        if report:
+            step("fusions, summary, claims, report")
+            finish(run_dir, config)
+            path = write_report(run_dir, config)
+            for name in ("summary.md", "claims.md"):
+                print((run_dir / name).read_text())
+            print(f"report: {path}  ({time.perf_counter() - started:.0f} s in all)")
+    finally:  # said even when the report fails: where to look comes first
+        for fold, what in sorted(failures.items()):
+            print(f"fold {fold} failed: {what}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -42,11 +42,11 @@ class RunResults:
 
     @property
     def summary(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / "summary.csv")
+        return _table(self.run_dir / "summary.csv")
 
     @property
     def claims(self) -> pd.DataFrame:
-        return pd.read_csv(self.run_dir / "claims.csv")
+        return _table(self.run_dir / "claims.csv")
 
     @property
     def titles(self) -> dict[str, str]:
@@ -74,6 +74,14 @@ def results_current(run_dir: str | pathlib.Path) -> bool:
     layout = RunLayout(run_dir)
     inputs = [path for fold in layout.folds() for path in layout.results(fold)]
     return min(path.stat().st_mtime for path in written) >= max((path.stat().st_mtime for path in inputs), default=0)
+
+
+def _table(path: pathlib.Path) -> pd.DataFrame:
+    """A CSV the recipe wrote; a plan with no claims, or a run with no scores yet, wrote none."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def open_results(run_dir: str | pathlib.Path, config: Config, save_figures: bool = False) -> RunResults:
@@ -139,6 +147,8 @@ def _results(run: RunResults) -> list:
     from merlib.results import fusion_comparison, per_fold_table
 
     summary = run.summary
+    if summary.empty:
+        return [_markdown("No score set yet: no fold of this run has finished a system.")]
     return [summary.set_index("system").style.format(precision=2, na_rep=""),
             _markdown("### Per fold"), per_fold_table(run.run_dir, run.config),
             _markdown("### The weighted fusions side by side\nWhat each fuses, its UA/WA, and the mean weight each "
@@ -187,6 +197,8 @@ def _claims(run: RunResults) -> list:
     from merlib.claims import NUMERIC_COLUMNS
 
     claims = run.claims  # the numeric columns are for other programs: "margin" says them for a reader
+    if claims.empty:
+        return [_markdown("The config declares no claim (`claims:`), or none could be checked on this run.")]
     return [_hidden_index(claims.drop(columns=[c for c in NUMERIC_COLUMNS if c in claims.columns]))]
 
 

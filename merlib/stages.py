@@ -132,6 +132,8 @@ def speech_stages(
         "speech.pretrained": dataclasses.asdict(resolved.speech.pretrained),
         "weights": _weights(resolved, run_dir, pretraining),
     }
+    if resolved.speech.model.backbone == "ssl":  # windows change what an ssl encoder pools
+        base["speech.max_seconds"] = resolved.speech.max_seconds
     stages = {}
     probe = None
     if "lp" in plan.stages:

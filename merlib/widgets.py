@@ -266,7 +266,8 @@ class ConfusionExplorer:
         self.listed.add_class("merlib-cell-utterances")
         for control in (self.fold, self.system, self.mode, self.true_label, self.predicted_label):
             control.observe(lambda change: self.update(), names="value")
-        self.listed.observe(lambda change: self.play(change["new"]), names="value")
+        self._quiet = False  # new options select their first entry: that must not play
+        self.listed.observe(lambda change: self._quiet or self.play(change["new"]), names="value")
         listening = [widgets.HTML("click an utterance to hear it:"), self.listed, self.player] if self.wavs else []
         self.widget = widgets.VBox([widgets.HBox([self.fold, self.system]), self.mode, self.figure,
                                     widgets.HBox([self.true_label, self.predicted_label]), self.cell,
@@ -306,8 +307,13 @@ class ConfusionExplorer:
         self.cell.value = (f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
                            f"{self.predicted_label.value}" + ("" if self.wavs else
                            ":" + cell.head(25).to_html(index=False, escape=True)))  # fmt: skip
-        self.listed.options = [(f"{i} · {t[:70]}", i) for i, t in cell.head(self.LISTED).itertuples(index=False)]
-        self.listed.value = None  # nothing plays until one is clicked
+        self._quiet = True
+        try:
+            self.listed.options = [(f"{i} · {t[:70]}", i) for i, t in cell.head(self.LISTED).itertuples(index=False)]
+            self.listed.value = None  # nothing plays until one is clicked
+        finally:
+            self._quiet = False
+        self.play(None)
         return {"confusion": matrix, "shown": shown, "cell": cell}
 
 
@@ -347,7 +353,8 @@ class TryIt:
         self.say.on_click(lambda button: self.synthesize())
         self.upload.observe(lambda change: self.uploaded(), names="value")
         self.run.on_click(lambda button: self.predict())
-        self.slider.observe(lambda change: self.show(), names="value")
+        self.slider_moved = False  # until the user moves it, the fusion row is the run's own fitted fusion
+        self.slider.observe(lambda change: self.slider_was_moved(), names="value")
         fused = [widgets.HTML(f"fusion weight of <b>{self.pair.name}</b> ({' + '.join(self.pair.inputs)}):"),
                  self.slider, self.chosen] if self.pair else []  # fmt: skip
         self.widget = widgets.VBox([self.sentence, widgets.HBox([self.emotion, self.say, self.upload]), self.audio,
@@ -411,16 +418,23 @@ class TryIt:
                 ""
                 if chosen is None
                 else (
-                    f"the run chose w1 = {chosen:.2f} (mean over fold(s) {', '.join(map(str, self.prediction.folds))})"
+                    f"the run chose w1 = {chosen:.2f} (mean over fold(s) {', '.join(map(str, self.prediction.folds))}"
+                    "; the table shows the run's own fusion until you move the slider)"
                 )
             )
         self.show()
         return self.prediction
 
+    def slider_was_moved(self) -> None:
+        self.slider_moved = True
+        self.show()
+
     def probabilities(self) -> dict[str, dict[str, float]]:
-        """The prediction's probabilities, the two-way fusion applied again at the slider's w1."""
+        """The prediction's probabilities: the run's fitted fusions (each judging fold's own
+        weight, as `merlib predict`), and once the user moves the slider, the two-way fusion at
+        its w1 in every judging fold."""
         probabilities = dict(self.prediction.probabilities)
-        if self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
+        if self.slider_moved and self.pair and all(name in self.prediction.log_scores for name in self.pair.inputs):
             first, second = (self.prediction.log_scores[name] for name in self.pair.inputs)
             fusion = WeightedFusion.with_weights([self.slider.value, 1 - self.slider.value])
             fused = [np.exp(fusion.fused_log_softmax([first[f][None], second[f][None]])[0]) for f in first]

@@ -282,6 +282,11 @@ def test_merlib_report_rebuilds_the_results_from_saved_scores_without_a_notebook
         assert (run_dir / name).read_text() == text, name
     assert (run_dir / "fold2" / "fusion_weighted_scores.csv").is_file()
     assert "What produced this run" in (run_dir / "report.html").read_text()
+    # a plan without claims (a valid config) still gets its report
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) | {"claims": []}
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["report", str(run_dir)]) == 0
+    assert "declares no claim" in (run_dir / "report.html").read_text()
 
 
 @pytest.mark.slow

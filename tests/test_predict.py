@@ -64,6 +64,8 @@ def test_the_try_it_widget_speaks_predicts_and_refuses(tiny_run):
     widget.emotion.value = "hap"
     path = widget.synthesize()
     assert path.is_file() and widget.audio.value[:4] == b"RIFF"
+    first = widget.predict()  # the slider untouched: the fusion row is the run's fitted fusion, fold by fold
+    assert widget.probabilities()["fusion_weighted"] == first.probabilities["fusion_weighted"]
     widget.slider.value = 0.37  # the user's weight: no prediction moves it
     seen = []
     predict = widget.predictor.predict

@@ -384,3 +384,22 @@ def test_versions_json_records_the_device_and_precision_used(tiny_run):
     assert saved["runtime"]["torch"].startswith("2.9")
     history = json.loads((tiny_run["run_dir"] / "fold2" / "speech_ft_history.json").read_text())
     assert history["runtime"]["precision"] == saved["runtime"]["precision"]
+
+
+def test_an_error_that_is_not_a_folds_failure_stops_the_queue(monkeypatch):
+    """A bug (or a full disk) in one (fold, system) task is raised at once: the queued tasks never start."""
+    from merlib import execution
+    from merlib.config import paper_config
+    from merlib.launch import Launch
+
+    started = []
+
+    def run_system(config, parameters, run_dir, fold, system):
+        started.append((fold, system.name))
+        raise RuntimeError("a bug of merlib's own")
+
+    monkeypatch.setattr(execution, "run_system", run_system)
+    monkeypatch.setattr(execution, "has_outputs", lambda run_dir, fold, system: False)
+    with pytest.raises(RuntimeError, match="a bug of merlib's own"):
+        execution.run_folds_here(paper_config(), {}, pathlib.Path("."), [1, 2, 3, 4, 5], Launch(jobs=1), 0.0)
+    assert len(started) < 10  # not every one of the 5 folds x 2 systems ran

@@ -138,6 +138,26 @@ def test_missing_or_foreign_checkpoint_folders_are_one_clear_error(checkpoints, 
     with pytest.raises(MerlibError, match="no weights"):
         backbone(empty)
     assert backbone(empty, pretrained=False).num_layers == 3  # source: none builds it from config.json
+    other_rate = tmp_path / "8k"
+    import shutil
+
+    shutil.copytree(checkpoints["wavlm"], other_rate)
+    preprocessor = json.loads((other_rate / "preprocessor_config.json").read_text()) | {"sampling_rate": 8000}
+    (other_rate / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    with pytest.raises(MerlibError, match="takes 8000 Hz audio.*features.sample_rate: 8000"):
+        backbone(other_rate)
+
+
+def test_a_checkpoint_saved_in_half_precision_is_trained_in_fp32(tmp_path):
+    """whisper-large-v3 is saved in fp16: merlib keeps fp32 weights (autocast picks the compute)."""
+    import transformers
+
+    config = transformers.WavLMConfig(**TINY, feat_extract_norm="layer", num_buckets=16, max_bucket_distance=40)
+    transformers.WavLMModel(config).half().save_pretrained(tmp_path, safe_serialization=True)
+    model = backbone(tmp_path)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with torch.no_grad():
+        assert torch.isfinite(model.pooled(torch.randn(1, 8000, 1) * 0.1)).all()
 
 
 @pytest.mark.slow

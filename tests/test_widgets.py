@@ -130,6 +130,10 @@ def test_the_confusion_explorer_plays_the_utterances_behind_a_cell(tmp_path):
     explorer.listed.value = listed[0]
     assert explorer.player.value == (tmp_path / f"{listed[0]}.wav").read_bytes()
     assert explorer.player.layout.display is None
+    played = explorer.player.value
+    explorer.predicted_label.value = "sad"  # another cell: its list, and nothing plays by itself
+    assert explorer.listed.value is None and explorer.player.value == played
+    assert explorer.player.layout.display == "none"
 
 
 def test_the_fusion_explorer_marks_the_weight_the_run_chose_whatever_its_objective(tmp_path):

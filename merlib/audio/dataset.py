@@ -130,7 +130,7 @@ def padded_batch(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
 @torch.no_grad()
 def forward_each(
     forward: Callable, features: Sequence[torch.Tensor], runtime=None, takes_lengths: bool = False,
-    max_frames: int | None = None, frame_scale: int = 1,
+    max_frames: int | None = None, frame_scale: int = 1, least_cost: int = 0,
 ) -> list[torch.Tensor]:  # fmt: skip
     """`forward` of each segment whole, as if alone, in fp32 on the CPU: in padded, length-sorted
     batches when it takes lengths (`forward(x, lengths)`, whose padding changes nothing:
@@ -141,8 +141,8 @@ def forward_each(
     if max_frames is None:  # EVAL_BATCH_FRAMES for the runtime's device, in 10 ms frames (× frame_scale
         # feature rows per 10 ms: 160 for a waveform at 16 kHz)
         max_frames = EVAL_BATCH_FRAMES.get(runtime.device.type, EVAL_BATCH_FRAMES["default"]) * frame_scale
-    if takes_lengths:
-        batches = length_buckets([x.shape[0] for x in features], max_frames)
+    if takes_lengths:  # least_cost: what the model spends on any input, however short (Whisper: its window)
+        batches = length_buckets([max(x.shape[0], least_cost) for x in features], max_frames)
     else:
         batches = [[i] for i in range(len(features))]
     outputs: list[torch.Tensor | None] = [None] * len(features)
@@ -167,7 +167,8 @@ def evaluate_full_length(
     was_training = model.training
     model.eval()
     takes_lengths = getattr(model, "takes_lengths", False)
-    scale = getattr(getattr(model, "backbone", model), "frame_scale", 1)
-    logits = forward_each(model, features, runtime, takes_lengths, max_frames, scale)
+    backbone = getattr(model, "backbone", model)
+    scale, least = getattr(backbone, "frame_scale", 1), getattr(backbone, "least_cost", 0)
+    logits = forward_each(model, features, runtime, takes_lengths, max_frames, scale, least)
     model.train(was_training)
     return torch.log_softmax(torch.stack(logits), dim=-1)

@@ -85,12 +85,15 @@ def _load_encoder(path: pathlib.Path, pretrained: bool) -> nn.Module:
         model = transformers.AutoModel.from_pretrained(path, config=config, local_files_only=True)
     else:
         model = transformers.AutoModel.from_config(config)
+    # fp32 master weights whatever the folder was saved in (whisper-large-v3 is fp16): the runtime's
+    # autocast decides the precision of the computation, as for every other backbone
+    model = model.float()
     return model.get_encoder() if config.model_type == "whisper" else model  # Whisper: the encoder only
 
 
-def _normalize_input(path: pathlib.Path) -> bool:
+def _preprocessor(path: pathlib.Path) -> dict:
     preprocessor = path / "preprocessor_config.json"
-    return bool(json.loads(preprocessor.read_text()).get("do_normalize", True)) if preprocessor.is_file() else True
+    return json.loads(preprocessor.read_text()) if preprocessor.is_file() else {}
 
 
 def _whisper_front_end(path: pathlib.Path):
@@ -146,9 +149,10 @@ class SSLBackbone(nn.Module):
         super().__init__()
         self.path = pathlib.Path(path)
         self.encoder = _load_encoder(self.path, pretrained)
-        wanted = getattr(self.encoder.config, "sampling_rate", None)
+        wanted = _preprocessor(self.path).get("sampling_rate")  # the rate its feature extractor expects
         if wanted not in (None, sample_rate):
-            raise CheckpointMismatchError(f"{self.path} takes {wanted} Hz audio; set features.sample_rate: {wanted}")
+            raise CheckpointMismatchError(f"{self.path} takes {wanted} Hz audio (its preprocessor_config.json); "
+                                          f"set features.sample_rate: {wanted}")  # fmt: skip
         config = self.encoder.config
         self.whisper = config.model_type == "whisper"
         # the CNN that turns audio (or Whisper's log-mel) into frames: fine-tuning leaves it as pretrained
@@ -167,8 +171,9 @@ class SSLBackbone(nn.Module):
             self.samples_per_frame = WHISPER_HOP * self.log_mel.hop_length
             self.normalize_input, self.takes_lengths = False, True
             max_seconds = min(max_seconds or window, window)
+            self.least_cost = window * sample_rate  # every input is encoded as a whole window
         else:
-            self.normalize_input = _normalize_input(self.path)
+            self.normalize_input = bool(_preprocessor(self.path).get("do_normalize", True))
             # data2vec-audio's CNN always normalises per frame (its config has no feat_extract_norm)
             norm = getattr(config, "feat_extract_norm", "layer" if config.model_type == "data2vec-audio" else "group")
             self.takes_lengths = norm == "layer"

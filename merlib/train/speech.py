@@ -108,6 +108,7 @@ def pooled_cache_key(config: Config, backbone, precision: str) -> str:
                 type(backbone).__name__,
                 POOLED_VERSION,
                 precision,
+                *([backbone.max_samples] if hasattr(backbone, "max_samples") else []),  # ssl windows
             ]
         ).encode()  # fmt: skip
     )
@@ -226,9 +227,10 @@ class SpeechFold:
         takes lengths (each as if alone), into the cache; `pending` is emptied."""
         if pending:
             takes_lengths = getattr(model.backbone, "takes_lengths", False)
-            scale = getattr(model.backbone, "frame_scale", 1)
-            pooled = forward_each(model.backbone.pooled, list(pending.values()), self.runtime, takes_lengths,
-                                  frame_scale=scale)  # fmt: skip
+            backbone = model.backbone
+            pooled = forward_each(backbone.pooled, list(pending.values()), self.runtime, takes_lengths,
+                                  frame_scale=getattr(backbone, "frame_scale", 1),
+                                  least_cost=getattr(backbone, "least_cost", 0))  # fmt: skip
             self.pooled_cache.update(zip(pending, pooled))
             self._pooled_dirty = True
             pending.clear()
