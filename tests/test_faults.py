@@ -343,7 +343,16 @@ def test_kill_9_at_any_moment_then_resume_equals_an_uninterrupted_run(tmp_path):
         deadline = time.time() + 60
         while time.time() < deadline and process.poll() is None and checkpoint_epoch(tmp_path / "run.ckpt") < reached:
             time.sleep(0.005)
-        time.sleep(fraction * epoch_seconds)
+        # a fraction of an epoch as the uninterrupted run timed it, but never past the next epoch's
+        # checkpoint: a resumed process can run its epochs faster than that estimate (warm caches,
+        # a quieter machine), and without the cap it would run on to the end before the kill
+        until = time.perf_counter() + fraction * epoch_seconds
+        while (
+            time.perf_counter() < until
+            and process.poll() is None
+            and (checkpoint_epoch(tmp_path / "run.ckpt") <= reached)
+        ):
+            time.sleep(0.005)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             kills += 1
