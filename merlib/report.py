@@ -118,14 +118,11 @@ def confusion_data(confusions: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fusion_curve_data(run_dir: pathlib.Path, fusion: str) -> pd.DataFrame:
-    from merlib.results import fusion_info
-
+def fusion_curve_data(folds: dict[int, dict]) -> pd.DataFrame:
+    """The numbers of plots.fusion_curves: {fold: a two-input weighted fusion's fusion.json entry}
+    as rows of (fold, w1, hold-out UA, test UA, chosen)."""
     rows = []
-    for fold, info in sorted(fusion_info(run_dir).items()):
-        entry = info.get(fusion, {})
-        for w1, holdout, test in zip(
-            entry.get("grid", []), entry.get("holdout_ua_curve", []), entry.get("test_ua_curve", [])
-        ):
+    for fold, entry in sorted(folds.items()):
+        for w1, holdout, test in zip(entry["grid"], entry["holdout_ua_curve"], entry["test_ua_curve"]):
             rows.append({"fold": fold, "w1": w1, "holdout_ua": holdout, "test_ua": test, "chosen": w1 == entry["w1"]})
     return pd.DataFrame(rows)

@@ -184,7 +184,7 @@ def _fusion_weight(run: RunResults) -> list:
     for fusion in two_way_weighted(run.config):
         by_fold = {fold: info[fusion.name] for fold, info in records.items() if "grid" in info.get(fusion.name, {})}
         figure = fusion_curves(by_fold, fusion.name, *fusion.inputs)
-        shown.append(run.saved(figure, fusion_curve_data(run.run_dir, fusion.name), f"weight_{fusion.name}"))
+        shown.append(run.saved(figure, fusion_curve_data(by_fold), f"weight_{fusion.name}"))  # read once above
     distances = weight_distances(run.run_dir, run.config)
     means = distances.groupby(["fusion", "objective"])[["distance", "test_ua_cost"]].mean().round(3)
     return shown + [_markdown("### How far the chosen weight is from the test-best one\nPer fold: the w1 each "

@@ -59,6 +59,15 @@ def ssl_system(name: str, path: pathlib.Path, source: str = "huggingface") -> di
                                  "lr": 0.001, "backbone_lr": 0.0001}}}}  # fmt: skip
 
 
+def batch_and_alone(model, waves):
+    """Pooled vectors of `waves` in one zero-padded batch (merlib's padded_batch) and each alone."""
+    from merlib.audio.dataset import padded_batch
+
+    padded, lengths = padded_batch([wave[:, None] for wave in waves])
+    with torch.no_grad():
+        return model.pooled(padded, lengths), torch.cat([model.pooled(w[None, :, None]) for w in waves])
+
+
 def backbone(path, **options):
     from merlib.models.ssl import SSLBackbone
 
@@ -72,12 +81,7 @@ def test_a_padded_batch_gives_each_utterance_its_vector_alone(checkpoints):
     assert model.takes_lengths and not backbone(checkpoints["hubert"]).takes_lengths
     torch.manual_seed(1)
     waves = [torch.randn(n) * 0.1 for n in (16000, 9000, 4000)]
-    padded = torch.zeros(3, 16000, 1)
-    for row, wave in enumerate(waves):
-        padded[row, : len(wave), 0] = wave
-    with torch.no_grad():
-        batch = model.pooled(padded, torch.tensor([len(w) for w in waves]))
-        alone = torch.cat([model.pooled(w[None, :, None]) for w in waves])
+    batch, alone = batch_and_alone(model, waves)
     assert batch.shape == (3, model.num_layers * model.hidden)
     assert torch.allclose(batch, alone, atol=1e-4), (batch - alone).abs().max()
     assert model.min_frames == 85  # the CNN's receptive field: kernels 10, 4, 4 at strides 5, 4, 4
@@ -90,13 +94,9 @@ def test_whispers_encoder_pools_the_valid_frames_of_its_30_second_window(checkpo
     assert model.whisper and model.takes_lengths and model.num_layers == 3 and model.max_samples == 3 * 16000
     torch.manual_seed(2)
     waves = [torch.randn(n) * 0.1 for n in (16000, 6400)]
-    padded = torch.zeros(2, 16000, 1)
-    for row, wave in enumerate(waves):
-        padded[row, : len(wave), 0] = wave
+    batch, alone = batch_and_alone(model, waves)
     with torch.no_grad():
-        batch = model.pooled(padded, torch.tensor([len(w) for w in waves]))
-        alone = torch.cat([model.pooled(w[None, :, None]) for w in waves])
-        _, frames = model._layer_sums(padded[..., 0], torch.tensor([16000, 6400]))
+        _, frames = model._layer_sums(torch.zeros(2, 16000), torch.tensor([16000, 6400]))
     assert torch.allclose(batch, alone, atol=1e-4) and frames.tolist() == [50, 20]
     with torch.no_grad():  # 7 s: windows of 3, 3 and 1 s
         assert model.pooled(torch.randn(1, 7 * 16000, 1) * 0.1).shape == (1, 3 * 32)
