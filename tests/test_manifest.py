@@ -11,6 +11,7 @@ RECORD = Utterance(
     id="Ses01F_impro01_M001",
     corpus="iemocap",
     session=1,
+    fold=1,
     speaker="Ses01M",
     gender="M",
     label="hap",
@@ -28,7 +29,33 @@ RECORD = Utterance(
 def test_round_trip(tmp_path):
     path = write_manifest([RECORD], tmp_path / "utterances.jsonl")
     assert read_manifest(path) == [RECORD]
-    assert list(json.loads(path.read_text())) == list(FIELDS)
+    written = list(json.loads(path.read_text()))
+    assert written == [name for name in FIELDS if name not in ("split", "attributes")]  # unset extras left out
+
+
+OTHER_CORPUS = Utterance(id="MSP-PODCAST_0001_0008", corpus="msp_podcast", speaker="", label="C", raw_label="C",
+                         transcript="", wav="Audios/MSP-PODCAST_0001_0008.wav", duration=3.2, split="Test1",
+                         gender="F", attributes={"arousal": 4.2, "valence": 3.0, "dominance": 4.0})
+
+
+def test_a_record_of_another_corpus_needs_only_the_core_fields(tmp_path):
+    path = write_manifest([OTHER_CORPUS], tmp_path / "utterances.jsonl")
+    assert read_manifest(path) == [OTHER_CORPUS]
+    minimal = {"id": "a", "corpus": "mine", "label": "joy", "wav": "a.wav", "duration": 1.0}
+    path.write_text(json.dumps(minimal) + "\n")
+    (record,) = read_manifest(path)
+    assert (record.raw_label, record.speaker, record.transcript, record.fold, record.split) == ("joy", "", "", None, "")
+
+
+def test_an_iemocap_manifest_without_folds_gets_its_sessions(tmp_path):
+    row = dataclasses.asdict(RECORD)
+    del row["fold"], row["split"], row["attributes"]  # the manifest as written before folds were a field
+    path = tmp_path / "utterances.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert read_manifest(path) == [RECORD]
+    path.write_text(json.dumps(row | {"fold": 2}) + "\n")
+    with pytest.raises(ManifestError, match="fold: 2 is not the session 1"):
+        read_manifest(path)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +69,9 @@ def test_round_trip(tmp_path):
         ({"duration": 0}, "duration"),
         ({"session": "one"}, "session"),
         ({"transcript": None}, "transcript"),
+        ({"fold": 1.5}, "fold"),
+        ({"attributes": [1]}, "attributes"),
+        ({"corpus": "mine", "label": ""}, "label"),
     ],
 )
 def test_bad_field_is_named_with_file_and_line(tmp_path, change, field):
@@ -64,9 +94,9 @@ def test_truncated_jsonl_says_so(tmp_path):
 def test_missing_field_and_duplicate_id(tmp_path):
     path = tmp_path / "utterances.jsonl"
     row = dataclasses.asdict(RECORD)
-    del row["kind"]
+    del row["wav"]
     path.write_text(json.dumps(row) + "\n")
-    with pytest.raises(ManifestError, match=r":1: missing field\(s\) kind"):
+    with pytest.raises(ManifestError, match=r":1: missing field\(s\) wav"):
         read_manifest(path)
     path.write_text((json.dumps(dataclasses.asdict(RECORD)) + "\n") * 2)
     with pytest.raises(ManifestError, match="appears twice"):

@@ -216,6 +216,7 @@ def prepare_iemocap(root: str | pathlib.Path, corpus: str = "iemocap") -> Prepar
                         id=utterance_id,
                         corpus=corpus,
                         session=session,
+                        fold=session,
                         speaker=f"Ses{session:02d}{gender}",
                         gender=gender,
                         label=label,

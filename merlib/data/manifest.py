@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from merlib import EMOTIONS
@@ -20,6 +20,9 @@ from merlib.io import write_text
 
 KINDS = ("impro", "script")
 GENDERS = ("F", "M")
+# Corpora whose records follow IEMOCAP's conventions (five sessions, speaker = session + gender,
+# the paper's four classes): the two that `merlib prepare iemocap` and the demo write.
+IEMOCAP_FAMILY = ("iemocap", "demo")
 
 
 class ManifestError(MerlibError, ValueError):
@@ -28,72 +31,121 @@ class ManifestError(MerlibError, ValueError):
 
 @dataclass(frozen=True)
 class Utterance:
-    id: str  # Ses01F_impro01_M012
-    corpus: str  # "iemocap" or "demo"
-    session: int  # 1..5; LOSO folds are sessions
-    speaker: str  # Ses01M: session + gender of the utterance's own id suffix
-    gender: str  # F | M
-    label: str  # 4-class label: ang | hap | neu | sad (exc merged into hap)
-    raw_label: str  # label as annotated (exc, hap, ...)
-    transcript: str  # may be "" (non-verbal turns); counted, never dropped
+    """One utterance of any corpus. The first eight fields say what every corpus has; `fold`
+    and `split` say how the corpus is partitioned (merlib.data.folds reads the one the config's
+    `data.protocol` names); the rest are extras that some corpora have (IEMOCAP's session,
+    dialog and times; MSP-Podcast's arousal, valence and dominance in `attributes`)."""
+
+    id: str  # unique in the manifest: Ses01F_impro01_M012, MSP-PODCAST_0001_0008, ...
+    corpus: str  # iemocap | demo | msp_podcast | emobox:<name> | any name
+    speaker: str  # "" when the corpus does not say (MSP-Podcast's "Unknown")
+    label: str  # a class of the config's data.labels (after data.label_map)
+    raw_label: str  # label as annotated (exc, hap, A, ...)
+    transcript: str  # may be "" (non-verbal turns, or no transcripts); counted, never dropped
     wav: str  # path relative to the corpus root
-    start: float  # seconds within the dialog recording
-    end: float
     duration: float  # seconds of the segment wav
-    kind: str  # impro | script
-    dialog: str  # Ses01F_impro01
+    fold: int | None = None  # protocols loso / folds: the group (fold) whose test set holds it
+    split: str = ""  # protocol released: the corpus's split name (Train, Development, Test1, ...)
+    session: int | None = None  # IEMOCAP: 1..5 (its folds are sessions)
+    gender: str = ""  # F | M | "" (unknown)
+    start: float | None = None  # IEMOCAP: seconds within the dialog recording
+    end: float | None = None
+    kind: str = ""  # IEMOCAP: impro | script
+    dialog: str = ""  # IEMOCAP: Ses01F_impro01
+    attributes: dict = field(default_factory=dict, hash=False, compare=True)  # {"arousal": 4.2, ...}
 
     def validate(self) -> list[str]:
         """Return a list of problems (empty when the record is valid)."""
         problems = []
         if not self.id:
             problems.append("id: empty")
+        if not self.corpus:
+            problems.append("corpus: empty")
+        if not self.label:
+            problems.append("label: empty")
+        if self.gender not in ("", *GENDERS):
+            problems.append(f"gender: {self.gender!r} is not F, M or empty (unknown)")
+        if os.path.isabs(self.wav) or not self.wav:
+            problems.append(f"wav: {self.wav!r} must be a path relative to the corpus root")
+        elif posixpath.normpath(self.wav.replace("\\", "/")).split("/")[0] == "..":
+            problems.append(f"wav: {self.wav!r} leads out of the corpus root; paths must stay inside it")
+        if self.start is not None and self.end is not None and self.end < self.start:
+            problems.append(f"end: {self.end!r} is before start {self.start!r}")
+        if not (self.duration > 0):
+            problems.append(f"duration: {self.duration!r} must be > 0")
+        if any(not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, (int, float))
+               for k, v in self.attributes.items()):  # fmt: skip
+            problems.append(f"attributes: {self.attributes!r} must map names to numbers")
+        if self.corpus in IEMOCAP_FAMILY:
+            problems += self._iemocap_problems()
+        return problems
+
+    def _iemocap_problems(self) -> list[str]:
+        problems = []
         if self.session not in range(1, 6):
-            problems.append(f"session: {self.session!r} is not 1..5")
+            return [f"session: {self.session!r} is not 1..5"]
         if self.gender not in GENDERS:
             problems.append(f"gender: {self.gender!r} is not F or M")
         if self.label not in EMOTIONS:
             problems.append(f"label: {self.label!r} is not one of {', '.join(EMOTIONS)}")
         if self.kind not in KINDS:
             problems.append(f"kind: {self.kind!r} is not impro or script")
-        if os.path.isabs(self.wav) or not self.wav:
-            problems.append(f"wav: {self.wav!r} must be a path relative to the corpus root")
-        elif posixpath.normpath(self.wav.replace("\\", "/")).split("/")[0] == "..":
-            problems.append(f"wav: {self.wav!r} leads out of the corpus root; paths must stay inside it")
-        if self.end < self.start:
-            problems.append(f"end: {self.end!r} is before start {self.start!r}")
-        if not (self.duration > 0):
-            problems.append(f"duration: {self.duration!r} must be > 0")
         if self.speaker != f"Ses{self.session:02d}{self.gender}":
             problems.append(f"speaker: {self.speaker!r} disagrees with session {self.session} and gender {self.gender}")
+        if self.fold != self.session:
+            problems.append(f"fold: {self.fold!r} is not the session {self.session} (IEMOCAP's folds are sessions)")
         return problems
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(Utterance))
-_FIELD_TYPES = {"session": int, "start": float, "end": float, "duration": float}
+REQUIRED = ("id", "corpus", "label", "wav", "duration")
+_NUMBERS = {"duration": float, "start": float, "end": float, "fold": int, "session": int}
+_DEFAULTS = {
+    "speaker": "",
+    "transcript": "",
+    **{
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(Utterance)
+        if f.name not in REQUIRED and f.name not in ("speaker", "raw_label", "transcript")
+    },
+}
 
 
 def utterance_from_dict(obj: dict, where: str) -> Utterance:
-    """Build and validate a record; `where` ("file:line") is named in every error."""
+    """Build and validate a record; `where` ("file:line") is named in every error.
+
+    Only id, corpus, label, wav and duration are required; raw_label defaults to the label, and
+    IEMOCAP manifests written before `fold` existed get their session as fold."""
     if not isinstance(obj, dict):
         raise ManifestError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    missing = [name for name in FIELDS if name not in obj]
+    missing = [name for name in REQUIRED if name not in obj]
     if missing:
         raise ManifestError(f"{where}: missing field(s) {', '.join(missing)}")
     unknown = sorted(set(obj) - set(FIELDS))
     if unknown:
-        raise ManifestError(f"{where}: unknown field(s) {', '.join(unknown)}")
-    values = {}
-    for name in FIELDS:
-        value = obj[name]
-        caster = _FIELD_TYPES.get(name, str)
-        if caster is str and not isinstance(value, str):
+        raise ManifestError(f"{where}: unknown field(s) {', '.join(unknown)}; a record has {', '.join(FIELDS)}")
+    values = {"raw_label": obj["label"], **_DEFAULTS}
+    for name, value in obj.items():
+        caster = _NUMBERS.get(name, str)
+        if name == "attributes":
+            if not isinstance(value, dict):
+                raise ManifestError(f"{where}: field 'attributes' must be a JSON object, got {value!r}")
+        elif value is None and name in _DEFAULTS and _DEFAULTS[name] is None:
+            pass
+        elif caster is str and not isinstance(value, str):
             raise ManifestError(f"{where}: field {name!r} must be a string, got {value!r}")
-        if caster is not str:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ManifestError(f"{where}: field {name!r} must be a number, got {value!r}")
+        elif caster is not str:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (caster is int and value != int(value))
+            ):
+                raise ManifestError(f"{where}: field {name!r} must be {'an integer' if caster is int else 'a number'}, "
+                                    f"got {value!r}")  # fmt: skip
             value = caster(value)
         values[name] = value
+    if values["corpus"] in IEMOCAP_FAMILY and "fold" not in obj:
+        values["fold"] = values["session"]
     record = Utterance(**values)
     problems = record.validate()
     if problems:
@@ -102,6 +154,13 @@ def utterance_from_dict(obj: dict, where: str) -> Utterance:
             + (f" (and {len(problems) - 1} more: {'; '.join(problems[1:])})" if len(problems) > 1 else "")
         )
     return record
+
+
+def utterance_to_dict(record: Utterance) -> dict:
+    """The JSON object of a record: every required field and every optional one that is set."""
+    row = dataclasses.asdict(record)
+    always = (*REQUIRED, "speaker", "raw_label", "transcript")
+    return {name: value for name, value in row.items() if name in always or value not in (None, "", {})}
 
 
 def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
@@ -147,5 +206,5 @@ def write_manifest(records: Iterable[Utterance], path: str | os.PathLike) -> pat
         if problems:
             raise ManifestError(f"record {index + 1} ({record.id}): {'; '.join(problems)}")
     return write_text(
-        path, "".join(json.dumps(dataclasses.asdict(record), ensure_ascii=False) + "\n" for record in records)
+        path, "".join(json.dumps(utterance_to_dict(record), ensure_ascii=False) + "\n" for record in records)
     )
