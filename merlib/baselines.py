@@ -26,7 +26,6 @@ from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from merlib import EMOTIONS
 from merlib.audio.features import AudioError, LogMel, read_audio, require_finite_features, to_mono
 from merlib.config import Config, SystemConfig, paper_config
 from merlib.data.manifest import Utterance
@@ -138,7 +137,7 @@ def text_tfidf_model():
 
 
 def _loso_log_probabilities(make_model, inputs, labels: np.ndarray, sessions: np.ndarray) -> np.ndarray:
-    log_probabilities = np.zeros((len(labels), len(EMOTIONS)))
+    log_probabilities = np.zeros((len(labels), labels.max() + 1))
     for train, test in LeaveOneGroupOut().split(inputs, labels, groups=sessions):
         model = make_model().fit(_take(inputs, train), labels[train])
         log_probabilities[test] = model.predict_log_proba(_take(inputs, test))
@@ -152,8 +151,9 @@ def _take(inputs, index):
 def run_baselines(records: Sequence[Utterance], corpus_root: str | os.PathLike, local: bool = False) -> dict:
     """LOSO UA/WA (pooled over folds) of the speech (whole-utterance statistics; with `local`,
     also the local patterns), text and fused baselines."""
-    labels = np.array([EMOTIONS.index(r.label) for r in records])
-    sessions = np.array([r.session for r in records])
+    classes = sorted({r.label for r in records})  # UA and WA do not depend on the classes' order
+    labels = np.array([classes.index(r.label) for r in records])
+    sessions = np.array([r.fold for r in records])
     statistics = (local_pattern_statistics if local else utterance_statistics)(records, corpus_root)
     speech = _loso_log_probabilities(speech_statistics_model, statistics, labels, sessions)
     text = _loso_log_probabilities(text_tfidf_model, [r.transcript for r in records], labels, sessions)
@@ -232,17 +232,18 @@ def _fit_and_score(config: Config, fold: int, run_dir: pathlib.Path, system: Sys
     stage = baseline_stage(config, system.name, split, root, pathlib.Path(run_dir))
     kind = BASELINES[system.baseline]
     model = kind.make_model()
-    model.fit(kind.inputs(split.train, root), [EMOTIONS.index(r.label) for r in split.train])
+    classes = list(config.labels)
+    model.fit(kind.inputs(split.train, root), [classes.index(r.label) for r in split.train])
     scored = list(split.holdout) + list(split.test)
     # a class missing from the training sessions gets no column from scikit-learn: a floor, renormalised
-    log_p = np.full((len(scored), len(EMOTIONS)), np.log(1e-9))
+    log_p = np.full((len(scored), len(classes)), np.log(1e-9))
     log_p[:, model.classes_] = model.predict_log_proba(kind.inputs(scored, root))
     log_p = log_softmax(log_p)
     splits = ["holdout"] * len(split.holdout) + ["test"] * len(split.test)
-    path = write_scores(stage.outputs[0], [r.id for r in scored], splits, [r.label for r in scored], log_p)
+    path = write_scores(stage.outputs[0], [r.id for r in scored], splits, [r.label for r in scored], log_p, classes)
     held = len(split.holdout)
-    summary = split_metrics([r.label for r in split.holdout], log_p[:held], "holdout")
-    summary |= split_metrics([r.label for r in split.test], log_p[held:], "test")
+    summary = split_metrics([classes.index(r.label) for r in split.holdout], log_p[:held], "holdout")
+    summary |= split_metrics([classes.index(r.label) for r in split.test], log_p[held:], "test")
     write_json(stage.record, {"stage": "baseline", "baseline": system.baseline, **summary,
                               "fingerprint": stage.fingerprint.as_dict()})  # fmt: skip
     return path

@@ -21,31 +21,33 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from merlib import EMOTIONS
 from merlib.config import ClaimConfig, Config
 from merlib.errors import MerlibError
 from merlib.layout import RunLayout
 from merlib.metrics import label_indices, unweighted_accuracy_of_rows
 from merlib.results import run_labels
-from merlib.scores import read_scores
+from merlib.scores import class_columns, read_scores
 
 VERDICTS = ("holds", "holds, not significant", "does not hold")
 NUMERIC_COLUMNS = ("margin_min", "margin_min_vs")  # in claims.csv, not in claims.md (the margin column has them)
 
 
-def _test_predictions(run_dir: pathlib.Path, names: list[str]) -> dict[int, tuple]:
+def _test_predictions(run_dir: pathlib.Path, names: list[str], classes=None) -> dict[int, tuple]:
     """{fold: (labels, {score set: predicted class indices})} on the test rows, aligned by
-    utterance id, for the folds that have every score set."""
+    utterance id, for the folds that have every score set; indices into `classes` (default: the
+    class columns of the score files)."""
     result = {}
     layout = RunLayout(run_dir)
     for fold in layout.folds():
         paths = {name: layout.scores(fold, name) for name in names}
         if not all(path.is_file() for path in paths.values()):
             continue
-        frames = {name: read_scores(path).query("split == 'test'").set_index("id") for name, path in paths.items()}
+        frames = {name: read_scores(path, classes).query("split == 'test'").set_index("id")
+                  for name, path in paths.items()}  # fmt: skip
+        classes = classes or class_columns(frames[names[0]])
         ids = frames[names[0]].index
-        labels = label_indices(frames[names[0]]["label"])
-        predicted = {name: frame.loc[ids, list(EMOTIONS)].to_numpy().argmax(1) for name, frame in frames.items()}
+        labels = label_indices(frames[names[0]]["label"], classes)
+        predicted = {name: frame.loc[ids, list(classes)].to_numpy().argmax(1) for name, frame in frames.items()}
         result[fold] = (labels, predicted)
     return result
 
@@ -59,10 +61,10 @@ def _pair_confusion(labels: np.ndarray, predicted: np.ndarray, a: int, b: int) -
     return (rates[0] + rates[1]) / 2
 
 
-def _statistic(claim: ClaimConfig):
+def _statistic(claim: ClaimConfig, classes):
     if claim.kind == "better":
         return unweighted_accuracy_of_rows, 1.0  # higher is the claim
-    a, b = (EMOTIONS.index(c) for c in claim.classes)
+    a, b = (list(classes).index(c) for c in claim.classes)
     return (lambda labels, predicted: _pair_confusion(labels, predicted, a, b)), -1.0
 
 
@@ -75,11 +77,14 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
         if absent:  # the plan was changed: say so rather than drop the claim
             absent_sets = ", ".join(absent)
             return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: the plan has no {absent_sets}"}
-    folds = _test_predictions(pathlib.Path(run_dir), [claim.system, *claim.than])
+    classes = list(config.labels) if config is not None else None
+    folds = _test_predictions(pathlib.Path(run_dir), [claim.system, *claim.than], classes)
     if not folds:
         names = ", ".join([claim.system, *claim.than])
         return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: no fold has all of {names}"}
-    statistic, sign = _statistic(claim)
+    some_fold = next(iter(folds))
+    classes = classes or class_columns(read_scores(RunLayout(run_dir).scores(some_fold, claim.system)))
+    statistic, sign = _statistic(claim, classes)
     rng = np.random.default_rng(seed)
     value = {name: [] for name in [claim.system, *claim.than]}  # per fold
     resampled = {name: [] for name in value}  # per fold: (n_resamples,)

@@ -46,23 +46,32 @@ def _prepare(args) -> int:
 
 
 def _folds(args) -> int:
-    from merlib.corpus import check_sessions
+    from merlib.config import PAPER_CONFIG, load_config
+    from merlib.corpus import check_partition, fold_options, with_run_labels
     from merlib.data.folds import fold_table, make_folds
     from merlib.data.manifest import read_manifest
 
     path = pathlib.Path(args.manifest)
     if path.is_dir():
         path = path / "utterances.jsonl"
-    utterances = check_sessions(read_manifest(path), path)
-    folds = make_folds(utterances, holdout=args.holdout, holdout_fraction=args.holdout_fraction, seed=args.seed)
-    rows = fold_table(folds)
-    print(f"LOSO folds of {path} (hold-out: {args.holdout})")
-    print(f"{'fold':>4} {'split':>8} {'n':>6} {'ang':>5} {'hap':>5} {'neu':>5} {'sad':>5}  speakers")
-    for row in rows:
-        print(
-            f"{row['fold']:>4} {row['split']:>8} {row['n']:>6} {row['ang']:>5} {row['hap']:>5} "
-            f"{row['neu']:>5} {row['sad']:>5}  {row['speakers']}"
-        )
+    utterances = read_manifest(path)
+    config = load_config(args.config or PAPER_CONFIG)
+    if not args.config:  # a manifest alone: the paper's protocol options, over the manifest's own classes
+        present = sorted({u.label for u in utterances}, key=lambda label: (label not in config.labels, label))
+        config.data.labels = present or config.data.labels
+    for option, value in (("holdout", args.holdout), ("holdout_fraction", args.holdout_fraction)):
+        if value is not None:
+            setattr(config.data, option, value)
+    config.seed = config.seed if args.seed is None else args.seed
+    utterances = check_partition(with_run_labels(utterances, config, path), config, path)
+    folds = make_folds(utterances, **fold_options(config))
+    labels = config.labels
+    width = max(5, *map(len, labels))
+    print(f"{config.data.protocol} folds of {path} (hold-out: {folds[0].holdout_strategy})")
+    print(f"{'fold':>4} {'split':>8} {'n':>6} " + " ".join(f"{label:>{width}}" for label in labels) + "  speakers")
+    for row in fold_table(folds, labels):
+        counts = " ".join(f"{row[label]:>{width}}" for label in labels)
+        print(f"{row['fold']:>4} {row['split']:>8} {row['n']:>6} {counts}  {row['speakers']}")
     return 0
 
 
@@ -237,23 +246,24 @@ def _text(args) -> int:
 
 
 def _fuse(args) -> int:
-    from merlib import EMOTIONS
     from merlib.config import FusionConfig
     from merlib.fusion import fuse_frames, fusion_class
-    from merlib.metrics import predicted_labels, unweighted_accuracy, weighted_accuracy
-    from merlib.scores import read_scores, write_scores
+    from merlib.metrics import macro_f1, predicted_labels, unweighted_accuracy, weighted_accuracy
+    from merlib.scores import class_columns, read_scores, write_scores
 
     frames = [read_scores(path) for path in args.scores]
     names = [pathlib.Path(path).stem for path in args.scores]
     declared = FusionConfig(name="fused", method=args.method, inputs=names, step=args.step, objective=args.objective)
     fusion, fused = fuse_frames(frames, names, fusion_class(args.method).from_config(declared))
-    print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}")
+    classes = class_columns(fused)
+    print(f"{'system':>28}  {'test UA %':>9}  {'test WA %':>9}  {'macro-F1 %':>10}")
     for name, frame in list(zip(names, frames)) + [("fused", fused)]:
         test = frame[frame["split"] == "test"]
-        predicted = predicted_labels(test[list(EMOTIONS)].to_numpy())
+        predicted = predicted_labels(test[classes].to_numpy(), classes)
         print(
             f"{name:>28}  {100 * unweighted_accuracy(test['label'], predicted):9.2f}  "
-            f"{100 * weighted_accuracy(test['label'], predicted):9.2f}"
+            f"{100 * weighted_accuracy(test['label'], predicted):9.2f}  "
+            f"{100 * macro_f1(test['label'], predicted):10.2f}"
         )
     if hasattr(fusion, "weights_"):
         print(
@@ -262,7 +272,7 @@ def _fuse(args) -> int:
             + (f"  (w1 = {fusion.weights_[0]:.2f})" if len(names) == 2 else "")
         )
     if args.out:
-        write_scores(args.out, fused["id"], fused["split"], fused["label"], fused[list(EMOTIONS)].to_numpy())
+        write_scores(args.out, fused["id"], fused["split"], fused["label"], fused[classes].to_numpy(), classes)
         print(f"wrote {args.out}")
     return 0
 
@@ -312,11 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     iemocap.set_defaults(handler=_prepare)
 
-    folds = commands.add_parser("folds", help="print LOSO fold and split sizes of a manifest")
+    folds = commands.add_parser("folds", help="print the fold and split sizes of a manifest")
     folds.add_argument("manifest", help="utterances.jsonl or the folder holding it")
-    folds.add_argument("--holdout", default="stratified", choices=("stratified", "session"))
-    folds.add_argument("--holdout-fraction", type=float, default=0.1)
-    folds.add_argument("--seed", type=int, default=0)
+    folds.add_argument("--config", help="a config whose data section gives the protocol, classes and splits "
+                       "(default: the paper's leave-one-session-out over the manifest's classes)")  # fmt: skip
+    folds.add_argument("--holdout", choices=("stratified", "session"), help="default: the config's data.holdout")
+    folds.add_argument("--holdout-fraction", type=float, help="default: the config's data.holdout_fraction")
+    folds.add_argument("--seed", type=int, help="default: the config's seed")
     folds.set_defaults(handler=_folds)
 
     for name, handler, what in (

@@ -29,7 +29,6 @@ from typing import Any, Literal
 
 import yaml
 
-from merlib import EMOTIONS
 from merlib.errors import MerlibError
 from merlib.layout import score_set
 
@@ -64,16 +63,32 @@ BackboneName = Literal["resnet34", "ge2e", "ssl"]
 PretrainedSource = Literal["none", "pretrain", "resemblyzer", "wespeaker", "checkpoint", "huggingface"]
 Normalization = Literal["per_bin", "global", "mean", "none"]
 Stage = Literal["lp", "ft"]
+Loss = Literal["ce", "weighted_ce"]
+
+
+@dataclass
+class ReleasedSplits:
+    """protocol released: which of the corpus's own split names (the manifest's `split`) train,
+    hold out and test; each test split is also reported on its own."""
+
+    train: list[str] = field(metadata=NONEMPTY)
+    holdout: list[str]  # empty: drawn from train (data.holdout: stratified)
+    test: list[str] = field(metadata=NONEMPTY)
 
 
 @dataclass
 class DataConfig:
-    corpus: Literal["iemocap", "demo"]
-    root: str  # the IEMOCAP_full_release folder (the one path a user must set), or demo
+    corpus: str  # iemocap | demo | msp_podcast | emobox:<name> | any name: the manifest's `corpus`
+    root: str  # the corpus folder (the one path a user must set), or demo
     manifest: str  # utterances.jsonl written by `merlib prepare`, or demo
-    holdout: Literal["stratified", "session"]  # merlib.data.folds
+    holdout: Literal["stratified", "session"]  # merlib.data.folds (session: one whole training fold)
     holdout_fraction: float = field(metadata=between(0, 1))
     folds: list[int] = field(metadata=NONEMPTY)
+    protocol: Literal["loso", "folds", "released"]  # merlib.data.folds
+    labels: list[str] = field(metadata=NONEMPTY)  # the classes, in the score files' column order
+    label_map: dict[str, str]  # manifest label -> class (e.g. exc: hap)
+    splits: ReleasedSplits
+    disjoint_speakers: bool  # folds / released: refuse (true) or only report test speakers seen in training
 
 
 @dataclass
@@ -162,6 +177,7 @@ class SpeechConfig:
     probe_chunks: int = field(metadata=at_least(0))  # 0: the probe trains on whole segments; N: on N chunks each
     # ssl backbone: longer utterances are encoded in windows of this many seconds (0: whole)
     max_seconds: float = field(metadata=at_least(0))
+    loss: Loss  # weighted_ce: class weights n / (classes × n_class) from the training split
 
 
 @dataclass
@@ -172,6 +188,7 @@ class TextConfig:
     epochs: int = field(metadata=at_least(1))
     max_length_quantile: float = field(metadata=between(0, 1.000001))
     weight_decay: float = field(metadata=at_least(0))
+    loss: Loss  # as speech.loss
 
 
 @dataclass
@@ -245,7 +262,7 @@ class ClaimConfig:
     system: str
     than: list[str] = field(metadata=NONEMPTY)
     paper: str = ""  # what the paper reports for it, as the paper states it
-    classes: list[str] = field(default_factory=list)  # less_confused: two of EMOTIONS
+    classes: list[str] = field(default_factory=list)  # less_confused: two of data.labels
 
 
 @dataclass
@@ -293,6 +310,11 @@ class Config:
 
     def uses_pretraining(self) -> bool:
         return any(self.transfers_pretraining(s.name) for s in self.systems_of("speech"))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The run's classes, in the order of every score file's columns."""
+        return tuple(self.data.labels)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -554,8 +576,27 @@ def _check_speech(config: Config, where: str) -> None:
                           "augment.copies: 0 for this system")  # fmt: skip
 
 
+def _check_data(data: DataConfig, where: str) -> None:
+    repeated = sorted({label for label in data.labels if data.labels.count(label) > 1})
+    if repeated or len(data.labels) < 2 or any(not label or label in ("id", "split", "label") for label in data.labels):
+        raise ConfigError(f"{where}: data.labels {data.labels}: two classes at least, each named once, none empty "
+                          "and none of id, split, label (they are the score files' other columns)")  # fmt: skip
+    stray = sorted({target for target in data.label_map.values() if target not in data.labels})
+    if stray:
+        raise ConfigError(f"{where}: data.label_map maps to {', '.join(stray)}, which data.labels lacks "
+                          f"({', '.join(data.labels)})")  # fmt: skip
+    if data.protocol == "released":
+        named = data.splits.train + data.splits.holdout + data.splits.test
+        twice = sorted({name for name in named if named.count(name) > 1})
+        if twice:
+            raise ConfigError(f"{where}: data.splits names {', '.join(twice)} in more than one role")
+        if data.folds != [1]:
+            raise ConfigError(f"{where}: data.protocol: released has one fold (its splits): set data.folds: [1]")
+
+
 def check_config(config: Config, where: str) -> None:
     """What a field's own type cannot say: the plan's names, and settings that must agree."""
+    _check_data(config.data, where)
     if not (_RUN_NAME.fullmatch(config.name) and len(config.name) <= 100 and ".." not in config.name):
         raise ConfigError(
             f"{where}: name {config.name!r}: a run's name is its folder under the runs folder, so it must be "
@@ -609,8 +650,9 @@ def check_config(config: Config, where: str) -> None:
                     "speech.model; it must not override them"
                 )
     for claim in config.claims:  # score sets the plan lacks: the claims table says "not checked"
-        if claim.kind == "less_confused" and (len(claim.classes) != 2 or not set(claim.classes) <= set(EMOTIONS)):
-            raise ConfigError(f"{where}: claim {claim.name}: classes must be two of {', '.join(EMOTIONS)}")
+        if claim.kind == "less_confused" and (len(claim.classes) != 2 or not set(claim.classes) <= set(config.labels)):
+            raise ConfigError(f"{where}: claim {claim.name}: classes must be two of data.labels "
+                              f"({', '.join(config.labels)})")  # fmt: skip
     if config.fusions:
         from merlib.fusion import FUSIONS
     for index, fusion in enumerate(config.fusions):

@@ -8,8 +8,11 @@ Features are cached per corpus (keyed by its resolved root) and per front-end co
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import hashlib
 import pathlib
+import warnings
 
 from merlib.config import Config
 from merlib.data import iemocap
@@ -20,7 +23,7 @@ from merlib.data.demo import (
     generate_demo_speakers,
     is_current,
 )
-from merlib.data.manifest import ManifestError, Utterance, read_manifest
+from merlib.data.manifest import IEMOCAP_FAMILY, ManifestError, Utterance, read_manifest
 from merlib.errors import DataNotFoundError
 from merlib.io import write_text
 from merlib.paths import resolve
@@ -37,7 +40,10 @@ def corpus_root(config: Config, generate: bool = True) -> pathlib.Path:
             raise DataNotFoundError(f"{root}: the demo corpus is not generated on this machine (make demo)")
         return root
     root = resolve(config.data.root)
-    if not (root / "Session1").is_dir():
+    if not root.is_dir():
+        raise DataNotFoundError(f"data.root={config.data.root!r}: no such folder; set data.root in your config to "
+                                "the corpus folder (the manifest's wav paths are relative to it)")  # fmt: skip
+    if config.data.corpus == "iemocap" and not (root / "Session1").is_dir():
         raise DataNotFoundError(
             f"data.root={config.data.root!r} is not an IEMOCAP_full_release folder "
             "(no Session1/ in it); set data.root in your config to the folder that contains Session1/"
@@ -46,8 +52,8 @@ def corpus_root(config: Config, generate: bool = True) -> pathlib.Path:
 
 
 def load_utterances(config: Config, generate: bool = True) -> tuple[list[Utterance], pathlib.Path]:
-    """The run's manifest and its corpus root (the demo manifest is prepared on first use;
-    `generate`: the demo corpus too, see corpus_root)."""
+    """The run's manifest, labelled with the run's classes, and its corpus root (the demo
+    manifest is prepared on first use; `generate`: the demo corpus too, see corpus_root)."""
     root = corpus_root(config, generate)
     if config.data.manifest == "demo":
         out = default_data_dir() / "demo-manifest"
@@ -57,19 +63,43 @@ def load_utterances(config: Config, generate: bool = True) -> tuple[list[Utteran
         if not manifest.is_file() or not marker.is_file() or marker.read_text() != stamp:
             iemocap.write_prepared(iemocap.prepare_iemocap(root, corpus="demo"), out, root)
             write_text(marker, stamp)
-        return check_sessions(read_manifest(manifest), manifest), root
-    manifest = resolve(config.data.manifest)
-    return check_sessions(read_manifest(manifest), manifest), root
+    else:
+        manifest = resolve(config.data.manifest)
+    utterances = with_run_labels(read_manifest(manifest), config, manifest)
+    return check_partition(utterances, config, manifest), root
 
 
-def check_sessions(utterances: list[Utterance], manifest: pathlib.Path) -> list[Utterance]:
-    """Leave-one-session-out needs utterances of two sessions at least."""
-    sessions = sorted({u.session for u in utterances})
+def with_run_labels(utterances: list[Utterance], config: Config, manifest: pathlib.Path) -> list[Utterance]:
+    """Apply data.label_map, then keep the utterances of data.labels (the others are counted in
+    a warning; none kept is an error naming the manifest's labels and the fix)."""
+    mapping, wanted = config.data.label_map, set(config.labels)
+    mapped = [u if mapping.get(u.label, u.label) == u.label else dataclasses.replace(u, label=mapping[u.label])
+              for u in utterances]  # fmt: skip
+    kept = [u for u in mapped if u.label in wanted]
+    if len(kept) < len(mapped):
+        dropped = collections.Counter(u.label for u in mapped if u.label not in wanted)
+        listed = ", ".join(f"{label} {n}" for label, n in sorted(dropped.items()))
+        if not kept:
+            raise ManifestError(f"{manifest}: no utterance has a label of data.labels ({', '.join(config.labels)}); "
+                                f"the manifest's labels: {listed}. Set data.labels (and data.label_map to merge "
+                                "classes) in your config")  # fmt: skip
+        warnings.warn(f"{manifest}: {len(mapped) - len(kept)} utterance(s) left out, their labels not in data.labels "
+                      f"({', '.join(config.labels)}): {listed}", stacklevel=2)  # fmt: skip
+    return kept
+
+
+def check_partition(utterances: list[Utterance], config: Config, manifest: pathlib.Path) -> list[Utterance]:
+    """The protocol needs two folds at least (loso, folds) or its split names (released)."""
     if not utterances:
-        raise ManifestError(f"{manifest}: no utterances in it; prepare it again (merlib prepare iemocap ROOT)")
-    if len(sessions) < 2:
-        raise ManifestError(f"{manifest}: only session {sessions[0]} is in it, and leave-one-session-out needs two "
-                            "sessions at least (IEMOCAP has five): is this the whole corpus?")  # fmt: skip
+        raise ManifestError(f"{manifest}: no utterances in it; prepare it again (merlib prepare ...)")
+    if config.data.protocol == "released":
+        return utterances
+    folds = sorted({u.fold for u in utterances if u.fold is not None})
+    if len(folds) < 2:
+        hint = (" (IEMOCAP has five sessions): is this the whole corpus?" if config.data.corpus in IEMOCAP_FAMILY
+                else "; a corpus with released splits takes data.protocol: released")  # fmt: skip
+        raise ManifestError(f"{manifest}: {'only fold ' + str(folds[0]) if folds else 'no `fold`'} in it, and "
+                            f"protocol {config.data.protocol} needs two folds at least{hint}")  # fmt: skip
     return utterances
 
 
@@ -87,12 +117,17 @@ def feature_cache_dir(root: pathlib.Path) -> pathlib.Path:
     return default_data_dir() / "features" / f"{root.name}-{key}"
 
 
+def fold_options(config: Config) -> dict:
+    """make_fold's options from the config: the protocol, its splits, the hold-out and the seed."""
+    data = config.data
+    return {"holdout": data.holdout, "holdout_fraction": data.holdout_fraction, "seed": config.seed,
+            "protocol": data.protocol, "splits": data.splits, "disjoint_speakers": data.disjoint_speakers}  # fmt: skip
+
+
 def fold_of(config: Config, utterances: list[Utterance], fold: int):
     from merlib.data.folds import make_fold
 
-    return make_fold(
-        utterances, fold, holdout=config.data.holdout, holdout_fraction=config.data.holdout_fraction, seed=config.seed
-    )
+    return make_fold(utterances, fold, **fold_options(config))
 
 
 def speaker_manifest(config: Config) -> pathlib.Path:

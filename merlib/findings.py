@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.metrics import confusion, unweighted_accuracy
 from merlib.plan import output_titles
@@ -90,8 +89,8 @@ def classes_hardly_recognised(run_dir, config: Config) -> list[Finding]:
     for system, folds in collect_predictions(run_dir, config.outputs()).items():
         missed = []
         for fold, (y_true, y_pred) in sorted(folds.items()):
-            counts = confusion(y_true, y_pred)  # rows: true class, in EMOTIONS order
-            for k, emotion in enumerate(EMOTIONS):
+            counts = confusion(y_true, y_pred, config.labels)  # rows: true class, in data.labels order
+            for k, emotion in enumerate(config.labels):
                 total = int(counts[k].sum())
                 if total and counts[k, k] / total < LOW_RECALL:
                     missed.append(f"{emotion} in fold {fold} ({100 * counts[k, k] / total:.1f}% of {total})")

@@ -1,6 +1,6 @@
 """Late fusion of per-modality log-softmax scores (paper 3.3), scikit-learn style.
 
-`scores` is a sequence of (n, 4) arrays, one per modality (speech first), columns in the order
+`scores` is a sequence of (n, classes) arrays, one per modality (speech first), columns in the order
 ang, hap, neu, sad. `fit` learns on the hold-out, `decision_function` / `predict` apply to test.
 
 - `WeightedFusion`: S = w1·S_speech + (1 − w1)·S_text, w1 grid-searched on the hold-out for the
@@ -29,10 +29,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from merlib import EMOTIONS
 from merlib.errors import MerlibError
 from merlib.metrics import label_indices, unweighted_accuracy_of_rows
-from merlib.scores import log_softmax_problem
+from merlib.scores import class_columns, log_softmax_problem
 
 
 class FusionError(MerlibError, ValueError):
@@ -43,9 +42,11 @@ def _check_scores(scores: Sequence) -> list[np.ndarray]:
     arrays = [np.asarray(s, dtype=float) for s in scores]
     if len(arrays) < 2:
         raise FusionError(f"fusion needs at least two modalities, got {len(arrays)}")
+    width = arrays[0].shape[-1] if arrays[0].ndim == 2 else 0
     for index, array in enumerate(arrays):
-        if array.ndim != 2 or array.shape[1] != len(EMOTIONS):
-            raise FusionError(f"modality {index}: scores must be (n, {len(EMOTIONS)}), got {array.shape}")
+        if array.ndim != 2 or array.shape[1] != width or width < 2:
+            raise FusionError(f"modality {index}: scores must be (n, classes) like modality 0's (n, {width}), "
+                              f"got {array.shape}")  # fmt: skip
         if array.shape[0] != arrays[0].shape[0]:
             raise FusionError(f"modality {index} has {array.shape[0]} rows, modality 0 has {arrays[0].shape[0]}")
         if not np.isfinite(array).all():
@@ -70,7 +71,7 @@ def simplex_grid(modalities: int, step: float) -> np.ndarray:
 
 
 def grid_unweighted_accuracy(grid: np.ndarray, stacked: np.ndarray, y: np.ndarray, block: int = 256) -> np.ndarray:
-    """UA of every weighting in `grid` (g, m) of the stacked scores (m, n, 4), vectorised: the
+    """UA of every weighting in `grid` (g, m) of the stacked scores (m, n, classes), vectorised: the
     three-way simplex at step 0.01 has 5151 points, too many for one scikit-learn call each.
     Blocks of grid points bound the memory."""
     result = np.empty(len(grid))
@@ -117,7 +118,7 @@ class _LateFusion(ClassifierMixin, BaseEstimator):
 
 def grid_log_loss(grid: np.ndarray, stacked: np.ndarray, y: np.ndarray, block: int = 256) -> np.ndarray:
     """Mean cross-entropy of the fused log-probabilities (log-softmax of the weighted sum) of every
-    weighting in `grid` (g, m) of the stacked scores (m, n, 4): a smooth objective, where UA on a
+    weighting in `grid` (g, m) of the stacked scores (m, n, classes): a smooth objective, where UA on a
     small hold-out is a step function with wide flat ties."""
     rows = np.arange(len(y))
     result = np.empty(len(grid))
@@ -145,7 +146,7 @@ class WeightedFusion(_LateFusion):
         if self.objective not in ("ua", "log_loss"):
             raise FusionError(f"fusion objective {self.objective!r}: use ua or log_loss")
         arrays = _check_scores(scores)
-        y = label_indices(y)
+        y = _class_indices(y, arrays[0].shape[1])
         grid = simplex_grid(len(arrays), self.step)
         stacked = np.stack(arrays)
         ua = grid_unweighted_accuracy(grid, stacked, y)
@@ -158,7 +159,7 @@ class WeightedFusion(_LateFusion):
         self.grid_ = grid
         self.curve_ = ua  # hold-out UA of every grid point, whatever the objective
         self.objective_curve_ = objective
-        self.classes_ = np.arange(len(EMOTIONS))
+        self.classes_ = np.arange(arrays[0].shape[1])
         return self
 
     def decision_function(self, scores) -> np.ndarray:
@@ -174,7 +175,6 @@ class WeightedFusion(_LateFusion):
         """A weighted fusion with weights set by hand (the widgets' slider), not fitted."""
         fusion = cls(objective=objective)
         fusion.weights_ = tuple(float(w) for w in weights)
-        fusion.classes_ = np.arange(len(EMOTIONS))
         return fusion
 
     def to_dict(self) -> dict:
@@ -205,7 +205,7 @@ class ZNormFusion(_LateFusion):
         self.mean_ = [a.mean(axis=axis) for a in arrays]
         # a constant column (e.g. a modality that never moves a class) must not divide by zero
         self.std_ = [np.maximum(a.std(axis=axis), 1e-8) for a in arrays]
-        self.classes_ = np.arange(len(EMOTIONS))
+        self.classes_ = np.arange(arrays[0].shape[1])
         return self
 
     def decision_function(self, scores) -> np.ndarray:
@@ -227,7 +227,6 @@ class ZNormFusion(_LateFusion):
         fusion = cls(per_class=state.get("per_class", True))
         fusion.mean_ = [np.asarray(m, dtype=float) for m in state["mean"]]
         fusion.std_ = [np.asarray(s, dtype=float) for s in state["std"]]
-        fusion.classes_ = np.arange(len(EMOTIONS))
         return fusion
 
 
@@ -245,11 +244,30 @@ def fusion_from_dict(state: dict) -> _LateFusion:
     return fusion_class(state["method"]).from_dict(state)
 
 
-def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """Match utterances by id across modalities: (id/split/label frame, [(n, 4) per modality]).
+def _class_indices(y, n_classes: int) -> np.ndarray:
+    """Fitting takes class indices (columns of the scores); scores frames turn names into them."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= n_classes)):
+        raise FusionError(f"fusion fits on class indices 0..{n_classes - 1} (the scores' columns), got {y[:5]!r}; "
+                          "fuse_frames converts a scores file's label names")  # fmt: skip
+    return y
 
-    Different utterance sets are an error that lists the missing ids; so are disagreeing labels.
+
+def align_scores(
+    frames: Sequence[pd.DataFrame], names: Sequence[str]
+) -> tuple[pd.DataFrame, list[np.ndarray], list[str]]:
+    """Match utterances by id across modalities: (id/split/label frame, [(n, classes) per
+    modality], the class names).
+
+    Different utterance sets are an error that lists the missing ids; so are disagreeing labels
+    and different class columns.
     """
+    classes = class_columns(frames[0])
+    for name, frame in zip(names[1:], frames[1:]):
+        if class_columns(frame) != classes:
+            theirs = ", ".join(class_columns(frame))
+            raise FusionError(f"{names[0]} and {name} score different classes: {', '.join(classes)} vs {theirs}; "
+                              "fuse score sets of the same run's labels")  # fmt: skip
     reference = frames[0].set_index("id")
     for name, frame in zip(names[1:], frames[1:]):
         ids = set(frame["id"])
@@ -266,8 +284,8 @@ def align_scores(frames: Sequence[pd.DataFrame], names: Sequence[str]) -> tuple[
             bad = reference.index[labels != reference["label"]].tolist()
             raise FusionError(f"{names[0]} and {name} disagree on the labels of {', '.join(bad[:5])}")
     keys = reference.reset_index()[["id", "split", "label"]]
-    arrays = [f.set_index("id").loc[keys["id"], list(EMOTIONS)].to_numpy(dtype=float) for f in frames]
-    return keys, arrays
+    arrays = [f.set_index("id").loc[keys["id"], classes].to_numpy(dtype=float) for f in frames]
+    return keys, arrays, classes
 
 
 def log_softmax(values: np.ndarray) -> np.ndarray:
@@ -278,11 +296,11 @@ def log_softmax(values: np.ndarray) -> np.ndarray:
 def fuse_frames(frames: Sequence[pd.DataFrame], names: Sequence[str], fusion: _LateFusion):
     """Fit `fusion` (unfitted, e.g. FUSIONS[method].from_config(...)) on the hold-out rows and
     score all rows; returns (the fitted fusion, the fused scores frame)."""
-    keys, arrays = align_scores(frames, names)
+    keys, arrays, classes = align_scores(frames, names)
     holdout = (keys["split"] == "holdout").to_numpy()
     if not holdout.any():
         raise FusionError("no hold-out rows: fusion is fitted on split == holdout (see the scores contract)")
-    fusion.fit([a[holdout] for a in arrays], keys.loc[holdout, "label"])
+    fusion.fit([a[holdout] for a in arrays], label_indices(keys.loc[holdout, "label"], classes))
     frame = keys.copy()
-    frame[list(EMOTIONS)] = fusion.fused_log_softmax(arrays)  # keeps the contract: log-softmax columns
+    frame[classes] = fusion.fused_log_softmax(arrays)  # keeps the contract: log-softmax columns
     return fusion, frame

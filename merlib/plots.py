@@ -12,31 +12,41 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from merlib import EMOTIONS
 from merlib.data.manifest import Utterance
 from merlib.io import atomic_path, write_text
 
-SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels
+SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels; other classes: their names
+
+
+def short(label: str) -> str:
+    return SHORT.get(label, label)
 
 
 def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
     return pd.DataFrame([u.__dict__ for u in utterances])
 
 
-def counts_by_session(utterances: Sequence[Utterance]) -> pd.DataFrame:
-    """Sessions × labels with totals (the table `merlib prepare` prints)."""
-    frame = manifest_frame(utterances)
-    table = pd.crosstab(frame["session"], frame["label"], margins=True, margins_name="total")
-    return table.reindex(columns=[*EMOTIONS, "total"], fill_value=0)
+def partition_of(frame: pd.DataFrame) -> str:
+    """How the corpus is partitioned: `fold` (IEMOCAP: its sessions) where every utterance has
+    one, else the released `split`."""
+    return "fold" if frame["fold"].notna().all() else "split"
 
 
-def class_balance(utterances: Sequence[Utterance]):
+def counts_by_partition(utterances: Sequence[Utterance], labels: Sequence[str]) -> pd.DataFrame:
+    """Folds (or released splits) × the run's classes, with totals (the table `merlib prepare` prints)."""
     frame = manifest_frame(utterances)
+    table = pd.crosstab(frame[partition_of(frame)], frame["label"], margins=True, margins_name="total")
+    return table.reindex(columns=[*labels, "total"], fill_value=0)
+
+
+def class_balance(utterances: Sequence[Utterance], labels: Sequence[str]):
+    frame = manifest_frame(utterances)
+    partition = partition_of(frame)
     figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-    sns.countplot(data=frame, x="session", hue="label", hue_order=list(EMOTIONS), ax=axes[0])
-    axes[0].set_title("utterances per session and class")
+    sns.countplot(data=frame, x=partition, hue="label", hue_order=list(labels), ax=axes[0])
+    axes[0].set_title(f"utterances per {partition} and class")
     axes[0].legend(title="class", loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)  # beside the bars
-    sns.histplot(data=frame, x="duration", hue="label", hue_order=list(EMOTIONS), bins=30, element="step", ax=axes[1])
+    sns.histplot(data=frame, x="duration", hue="label", hue_order=list(labels), bins=30, element="step", ax=axes[1])
     axes[1].set_title("duration (s)")
     figure.tight_layout()
     return figure
@@ -64,15 +74,21 @@ def row_percent(matrix: np.ndarray) -> np.ndarray:
 
 
 def confusion_heatmap(
-    matrix: np.ndarray, ax=None, normalize: bool = True, title: str = "", percent: bool | None = None
+    matrix: np.ndarray,
+    classes: Sequence[str],
+    ax=None,
+    normalize: bool = True,
+    title: str = "",
+    percent: bool | None = None,
 ):
-    """Rows: true class; columns: predicted. Row-normalised shows recall per class (%);
-    `percent` says a given matrix is already in percent (default: when normalising here)."""
+    """Rows: true class; columns: predicted, in `classes` order. Row-normalised shows recall per
+    class (%); `percent` says a given matrix is already in percent (default: when normalising here)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(4, 3.6))
+        side = max(4.0, 0.6 * len(classes) + 1.6)  # eight classes keep readable cells
+        _, ax = plt.subplots(figsize=(side, side * 0.9))
     matrix = row_percent(matrix) if normalize else np.asarray(matrix, dtype=float)
     percent = normalize if percent is None else percent
-    labels = [SHORT[e] for e in EMOTIONS]
+    labels = [short(c) for c in classes]
     sns.heatmap(
         matrix,
         annot=True,
@@ -96,7 +112,9 @@ def confusion_heatmap(
 CONFUSION_COLUMNS = 4
 
 
-def confusion_figure(confusions: dict[str, np.ndarray], titles: dict[str, str] | None = None, normalize: bool = True):
+def confusion_figure(
+    confusions: dict[str, np.ndarray], titles: dict[str, str] | None, classes: Sequence[str], normalize: bool = True
+):
     """Matrices side by side, as the paper's Figure 2 (speech, text, fusion), in rows of at most
     CONFUSION_COLUMNS; long titles wrapped."""
     import textwrap
@@ -104,10 +122,11 @@ def confusion_figure(confusions: dict[str, np.ndarray], titles: dict[str, str] |
     titles = titles or {}
     columns = min(len(confusions), CONFUSION_COLUMNS)
     rows = -(-len(confusions) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows), squeeze=False)
+    side = max(4.2, 0.6 * len(classes) + 1.8)
+    figure, axes = plt.subplots(rows, columns, figsize=(side * columns, (side + 0.2) * rows), squeeze=False)
     for ax, (system, matrix) in zip(axes.flat, confusions.items()):
         title = textwrap.fill(titles.get(system, system), 34)
-        confusion_heatmap(matrix, ax=ax, normalize=normalize, title=title)
+        confusion_heatmap(matrix, classes, ax=ax, normalize=normalize, title=title)
     for ax in axes.flat[len(confusions) :]:
         ax.set_visible(False)
     figure.tight_layout()
@@ -249,19 +268,21 @@ def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
 
 
 def probability_bars(probabilities: dict[str, dict[str, float]], titles: dict[str, str] | None = None):
-    """Class probabilities (%) of several score sets: one group of four bars per score set."""
+    """Class probabilities (%) of several score sets ({name: {class: p}}, classes in the run's
+    order): one group of bars, a bar a class, per score set."""
     titles = titles or {}
     names = list(probabilities)
-    figure, ax = plt.subplots(figsize=(8, 0.55 * len(names) + 1.4))
+    classes = list(probabilities[names[0]])
+    figure, ax = plt.subplots(figsize=(8, 0.14 * len(classes) * len(names) + 1.4))
     rows = np.arange(len(names))
-    height = 0.8 / len(EMOTIONS)
-    for k, emotion in enumerate(EMOTIONS):
+    height = 0.8 / len(classes)
+    for k, emotion in enumerate(classes):
         values = [100 * probabilities[name][emotion] for name in names]
-        ax.barh(rows + (k - (len(EMOTIONS) - 1) / 2) * height, values, height, label=SHORT[emotion], color=f"C{k}")
+        ax.barh(rows + (k - (len(classes) - 1) / 2) * height, values, height, label=short(emotion), color=f"C{k}")
     ax.set_yticks(rows, [titles.get(name, name) for name in names])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("probability (%)")
-    ax.legend(ncol=len(EMOTIONS), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(ncol=len(classes), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     figure.tight_layout()
     return figure

@@ -28,7 +28,6 @@ import warnings
 import numpy as np
 import torch
 
-from merlib import EMOTIONS
 from merlib.config import Config, load_config
 from merlib.errors import MerlibError
 from merlib.fusion import fusion_from_dict
@@ -87,7 +86,7 @@ class Predictor:
             path = self.layout.weights(fold, score_set(system, stage))
             if not path.is_file():
                 raise PredictError(f"{path}: missing; this fold's {system} {stage} has not finished (merlib run)")
-            model = Classifier(build_backbone(self.config.system_config(system)), len(EMOTIONS))
+            model = Classifier(build_backbone(self.config.system_config(system)), len(self.config.labels))
             load_state_dict_checked(model, load_checkpoint(path), str(path))
             self._speech[key] = model.eval()
         return self._speech[key]
@@ -210,7 +209,8 @@ class Predictor:
         else:
             notes.append("no sentence: the text systems are left out")
         scores |= check_scores(self._fused_scores(scores, notes, folds), f"on {' and '.join(inputs)}")
-        probabilities = {name: dict(zip(EMOTIONS, np.mean([np.exp(s) for s in by_fold.values()], axis=0).tolist()))
+        classes = self.config.labels
+        probabilities = {name: dict(zip(classes, np.mean([np.exp(s) for s in by_fold.values()], axis=0).tolist()))
                          for name, by_fold in scores.items()}  # fmt: skip
         return Prediction(probabilities, folds, notes, scores, warned)
 
@@ -346,11 +346,12 @@ def format_prediction(prediction: Prediction, titles: dict[str, str]) -> str:
     """A table of class probabilities (%), one row per score set."""
     width = max(len("probability (%)"), *(len(titles.get(name, name)) for name in prediction.probabilities))
     lines = [f"warning: {warning}" for warning in prediction.warnings]
-    lines += [f"{'probability (%)':<{width}}  " + "  ".join(f"{e:>5}" for e in EMOTIONS) + "   predicted"]
+    classes = list(next(iter(prediction.probabilities.values()), {}))
+    lines += [f"{'probability (%)':<{width}}  " + "  ".join(f"{e:>5}" for e in classes) + "   predicted"]
     for name, probabilities in prediction.probabilities.items():
-        values = [probabilities[e] for e in EMOTIONS]
+        values = [probabilities[e] for e in classes]
         lines.append(f"{titles.get(name, name):<{width}}  " + "  ".join(f"{100 * v:5.1f}" for v in values)
-                     + f"   {EMOTIONS[int(np.argmax(values))]}")  # fmt: skip
+                     + f"   {classes[int(np.argmax(values))]}")  # fmt: skip
     lines += [f"note: {note}" for note in prediction.notes]
     lines.append(f"(mean over the models of fold(s) {', '.join(map(str, prediction.folds))})")
     return "\n".join(lines)

@@ -11,7 +11,6 @@ import pathlib
 
 import pandas as pd
 
-from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.layout import RunLayout
 from merlib.plan import output_titles, system_title
@@ -110,10 +109,10 @@ def training_curves(run_dir: pathlib.Path, config: Config, save: bool = True) ->
     return figures
 
 
-def confusion_data(confusions: dict) -> pd.DataFrame:
+def confusion_data(confusions: dict, classes) -> pd.DataFrame:
     """Long table of pooled confusion counts: system, true, predicted, count."""
-    pairs = [(i, j) for i in range(len(EMOTIONS)) for j in range(len(EMOTIONS))]
-    rows = [{"system": system, "true": EMOTIONS[i], "predicted": EMOTIONS[j], "count": int(matrix[i, j])}
+    pairs = [(i, j) for i in range(len(classes)) for j in range(len(classes))]
+    rows = [{"system": system, "true": classes[i], "predicted": classes[j], "count": int(matrix[i, j])}
             for system, matrix in confusions.items() for i, j in pairs]  # fmt: skip
     return pd.DataFrame(rows)
 

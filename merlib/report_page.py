@@ -169,8 +169,10 @@ def _confusions(run: RunResults) -> list:
     from merlib.report import confusion_data
     from merlib.results import pooled_confusions
 
-    confusions = pooled_confusions(run.run_dir, final_outputs(run.config))
-    return [run.saved(confusion_figure(confusions, run.titles), confusion_data(confusions), "confusions")]
+    classes = run.config.labels
+    confusions = pooled_confusions(run.run_dir, final_outputs(run.config), classes)
+    return [run.saved(confusion_figure(confusions, run.titles, classes), confusion_data(confusions, classes),
+                      "confusions")]  # fmt: skip
 
 
 def _fusion_weight(run: RunResults) -> list:

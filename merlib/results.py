@@ -12,14 +12,13 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.fusion import FUSIONS, WeightedFusion, fuse_frames, fusion_from_dict, grid_unweighted_accuracy
 from merlib.io import write_json, write_text
 from merlib.layout import RunLayout
 from merlib.metrics import label_indices, predicted_labels, summarize_folds, unweighted_accuracy
 from merlib.plan import output_titles
-from merlib.scores import read_scores, write_scores
+from merlib.scores import class_columns, read_scores, write_scores
 
 PAPER_RESULTS = pathlib.Path(__file__).resolve().parent.parent / "data_manifests" / "iemocap" / "paper_results.json"
 SYNTHETIC_NOTE = (
@@ -60,26 +59,28 @@ def fuse_fold(run_dir: pathlib.Path, fold: int, config: Config) -> dict:
         if not all(path.is_file() for path in paths):  # an input failed or is not done: no stale result either
             layout.scores(fold, fusion.name).unlink(missing_ok=True)
             continue
-        frames = [read_scores(path) for path in paths]
+        classes = list(config.labels)
+        frames = [read_scores(path, classes) for path in paths]
         fitted, fused = fuse_frames(frames, fusion.inputs, FUSIONS[fusion.method].from_config(fusion))
         write_scores(
             layout.scores(fold, fusion.name),
             fused["id"],
             fused["split"],
             fused["label"],
-            fused[list(EMOTIONS)].to_numpy(),
+            fused[classes].to_numpy(),
+            classes,
         )
         # what `merlib predict`, the widgets and the report need to apply it again (fusion_from_dict)
         entry = {"inputs": list(fusion.inputs), **fitted.to_dict()}
         if isinstance(fitted, WeightedFusion) and len(fusion.inputs) == 2:
             test = (fused["split"] == "test").to_numpy()
-            stacked = np.stack([f.set_index("id").loc[fused["id"], list(EMOTIONS)].to_numpy()[test] for f in frames])
+            stacked = np.stack([f.set_index("id").loc[fused["id"], classes].to_numpy()[test] for f in frames])
             entry |= {
                 "w1": fitted.weights_[0],
                 "grid": fitted.grid_[:, 0].tolist(),
                 "holdout_ua_curve": fitted.curve_.tolist(),
                 "test_ua_curve": grid_unweighted_accuracy(
-                    fitted.grid_, stacked, label_indices(fused.loc[test, "label"])
+                    fitted.grid_, stacked, label_indices(fused.loc[test, "label"], classes)
                 ).tolist(),
             }
         info[fusion.name] = entry
@@ -88,7 +89,8 @@ def fuse_fold(run_dir: pathlib.Path, fold: int, config: Config) -> dict:
 
 
 def collect_predictions(run_dir, systems) -> dict[str, dict[int, tuple]]:
-    """{system: {fold: (y_true, y_pred)}} on the test rows of every fold that has its scores."""
+    """{system: {fold: (y_true, y_pred)}} (class names) on the test rows of every fold that has
+    its scores."""
     result: dict[str, dict[int, tuple]] = {}
     layout = RunLayout(run_dir)
     for fold in layout.folds():
@@ -96,7 +98,9 @@ def collect_predictions(run_dir, systems) -> dict[str, dict[int, tuple]]:
             path = layout.scores(fold, system)
             if path.is_file():
                 test = read_scores(path).query("split == 'test'")
-                result.setdefault(system, {})[fold] = (test["label"].to_numpy(), predicted_labels(test[list(EMOTIONS)]))
+                classes = class_columns(test)
+                predicted = predicted_labels(test[classes].to_numpy(), classes)
+                result.setdefault(system, {})[fold] = (test["label"].to_numpy(), predicted)
     return result
 
 
@@ -109,8 +113,8 @@ def _weights_by_fold(run_dir, fusion: str) -> dict[int, list[float]]:
 
 
 def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFrame:
-    """One row per score set of the plan that the run has: title, ua, wa, ua_std, wa_std,
-    ua_ci_low, ua_ci_high (percent), folds, w1 (weighted fusions: each fold's weights), and on
+    """One row per score set of the plan that the run has: title, ua, wa, f1 (macro-F1), ua_std,
+    wa_std, ua_ci_low, ua_ci_high (percent), folds, w1 (weighted fusions: each fold's weights), and on
     IEMOCAP the paper's paper_ua / paper_wa."""
     titles = output_titles(config)
     paper = {}
@@ -121,12 +125,13 @@ def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFr
         paper = {output: rows[row] for output, row in mapping.items() if row in rows}
     table = []
     for system, predictions in collect_predictions(run_dir, list(titles)).items():
-        summary = summarize_folds(predictions, n_resamples=n_resamples)
+        summary = summarize_folds(predictions, config.labels, n_resamples=n_resamples)
         row = {
             "system": system,
             "title": titles[system],
             "ua": 100 * summary.ua,
             "wa": 100 * summary.wa,
+            "f1": 100 * summary.f1,
             "ua_std": 100 * summary.ua_std,
             "wa_std": 100 * summary.wa_std,
             "ua_ci_low": 100 * summary.ua_ci[0],
@@ -230,8 +235,8 @@ def per_fold_table(run_dir, config: Config) -> pd.DataFrame:
     return table
 
 
-def pooled_confusions(run_dir, systems) -> dict[str, np.ndarray]:
-    """{system: 4×4 counts} pooled over the folds' test rows, for the systems the run has."""
+def pooled_confusions(run_dir, systems, classes) -> dict[str, np.ndarray]:
+    """{system: classes × classes counts} pooled over the folds' test rows, for the systems the run has."""
     from merlib.metrics import confusion
 
     predictions = collect_predictions(run_dir, systems)
@@ -239,6 +244,7 @@ def pooled_confusions(run_dir, systems) -> dict[str, np.ndarray]:
         system: confusion(
             np.concatenate([t for t, _ in predictions[system].values()]),
             np.concatenate([p for _, p in predictions[system].values()]),
+            classes,
         )
         for system in systems
         if system in predictions

@@ -1,9 +1,11 @@
 """The scores contract: `runs/<name>/fold<k>/<score set>_scores.csv` (a score set: a system's
 stage, e.g. `speech_ft`, a text or baseline system, or a fusion; merlib.layout names the files).
 
-Columns `id, split, label, ang, hap, neu, sad`; the class columns are log-softmax values,
-`split` is `holdout` or `test`. Fusion, metrics, widgets and reports read only these files, so
-scores from any other system can be fused and compared too.
+Columns `id, split, label`, then one column per class of the run (`data.labels`, in its order:
+`ang, hap, neu, sad` for the paper's IEMOCAP): log-softmax values; `split` is `holdout` or
+`test`. The file names its classes in its header, so a reader needs nothing else. Fusion,
+metrics, widgets and reports read only these files, so scores from any other system can be
+fused and compared too.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from merlib import EMOTIONS
 from merlib.errors import MerlibError
 from merlib.io import atomic_path
 
-COLUMNS = ["id", "split", "label", *EMOTIONS]
+KEY_COLUMNS = ["id", "split", "label"]  # then the class columns
 SPLITS = ("holdout", "test")
 
 
@@ -33,13 +34,15 @@ def write_scores(
     splits: Sequence[str],
     labels: Sequence[str],
     log_probabilities: np.ndarray,
+    classes: Sequence[str],
 ) -> pathlib.Path:
+    """Write one score set; `classes` name the columns of `log_probabilities` (the run's labels)."""
     path = pathlib.Path(path)
-    frame = pd.DataFrame(np.asarray(log_probabilities, dtype=float), columns=list(EMOTIONS))
+    frame = pd.DataFrame(np.asarray(log_probabilities, dtype=float), columns=list(classes))
     frame.insert(0, "label", list(labels))
     frame.insert(0, "split", list(splits))
     frame.insert(0, "id", list(ids))
-    validate_scores(frame, str(path))
+    validate_scores(frame, str(path), classes)
     with atomic_path(path) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.6f")
     return path
@@ -49,7 +52,7 @@ LOG_SOFTMAX_TOLERANCE = 1e-3  # |logsumexp| of a row; six written decimals leave
 
 
 def log_softmax_problem(values: np.ndarray) -> str | None:
-    """Why rows of (n, 4) scores are not log-softmax values (None when they are)."""
+    """Why rows of (n, classes) scores are not log-softmax values (None when they are)."""
     shifted = values.max(axis=1, keepdims=True)
     lse = (shifted + np.log(np.exp(values - shifted).sum(axis=1, keepdims=True)))[:, 0]
     bad = np.flatnonzero(np.abs(lse) > LOG_SOFTMAX_TOLERANCE)
@@ -61,13 +64,26 @@ def log_softmax_problem(values: np.ndarray) -> str | None:
             f"{bad[0] + 1} has logsumexp {lse[bad[0]]:.3f}; {looks_like}")  # fmt: skip
 
 
-def validate_scores(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ScoresError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
+def class_columns(frame: pd.DataFrame) -> list[str]:
+    """The class columns of a scores frame: every column after id, split and label."""
+    return [column for column in frame.columns if column not in KEY_COLUMNS]
+
+
+def validate_scores(frame: pd.DataFrame, where: str, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Check the contract; `classes`: the class columns expected (else the file's own, two at least)."""
+    missing = [c for c in KEY_COLUMNS if c not in frame.columns]
+    if missing or list(frame.columns[:3]) != KEY_COLUMNS:
+        raise ScoresError(f"{where}: the columns must begin with {', '.join(KEY_COLUMNS)}, then one per class; "
+                          f"found {', '.join(map(str, frame.columns))}")  # fmt: skip
+    found = class_columns(frame)
+    if classes is not None and found != list(classes):
+        raise ScoresError(f"{where}: class columns {', '.join(found) or 'none'}, but this run's classes "
+                          f"(data.labels) are {', '.join(classes)}, in that order")  # fmt: skip
+    if len(found) < 2:
+        raise ScoresError(f"{where}: {len(found)} class column(s) after {', '.join(KEY_COLUMNS)}; two at least")
     if frame.empty:
         raise ScoresError(f"{where}: no rows (a header alone); the system that wrote it stopped early: rerun it")
-    for column in EMOTIONS:
+    for column in found:
         numbers = pd.to_numeric(frame[column], errors="coerce")
         text = numbers.isna() & frame[column].notna()
         if text.any():
@@ -77,10 +93,10 @@ def validate_scores(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     bad_split = sorted(set(frame["split"]) - set(SPLITS))
     if bad_split:
         raise ScoresError(f"{where}: split must be holdout or test, found {bad_split}")
-    bad_label = sorted(set(frame["label"]) - set(EMOTIONS))
+    bad_label = sorted(set(frame["label"]) - set(found))
     if bad_label:
-        raise ScoresError(f"{where}: unknown label(s) {bad_label}; expected {', '.join(EMOTIONS)}")
-    values = frame[list(EMOTIONS)].apply(pd.to_numeric).to_numpy(dtype=float)
+        raise ScoresError(f"{where}: label(s) {bad_label} that are not class columns ({', '.join(found)})")
+    values = frame[found].apply(pd.to_numeric).to_numpy(dtype=float)
     if not np.isfinite(values).all():
         rows = frame["id"][~np.isfinite(values).all(axis=1)].tolist()
         raise ScoresError(
@@ -96,7 +112,8 @@ def validate_scores(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return frame
 
 
-def read_scores(path: str | os.PathLike) -> pd.DataFrame:
+def read_scores(path: str | os.PathLike, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """A validated scores frame; `classes`: the class columns the caller expects (a run's labels)."""
     path = pathlib.Path(path)
     if not path.is_file():
         raise ScoresError(f"{path}: no such scores file; run the fold that writes it (merlib run) first")
@@ -104,4 +121,4 @@ def read_scores(path: str | os.PathLike) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"id": str, "split": str, "label": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
         raise ScoresError(f"{path}: not a scores CSV ({error})") from None
-    return validate_scores(frame, str(path))
+    return validate_scores(frame, str(path), classes)

@@ -31,6 +31,7 @@ import pandas as pd
 from merlib import EMOTIONS, plots
 from merlib.fusion import WeightedFusion, align_scores
 from merlib.metrics import confusion, label_indices, predicted_labels, unweighted_accuracy, weighted_accuracy
+from merlib.scores import class_columns
 
 SCREEN_DPI = 100  # CSS pixels per figure inch
 FIGURE_DPI = 2 * SCREEN_DPI  # drawn at twice that: every CSS pixel has two device pixels behind it
@@ -71,8 +72,8 @@ class FusionExplorer:
                  names: tuple[str, str] = ("speech", "text"), fold: int | None = None,
                  fitted: WeightedFusion | None = None):  # fmt: skip
         self.names, self.fold = names, fold
-        keys, (self.speech, self.text) = align_scores([speech, text], list(names))
-        self.labels = keys["label"].to_numpy()
+        keys, (self.speech, self.text), self.classes = align_scores([speech, text], list(names))
+        self.labels = label_indices(keys["label"].to_numpy(), self.classes)
         self.holdout = (keys["split"] == "holdout").to_numpy()
         self.test = ~self.holdout
         if fitted is None:
@@ -97,12 +98,12 @@ class FusionExplorer:
 
     def scores_at(self, w1: float) -> dict:
         predicted = WeightedFusion.with_weights([w1, 1 - w1]).predict([self.speech, self.text])
-        labels = label_indices(self.labels)
+        labels = self.labels
         result = {"w1": w1}
         for name, rows in (("holdout", self.holdout), ("test", self.test)):
             result[f"{name}_ua"] = unweighted_accuracy(labels[rows], predicted[rows])
             result[f"{name}_wa"] = weighted_accuracy(labels[rows], predicted[rows])
-        result["test_confusion"] = confusion(labels[self.test], predicted[self.test])
+        result["test_confusion"] = confusion(labels[self.test], predicted[self.test], self.classes)
         return result
 
     def update(self, w1: float) -> dict:
@@ -115,8 +116,16 @@ class FusionExplorer:
             f" WA {100 * result['test_wa']:.1f}%</span>"
         )
         where = f"fold {self.fold} " if self.fold is not None else ""
-        show_figure(self.matrix, plots.confusion_heatmap(result["test_confusion"], title=f"{where}test, w1 = {w1:.2f}"))
+        show_figure(
+            self.matrix,
+            plots.confusion_heatmap(result["test_confusion"], self.classes, title=f"{where}test, w1 = {w1:.2f}"),
+        )
         return result
+
+
+def partition(utterance) -> int | str:
+    """The fold (IEMOCAP: session) an utterance is tested in, else its released split's name."""
+    return utterance.fold if utterance.fold is not None else utterance.split
 
 
 class MaskExplorer:
@@ -131,10 +140,12 @@ class MaskExplorer:
         self.front_end = build_front_end(config.features)
         self.augmenters = {name: SpecAugment(policy, n_mels=config.features.n_mels)
                            for name, policy in config.augment.policies.items()}  # fmt: skip
-        sessions = sorted({u.session for u in utterances})
-        self.session = widgets.Dropdown(options=[("all sessions", 0)] + [(f"session {s}", s) for s in sessions],
-                                        description="session")  # fmt: skip
-        self.emotion = widgets.Dropdown(options=[("all", "")] + [(e, e) for e in EMOTIONS], description="emotion")
+        parts = sorted({partition(u) for u in utterances}, key=str)
+        kind = ("session" if any(u.session is not None for u in utterances)
+                else "fold" if all(u.fold is not None for u in utterances) else "split")  # fmt: skip
+        self.session = widgets.Dropdown(options=[(f"all {kind}s", 0)] + [(f"{kind} {s}", s) for s in parts],
+                                        description=kind)  # fmt: skip
+        self.emotion = widgets.Dropdown(options=[("all", "")] + [(e, e) for e in config.labels], description="emotion")
         self.search = widgets.Text(placeholder="id or words of the transcript", description="search",
                                    continuous_update=False)  # fmt: skip
         self.found = widgets.HTML()
@@ -163,7 +174,7 @@ class MaskExplorer:
         """The utterances of the chosen session and emotion whose id or transcript holds the search words."""
         words = self.search.value.lower().split()
         return [u for u in self.utterances.values()
-                if self.session.value in (0, u.session) and self.emotion.value in ("", u.label)
+                if self.session.value in (0, partition(u)) and self.emotion.value in ("", u.label)
                 and all(word in f"{u.id} {u.transcript}".lower() for word in words)]  # fmt: skip
 
     def filter(self) -> list:
@@ -257,8 +268,9 @@ class ConfusionExplorer:
         self.fold = widgets.Dropdown(options=[("all folds", 0)] + [(f"fold {f}", f) for f in folds], description="fold")
         self.system = widgets.Dropdown(options=systems, description="system", layout=widgets.Layout(width="520px"))
         self.mode = widgets.ToggleButtons(options=["row-normalised", "counts"], description="show")
-        self.true_label = widgets.Dropdown(options=list(EMOTIONS), description="true")
-        self.predicted_label = widgets.Dropdown(options=list(EMOTIONS), value="neu", description="predicted")
+        self.classes = class_columns(next(iter(scores.values())))
+        self.true_label = widgets.Dropdown(options=self.classes, description="true")
+        self.predicted_label = widgets.Dropdown(options=self.classes, value=self.classes[-1], description="predicted")
         self.figure = image()
         self.cell = widgets.HTML()
         self.listed = widgets.Select(rows=8, layout=widgets.Layout(width="640px"))
@@ -285,9 +297,9 @@ class ConfusionExplorer:
     def test_rows(self) -> pd.DataFrame:
         frames = [frame for (fold, system), frame in self.scores.items()
                   if system == self.system.value and self.fold.value in (0, fold)]  # fmt: skip
-        rows = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split", "label", *EMOTIONS])
+        rows = pd.concat(frames) if frames else pd.DataFrame(columns=["id", "split", "label", *self.classes])
         rows = rows[rows["split"] == "test"].copy()
-        rows["predicted"] = predicted_labels(rows[list(EMOTIONS)].to_numpy())
+        rows["predicted"] = predicted_labels(rows[self.classes].to_numpy(), self.classes)
         return rows
 
     def cell_utterances(self) -> pd.DataFrame:
@@ -297,12 +309,14 @@ class ConfusionExplorer:
 
     def update(self) -> dict:
         rows = self.test_rows()
-        matrix = confusion(rows["label"], rows["predicted"])
+        matrix = confusion(rows["label"], rows["predicted"], self.classes)
         normalized = self.mode.value == "row-normalised"
         shown = plots.row_percent(matrix) if normalized else matrix
         where = "all folds" if self.fold.value == 0 else f"fold {self.fold.value}"
         title = f"{self.titles[self.system.value]}, {where}"
-        show_figure(self.figure, plots.confusion_heatmap(shown, normalize=False, percent=normalized, title=title))
+        show_figure(
+            self.figure, plots.confusion_heatmap(shown, self.classes, normalize=False, percent=normalized, title=title)
+        )
         cell = self.cell_utterances()
         self.cell.value = (f"<b>{len(cell)}</b> utterance(s) of true {self.true_label.value} predicted "
                            f"{self.predicted_label.value}" + ("" if self.wavs else
@@ -330,6 +344,8 @@ class TryIt:
         self.pair = pairs[0] if pairs else None
         self.sentence = widgets.Text(value="I can't believe you did that!", description="sentence",
                                      layout=widgets.Layout(width="560px"))  # fmt: skip
+        # espeak-ng's renderings are the demo corpus's four emotions (merlib.data.demo); any class is a label here
+        self.classes = self.predictor.config.labels
         self.emotion = widgets.Dropdown(options=list(EMOTIONS), value="ang", description="say it as")
         self.say = widgets.Button(description="say it", icon="volume-up", tooltip="espeak-ng says the sentence")
         self.upload = widgets.FileUpload(accept=".wav", multiple=False, description="or a wav")
@@ -438,7 +454,7 @@ class TryIt:
             first, second = (self.prediction.log_scores[name] for name in self.pair.inputs)
             fusion = WeightedFusion.with_weights([self.slider.value, 1 - self.slider.value])
             fused = [np.exp(fusion.fused_log_softmax([first[f][None], second[f][None]])[0]) for f in first]
-            probabilities[self.pair.name] = dict(zip(EMOTIONS, np.mean(fused, axis=0).tolist()))
+            probabilities[self.pair.name] = dict(zip(self.classes, np.mean(fused, axis=0).tolist()))
         return probabilities
 
     def show(self) -> None:
@@ -446,9 +462,9 @@ class TryIt:
             return
         probabilities = self.probabilities()
         rows = "".join(f"<tr><td>{self.titles.get(name, name)}</td>"
-                       + "".join(f"<td>{100 * p[e]:.1f}</td>" for e in EMOTIONS)
+                       + "".join(f"<td>{100 * p[e]:.1f}</td>" for e in self.classes)
                        + f"<td><b>{max(p, key=p.get)}</b></td></tr>" for name, p in probabilities.items())  # fmt: skip
-        header = "".join(f"<th>{e} %</th>" for e in EMOTIONS)
+        header = "".join(f"<th>{e} %</th>" for e in self.classes)
         self.table.value = (
             f"<table class='merlib-prediction'><tr><th></th>{header}<th>predicted</th></tr>{rows}</table>"
         )

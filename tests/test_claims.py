@@ -17,7 +17,7 @@ def _scores(run_dir, fold, name, labels, predicted):
     log_p = np.log(np.full((len(labels), 4), 0.1))
     log_p[np.arange(len(labels)), predicted] = np.log(0.7)
     write_scores(run_dir / f"fold{fold}" / f"{name}_scores.csv", [f"u{i}" for i in range(len(labels))],
-                 ["test"] * len(labels), [EMOTIONS[y] for y in labels], log_p)  # fmt: skip
+                 ["test"] * len(labels), [EMOTIONS[y] for y in labels], log_p, EMOTIONS)  # fmt: skip
 
 
 @pytest.fixture

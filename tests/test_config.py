@@ -165,7 +165,7 @@ def test_a_baseline_is_a_system_of_its_own_modality_without_overrides():
         system = {"name": "b", "modality": "speech", "baseline": "log_mel_statistics",
                   "overrides": {"speech": {"probe_chunks": 1}}}  # fmt: skip
         load_config("configs/demo.yaml", base | {"systems": [system]})
-    with pytest.raises(ConfigError, match="classes must be two of ang, hap, neu, sad"):
+    with pytest.raises(ConfigError, match=r"classes must be two of data.labels \(ang, hap, neu, sad\)"):
         claim = {"name": "c", "kind": "less_confused", "system": "text", "than": ["text"], "classes": ["hap", "exc"]}
         load_config("configs/demo.yaml", {"claims": [claim]})
 

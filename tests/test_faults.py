@@ -211,7 +211,7 @@ def test_empty_and_one_session_manifests_are_refused(tmp_path, capsys):
     assert "no utterances" in capsys.readouterr().err
     config = corpus_with(tmp_path, [(1, 1.0, 1.0)] * 8)
     assert main(["run", "--config", str(config), "--runs", str(tmp_path / "runs")]) == 2
-    assert "only session 1 is in it" in capsys.readouterr().err
+    assert "only fold 1 in it" in capsys.readouterr().err
 
 
 def test_short_truncated_and_missing_audio_are_named_before_any_work(tmp_path, capsys):

@@ -21,7 +21,7 @@ def _scores(run_dir, fold, name, predicted):
     log_p = np.log(np.full((N, 4), 0.1))
     log_p[np.arange(N), predicted] = np.log(0.7)
     write_scores(RunLayout(run_dir).scores(fold, name), [f"u{i}" for i in range(N)], ["test"] * N,
-                 [EMOTIONS[y] for y in labels], log_p)  # fmt: skip
+                 [EMOTIONS[y] for y in labels], log_p, EMOTIONS)  # fmt: skip
 
 
 def _right_share(share, rng):

@@ -5,8 +5,10 @@ import dataclasses
 import pytest
 
 from merlib.cli import main
+from merlib.config import ReleasedSplits
 from merlib.data import iemocap
-from merlib.data.folds import LeakageError, check_no_leakage, make_fold, make_folds
+from merlib.data.folds import FoldError, LeakageError, check_no_leakage, make_fold, make_folds
+from merlib.data.manifest import Utterance
 
 # The fixture has 1-3 utterances per label×speaker: too few to stratify by both (tested below).
 pytestmark = pytest.mark.filterwarnings("ignore:hold-out. too few utterances")
@@ -58,7 +60,7 @@ def test_speaker_leakage_is_named(utterances):
 
 
 def test_unknown_fold_and_strategy(utterances):
-    with pytest.raises(ValueError, match="no utterances of session 6"):
+    with pytest.raises(ValueError, match="no utterances of fold 6"):
         make_fold(utterances, 6)
     with pytest.raises(ValueError, match="choose one of stratified, session"):
         make_fold(utterances, 1, holdout="random")
@@ -70,3 +72,54 @@ def test_folds_command_prints_every_split(iemocap_tree, tmp_path, capsys):
     lines = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     assert len(lines) == 15
     assert lines[2][:3] == ["1", "test", "14"]
+
+
+def _other_corpus(count_per_split: dict, speakers_of=lambda split, i: f"{split}-{i % 3}"):
+    """Records of a non-IEMOCAP corpus with released splits: two classes, three speakers a split."""
+    return [Utterance(id=f"{split}_{i:03d}", corpus="mine", speaker=speakers_of(split, i), label="ab"[i % 2],
+                      raw_label="ab"[i % 2], transcript="", wav=f"{split}/{i}.wav", duration=1.0, split=split)
+            for split, count in count_per_split.items() for i in range(count)]  # fmt: skip
+
+
+def test_released_splits_by_name_and_a_drawn_holdout():
+    records = _other_corpus({"Train": 20, "Development": 6, "Test1": 5, "Test2": 4, "Extra": 3})
+    splits = ReleasedSplits(train=["Train"], holdout=["Development"], test=["Test1", "Test2"])
+    fold = make_fold(records, 1, protocol="released", splits=splits)
+    assert {u.split for u in fold.train} == {"Train"} and len(fold.train) == 20
+    assert {u.split for u in fold.holdout} == {"Development"} and fold.holdout_strategy == "Development"
+    assert {u.split for u in fold.test} == {"Test1", "Test2"} and len(fold.test) == 9  # Extra: in no role
+    drawn = make_fold(records, 1, protocol="released", splits=ReplacedSplits(splits, holdout=[]), seed=3)
+    assert {u.split for u in drawn.train + drawn.holdout} == {"Train"} and len(drawn.holdout) == 2
+    with pytest.raises(FoldError, match="data.splits names Test3, which no utterance"):
+        make_fold(records, 1, protocol="released", splits=ReplacedSplits(splits, test=["Test3"]))
+    with pytest.raises(FoldError, match="has one fold, 1"):
+        make_fold(records, 2, protocol="released", splits=splits)
+
+
+def ReplacedSplits(splits, **change):  # noqa: N802  (reads as the config's class)
+    return dataclasses.replace(splits, **change)
+
+
+def test_shared_speakers_refused_or_reported_and_unknown_never_shared():
+    shared = _other_corpus({"Train": 6, "Test1": 3}, speakers_of=lambda split, i: f"s{i % 2}")
+    splits = ReleasedSplits(train=["Train"], holdout=[], test=["Test1"])
+    with pytest.raises(LeakageError, match="data.disjoint_speakers: false"):
+        make_fold(shared, 1, protocol="released", splits=splits)
+    with pytest.warns(UserWarning, match="2 test speaker.s. also in training: s0, s1"):
+        fold = make_fold(shared, 1, protocol="released", splits=splits, disjoint_speakers=False)
+    assert fold.shared_speakers == ("s0", "s1")
+    unknown = _other_corpus({"Train": 6, "Test1": 3}, speakers_of=lambda split, i: "")
+    assert make_fold(unknown, 1, protocol="released", splits=splits).shared_speakers == ()
+
+
+def test_given_folds_and_records_without_a_fold(utterances):
+    records = [dataclasses.replace(u, corpus="emobox:mine", fold=1 + i % 3, session=None) for i, u in
+               enumerate(utterances)]  # fmt: skip
+    with pytest.warns(UserWarning, match="also in training"):
+        folds = make_folds(records, protocol="folds", disjoint_speakers=False)
+    assert [f.fold for f in folds] == [1, 2, 3]
+    assert sorted(u.id for f in folds for u in f.test) == sorted(u.id for u in utterances)  # each tested once
+    with pytest.raises(LeakageError):  # folds that cut across speakers, under the default
+        make_fold(records, 1, protocol="folds")
+    with pytest.raises(FoldError, match="have no `fold`"):
+        make_fold([dataclasses.replace(records[0], fold=None), *records[1:]], 1, protocol="folds")

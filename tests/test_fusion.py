@@ -103,7 +103,7 @@ def test_non_finite_scores_and_bad_shapes_are_errors():
     bad[2, 1] = np.nan
     with pytest.raises(FusionError, match=r"modality 0: non-finite scores in 1 row\(s\), e.g. rows \[2\]"):
         WeightedFusion().fit([bad, TEXT], Y)
-    with pytest.raises(FusionError, match=r"must be \(n, 4\)"):
+    with pytest.raises(FusionError, match=r"modality 1: scores must be \(n, classes\) like modality 0's \(n, 3\)"):
         ZNormFusion().fit([SPEECH[:, :3], TEXT])
 
 
@@ -120,7 +120,10 @@ def test_mismatched_utterance_sets_list_the_missing_ids():
     b = frame(["u1", "u2", "u3", "u9"], ["holdout"] * 4, list(EMOTIONS), TEXT)
     with pytest.raises(FusionError, match=r"1 missing from text \(e.g. u4\), 1 missing from speech \(e.g. u9\)"):
         align_scores([a, b], ["speech", "text"])
-    keys, arrays = align_scores(
+    renamed = a.rename(columns={"sad": "fea"}).assign(label=["ang", "hap", "neu", "fea"])
+    with pytest.raises(FusionError, match="score different classes: ang, hap, neu, sad vs ang, hap, neu, fea"):
+        align_scores([a, renamed], ["speech", "text"])
+    keys, arrays, classes = align_scores(
         [
             a,
             b.iloc[[3, 2, 1, 0]].assign(
@@ -138,8 +141,8 @@ def test_fuse_command_on_contract_files(tmp_path, capsys):
     ids = [f"u{i}" for i in range(8)]
     splits = ["holdout"] * 4 + ["test"] * 4
     labels = list(EMOTIONS) * 2
-    write_scores(tmp_path / "speech.csv", ids, splits, labels, np.vstack([SPEECH, SPEECH]))
-    write_scores(tmp_path / "text.csv", ids, splits, labels, np.vstack([TEXT, TEXT]))
+    write_scores(tmp_path / "speech.csv", ids, splits, labels, np.vstack([SPEECH, SPEECH]), EMOTIONS)
+    write_scores(tmp_path / "text.csv", ids, splits, labels, np.vstack([TEXT, TEXT]), EMOTIONS)
     assert (
         main(
             [
@@ -186,7 +189,7 @@ def test_every_fusion_of_the_plan_is_fitted_and_tabled(tmp_path):
     splits = ["holdout"] * 4 + ["test"] * 4
     labels = list(EMOTIONS) * 2
     for name, values in (("speech_ft", SPEECH), ("speech_ge2e_ft", TEXT[::-1]), ("text", TEXT)):
-        write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]))
+        write_scores(fold / f"{name}_scores.csv", ids, splits, labels, np.vstack([values, values]), EMOTIONS)
     info = fuse_fold(tmp_path, 1, config)
     assert set(info) == {"pair", "pair_z", "three"}
     assert info["three"]["inputs"] == ["speech_ft", "speech_ge2e_ft", "text"] and len(info["three"]["weights"]) == 3
@@ -232,7 +235,7 @@ def test_predict_applies_the_fusion_that_fuse_fold_fitted(tmp_path, method):
     for name in ("speech_ft", "text"):
         logits = rng.normal(size=(16, 4))
         inputs[name] = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-        write_scores(tmp_path / "fold1" / f"{name}_scores.csv", ids, splits, labels, inputs[name])
+        write_scores(tmp_path / "fold1" / f"{name}_scores.csv", ids, splits, labels, inputs[name], EMOTIONS)
     entry = fuse_fold(tmp_path, 1, config)["pair"]
     fused = read_scores(tmp_path / "fold1" / "pair_scores.csv").set_index("id")
     for row in (0, 9, 15):
@@ -255,7 +258,7 @@ def test_weight_distances_reads_the_test_best_weight_off_each_folds_curve(tmp_pa
         for name in ("speech_ft", "text"):
             logits = rng.normal(size=(40, 4)) + 1.5 * np.eye(4)[np.arange(40) % 4] * rng.random((40, 1))
             write_scores(tmp_path / f"fold{fold}" / f"{name}_scores.csv", ids, splits, labels,
-                         logits - np.log(np.exp(logits).sum(1, keepdims=True)))  # fmt: skip
+                         logits - np.log(np.exp(logits).sum(1, keepdims=True)), EMOTIONS)  # fmt: skip
         records[fold] = fuse_fold(tmp_path, fold, config)["pair"]
     table = weight_distances(tmp_path, config)
     assert table["fold"].tolist() == [1, 2]

@@ -10,6 +10,8 @@ from merlib import EMOTIONS
 from merlib.layout import RunLayout, score_set
 from merlib.scores import write_scores
 
+UNIFORM = np.log(np.full((1, 4), 0.25))
+
 MERLIB = pathlib.Path(__file__).resolve().parent.parent / "merlib"
 
 
@@ -27,7 +29,9 @@ def test_names_and_parsing_back(tmp_path):
     (tmp_path / "fold4").write_text("a file, not a fold")
     assert list(layout.folds()) == [1, 2, 10]  # numeric order, folders only
     for name in ("speech_ft", "text", "text_x"):
-        write_scores(layout.scores(2, name), ["u"], ["test"], ["ang"], np.log(np.full((1, len(EMOTIONS)), 0.25)))
+        write_scores(
+            layout.scores(2, name), ["u"], ["test"], ["ang"], np.log(np.full((1, len(EMOTIONS)), 0.25)), EMOTIONS
+        )
     assert layout.score_sets(2) == ["speech_ft", "text", "text_x"]
 
 
@@ -39,7 +43,9 @@ def test_a_removed_system_takes_only_its_own_files(tmp_path):
 
     layout = RunLayout(tmp_path)
     for name in ("text", "text_x"):
-        write_scores(layout.scores(1, name), ["u"], ["test"], ["ang"], np.log(np.full((1, len(EMOTIONS)), 0.25)))
+        write_scores(
+            layout.scores(1, name), ["u"], ["test"], ["ang"], np.log(np.full((1, len(EMOTIONS)), 0.25)), EMOTIONS
+        )
         layout.history(1, name).write_text("{}")
         layout.checkpoint(1, name).write_text("")
         (layout.model_folder(1, name)).mkdir()

@@ -33,9 +33,19 @@ def test_round_trip(tmp_path):
     assert written == [name for name in FIELDS if name not in ("split", "attributes")]  # unset extras left out
 
 
-OTHER_CORPUS = Utterance(id="MSP-PODCAST_0001_0008", corpus="msp_podcast", speaker="", label="C", raw_label="C",
-                         transcript="", wav="Audios/MSP-PODCAST_0001_0008.wav", duration=3.2, split="Test1",
-                         gender="F", attributes={"arousal": 4.2, "valence": 3.0, "dominance": 4.0})
+OTHER_CORPUS = Utterance(
+    id="MSP-PODCAST_0001_0008",
+    corpus="msp_podcast",
+    speaker="",
+    label="C",
+    raw_label="C",
+    transcript="",
+    wav="Audios/MSP-PODCAST_0001_0008.wav",
+    duration=3.2,
+    split="Test1",
+    gender="F",
+    attributes={"arousal": 4.2, "valence": 3.0, "dominance": 4.0},
+)
 
 
 def test_a_record_of_another_corpus_needs_only_the_core_fields(tmp_path):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from merlib import metrics
+from merlib import EMOTIONS, metrics
 
 # true: 4 ang, 2 hap, 3 neu, 1 sad
 Y_TRUE = ["ang"] * 4 + ["hap"] * 2 + ["neu"] * 3 + ["sad"]
@@ -21,8 +21,8 @@ def test_unweighted_accuracy_is_mean_recall():
 
 
 def test_confusion_counts_and_row_normalised():
-    assert metrics.confusion(Y_TRUE, Y_PRED).tolist() == CONFUSION
-    normalised = metrics.confusion(Y_TRUE, Y_PRED, normalize=True)
+    assert metrics.confusion(Y_TRUE, Y_PRED, EMOTIONS).tolist() == CONFUSION
+    normalised = metrics.confusion(Y_TRUE, Y_PRED, EMOTIONS, normalize=True)
     assert normalised[0].tolist() == [0.75, 0, 0.25, 0]
     assert np.allclose(normalised.sum(axis=1), 1)
 
@@ -33,17 +33,29 @@ def test_indices_and_names_agree_and_unknown_label_fails():
         == metrics.unweighted_accuracy(["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"])
         == 0.75
     )
-    with pytest.raises(ValueError, match="unknown label 'exc'"):
-        metrics.weighted_accuracy(["exc"], ["ang"])
+    with pytest.raises(ValueError, match="unknown label 'exc'; expected one of ang, hap, neu, sad"):
+        metrics.label_indices(["exc"], EMOTIONS)
+
+
+def test_macro_f1_by_hand_and_over_any_classes():
+    # per class F1 = 2PR/(P+R): ang P 1 R 3/4; hap P 1 R 1/2; neu P 2/4 R 2/3; sad P 1/2 R 1
+    f1 = [2 * 1 * 0.75 / 1.75, 2 * 1 * 0.5 / 1.5, 2 * 0.5 * (2 / 3) / (0.5 + 2 / 3), 2 * 0.5 / 1.5]
+    assert metrics.macro_f1(Y_TRUE, Y_PRED) == pytest.approx(np.mean(f1))
+    eight = list("AHSNUFDC")  # MSP-Podcast's consensus classes: nothing in the metrics knows four
+    truth = [eight[i % 8] for i in range(16)]
+    assert metrics.macro_f1(truth, truth) == 1.0
+    assert metrics.confusion(truth, truth, eight).trace() == 16
+    assert metrics.predicted_labels(np.eye(8)[[7, 0]], eight).tolist() == ["C", "A"]
 
 
 def test_fold_summary_mean_spread_pooled_and_interval():
     folds = {1: (Y_TRUE, Y_PRED), 2: (["ang", "hap", "neu", "sad"], ["ang", "hap", "neu", "neu"])}
-    summary = metrics.summarize_folds(folds, n_resamples=200)
+    summary = metrics.summarize_folds(folds, EMOTIONS, n_resamples=200)
     ua1, ua2 = (3 / 4 + 1 / 2 + 2 / 3 + 1) / 4, 0.75
     assert summary.ua == pytest.approx((ua1 + ua2) / 2)
     assert summary.ua_std == pytest.approx(np.std([ua1, ua2], ddof=1))
     assert summary.wa == pytest.approx((0.7 + 0.75) / 2)
+    assert summary.f1 == pytest.approx(np.mean([metrics.macro_f1(*folds[1]), metrics.macro_f1(*folds[2])]))
     assert summary.pooled_wa == pytest.approx(10 / 14)
     assert summary.confusion.sum() == 14
     low, high = summary.ua_ci

@@ -148,7 +148,7 @@ def test_the_fusion_explorer_marks_the_weight_the_run_chose_whatever_its_objecti
     config = load_config("configs/demo.yaml", {"fusions": fusions})
     for name, frame in (("speech_ft", SPEECH), ("text", TEXT)):
         write_scores(tmp_path / "fold1" / f"{name}_scores.csv", frame["id"], frame["split"], frame["label"],
-                     frame[list(EMOTIONS)].to_numpy())  # fmt: skip
+                     frame[list(EMOTIONS)].to_numpy(), EMOTIONS)  # fmt: skip
     info = fuse_fold(tmp_path, 1, config)
     assert info["by_ua"]["w1"] != info["by_loss"]["w1"]  # the two objectives disagree on these scores
     for name in ("by_ua", "by_loss"):

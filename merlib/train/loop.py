@@ -72,9 +72,11 @@ class Trainer:
     make_batches(epoch, rng) yields (inputs, targets) or (inputs, targets, global batch size),
     on the CPU (the loop moves them to the runtime's device); evaluate(epoch) returns metrics such as
     {"holdout_ua": 0.61}; `select` names the metric whose best epoch is kept (higher is better).
-    With `evaluate_start`, the model as it comes in is evaluated first (`evaluate(-1)`, kept in
-    `start`): fine-tuning then shows where the probed model stood. With `keep_start_if_best` too,
-    the start competes with the epochs, and best_epoch -1 means no epoch beat it.
+    `class_weights` (one per class, e.g. from `class_weights_for`) weigh the cross-entropy: the
+    `weighted_ce` loss for unbalanced corpora. With `evaluate_start`, the model as it comes in is
+    evaluated first (`evaluate(-1)`, kept in `start`): fine-tuning then shows where the probed
+    model stood. With `keep_start_if_best` too, the start competes with the epochs, and best_epoch
+    -1 means no epoch beat it.
     """
 
     def __init__(
@@ -93,8 +95,10 @@ class Trainer:
         progress: bool = True,
         runtime: Runtime = CPU_FP32,
         fingerprint: dict | None = None,
+        class_weights: torch.Tensor | None = None,
     ):
         self.model, self.optimizer, self.runtime, self.fingerprint = model, optimizer, runtime, fingerprint
+        self.class_weights = None if class_weights is None else class_weights.float().to(runtime.device)
         self.train_model = model  # what training steps call: `model`, or its DDP wrapper once fit() starts
         self.scaler = runtime.grad_scaler()
         self.schedule = schedule or Schedule(constant_epochs=10**9)
@@ -233,7 +237,7 @@ class Trainer:
             global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
             with runtime.autocast():
                 logits = self.forward(self.train_model, inputs)
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets)
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets, weight=self.class_weights)
             first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
             if step % guard_every == guard_every - 1:
                 self._stop_if_diverged(first_bad, epoch)
@@ -280,3 +284,18 @@ class Trainer:
         """Load the state of the best epoch by `select` (no-op without selection)."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+
+
+def class_weights_for(loss: str, train_labels, n_classes: int) -> torch.Tensor | None:
+    """The cross-entropy's class weights of a `loss` choice (`ce`: none; `weighted_ce`:
+    n / (classes × n_class) over the training labels (class indices), scikit-learn's "balanced";
+    a class absent from training gets weight 0, it cannot be learnt anyway)."""
+    if loss == "ce":
+        return None
+    if loss != "weighted_ce":
+        raise ValueError(f"loss {loss!r}: use ce or weighted_ce")
+    counts = torch.bincount(torch.as_tensor(train_labels, dtype=torch.long), minlength=n_classes).double()
+    present = counts > 0
+    weights = torch.zeros(n_classes, dtype=torch.float64)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights.float()

@@ -27,7 +27,6 @@ import zlib
 import numpy as np
 import torch
 
-from merlib import EMOTIONS
 from merlib.audio.augment import mask_features
 from merlib.audio.dataset import (
     ChunkBuilder,
@@ -58,7 +57,7 @@ from merlib.train.common import (
     optimizer_for,
     schedule_for,
 )
-from merlib.train.loop import Trainer
+from merlib.train.loop import Trainer, class_weights_for
 from merlib.train.pretrained import load_pretrained
 
 SPLITS = ("train", "holdout", "test")
@@ -69,9 +68,9 @@ POOLED_FLUSH = 512  # pieces gathered before they pass through the frozen networ
 
 def build_transfer_model(config: Config, run_dir: str | pathlib.Path) -> Classifier:
     """The configured backbone with its pretrained weights (merlib.train.pretrained), and new
-    random FC layers (embedding + head) for the 4 emotions."""
+    random FC layers (embedding + head) for the run's classes (data.labels)."""
     torch.manual_seed(config.seed)
-    model = Classifier(build_backbone(config), len(EMOTIONS))
+    model = Classifier(build_backbone(config), len(config.labels))
     load_pretrained(config, run_dir, model.backbone)
     return model
 
@@ -142,7 +141,9 @@ class SpeechFold:
             computed = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}")
         features = dict(zip((u.id for u in every), computed))
         self.features = {split: [features[u.id] for u in getattr(fold, split)] for split in SPLITS}
-        self.labels = {split: np.array([EMOTIONS.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
+        self.classes = list(config.labels)
+        self.labels = {split: np.array([self.classes.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
+        self.class_weights = class_weights_for(config.speech.loss, self.labels["train"], len(self.classes))
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
@@ -158,7 +159,7 @@ class SpeechFold:
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
         scores = torch.cat([holdout, test]).numpy()
         name = score_set(self.name, stage)
-        write_scores(self.layout.scores(self.fold.fold, name), ids, splits, labels, scores)
+        write_scores(self.layout.scores(self.fold.fold, name), ids, splits, labels, scores, self.classes)
         summary = {
             "stage": stage,
             "best_epoch": trainer.best_epoch,
@@ -295,6 +296,7 @@ class SpeechFold:
             progress=self.progress,
             runtime=self.runtime,
             fingerprint=fingerprint.as_dict(),
+            class_weights=self.class_weights,
         )
         trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
@@ -331,6 +333,7 @@ class SpeechFold:
             progress=self.progress,
             runtime=self.runtime,
             fingerprint=fingerprint.as_dict(),
+            class_weights=self.class_weights,
         )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).

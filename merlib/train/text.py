@@ -22,7 +22,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from merlib import EMOTIONS
 from merlib.batches import epoch_loader, plan_index_batches
 from merlib.config import Config
 from merlib.data.folds import Fold
@@ -35,7 +34,7 @@ from merlib.models.text import load_text_classifier, resolve_text_model
 from merlib.runtime import CPU_FP32, Runtime, runtime_for
 from merlib.scores import write_scores
 from merlib.stages import check_stages, text_stage
-from merlib.train.loop import Trainer
+from merlib.train.loop import Trainer, class_weights_for
 
 
 def normalize_transcript(text: str) -> str:
@@ -144,7 +143,7 @@ def score_texts(
         for start in range(0, len(utterance_ids), batch_size):
             logits = model(**runtime.to_device(corpus.batch(utterance_ids[start : start + batch_size]))).logits
             scores.append(torch.log_softmax(logits.float(), -1).cpu())
-    return torch.cat(scores) if scores else torch.zeros(0, len(EMOTIONS))
+    return torch.cat(scores) if scores else torch.zeros(0, model.config.num_labels)
 
 
 def run_text_fold(
@@ -174,16 +173,17 @@ def run_text_fold(
         return {}
     text = config.text
     torch.manual_seed(config.seed)
-    tokenizer, model = load_text_classifier(text.model, len(EMOTIONS))
+    classes = list(config.labels)
+    tokenizer, model = load_text_classifier(text.model, len(classes))
     model.to(runtime.device)
     with runtime.main_first():  # rank 0 tokenises and caches, the other ranks read the cache
         corpus = TokenizedCorpus(
             tokenizer, resolve_text_model(text.model), utterances, text.max_length_quantile, cache_dir
         )
     train_ids = [u.id for u in fold.train]
-    train_labels = torch.tensor([EMOTIONS.index(u.label) for u in fold.train])
+    train_labels = torch.tensor([classes.index(u.label) for u in fold.train])
     holdout_ids = [u.id for u in fold.holdout]
-    holdout_labels = np.array([EMOTIONS.index(u.label) for u in fold.holdout])
+    holdout_labels = np.array([classes.index(u.label) for u in fold.holdout])
     optimizer = torch.optim.Adam(model.parameters(), lr=text.lr, weight_decay=text.weight_decay)
 
     build = TextBuilder(corpus, train_ids, train_labels)
@@ -208,6 +208,7 @@ def run_text_fold(
         progress=progress,
         runtime=runtime,
         fingerprint=stage.fingerprint.as_dict(),
+        class_weights=class_weights_for(text.loss, train_labels, len(classes)),
     )
     history = trainer.fit(text.epochs, make_batches, evaluate)
     trainer.restore_best()
@@ -223,8 +224,9 @@ def run_text_fold(
         ["holdout"] * len(holdout_ids) + ["test"] * len(test_ids),
         [u.label for u in fold.holdout] + [u.label for u in fold.test],
         torch.cat([holdout_scores, test_scores]).numpy(),
+        classes,
     )
-    test_labels = np.array([EMOTIONS.index(u.label) for u in fold.test])
+    test_labels = np.array([classes.index(u.label) for u in fold.test])
     test_predicted = test_scores.argmax(1).numpy()
     test_metrics = split_metrics(test_labels, test_scores.numpy(), "test")
     summary = {
