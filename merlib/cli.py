@@ -45,6 +45,31 @@ def _prepare(args) -> int:
     return 0
 
 
+def _prepare_emobox(args) -> int:
+    from merlib.data import emobox
+
+    started = time.perf_counter()
+    report = emobox.prepare_emobox(args.data_dir, args.corpus_name, args.root)
+    manifest = emobox.write_prepared(report, args.out)
+    print(f"emobox:{args.corpus_name}: {len(report.utterances)} utterances, protocol {report.protocol}")
+    print(emobox.format_count_table(report))
+    if report.missing_wavs:
+        items = report.missing_wavs
+        print(
+            f"skipped, missing wav under {args.root}: {len(items)}: "
+            + ", ".join(items[:5])
+            + (" ..." if len(items) > 5 else "")
+        )
+        if not report.utterances:
+            print("no wav found: --root must be the folder that holds the records' paths (downloads/<corpus>/...)")
+    if report.unlisted_records:
+        print(f"not in any partition file (EmoBox does not use them): {report.unlisted_records}")
+    print(f"wrote {manifest} in {time.perf_counter() - started:.1f} s; in the run's config:")
+    for line in report.config_lines():
+        print(f"  {line}")
+    return 0
+
+
 def _folds(args) -> int:
     from merlib.config import PAPER_CONFIG, load_config
     from merlib.corpus import check_partition, fold_options, with_run_labels
@@ -321,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: data_manifests/iemocap/expected_counts.json, the paper's 5531)",
     )
     iemocap.set_defaults(handler=_prepare)
+
+    emobox = corpora.add_parser("emobox", help="a corpus of EmoBox's data/ (its folds or official splits)")
+    emobox.add_argument("data_dir", help="EmoBox's data/ folder (holds <corpus>/label_map.json, <corpus>/fold_1/ ...)")
+    emobox.add_argument(
+        "--corpus", dest="corpus_name", metavar="NAME", required=True, help="the corpus folder's name, e.g. iemocap"
+    )
+    emobox.add_argument("--root", required=True, help="the folder the corpora were downloaded into (the records' "
+                        "wav paths, downloads/<corpus>/..., are relative to it)")  # fmt: skip
+    emobox.add_argument("--out", required=True, help="output folder")
+    emobox.set_defaults(handler=_prepare_emobox)
 
     folds = commands.add_parser("folds", help="print the fold and split sizes of a manifest")
     folds.add_argument("manifest", help="utterances.jsonl or the folder holding it")
