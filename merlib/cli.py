@@ -70,6 +70,31 @@ def _prepare_emobox(args) -> int:
     return 0
 
 
+def _prepare_msp_podcast(args) -> int:
+    from merlib.data import msp_podcast
+
+    started = time.perf_counter()
+    report = msp_podcast.prepare_msp_podcast(args.root)
+    manifest = msp_podcast.write_prepared(report, args.out, args.root)
+    elapsed = time.perf_counter() - started
+    print(f"msp_podcast: 8-class utterances (O and X dropped): {len(report.utterances)}")
+    print(msp_podcast.format_count_table(report))
+    print(f"speakers: {report.summary()['speakers']}; kept with speaker Unknown: {report.unknown_speakers()}, "
+          f"gender Unknown: {report.unknown_genders()}")  # fmt: skip
+    unknown = ", ".join(f"{k!r} {v}" for k, v in sorted(report.unknown_classes.items()))
+    if unknown:
+        print(f"dropped (EmoClass not one of {' '.join(msp_podcast.CLASSES + msp_podcast.DROPPED)}): {unknown}")
+    for name, items in (
+        ("skipped, missing wav", report.missing_wavs),
+        ("skipped, unreadable wav", report.unreadable_wavs),
+        ("kept with empty transcript (no Transcripts/<name>.txt)", report.missing_transcripts),
+    ):
+        if items:
+            print(f"{name}: {len(items)}: " + ", ".join(items[:5]) + (" ..." if len(items) > 5 else ""))
+    print(f"wrote {manifest} in {elapsed:.1f} s")
+    return 0
+
+
 def _folds(args) -> int:
     from merlib.config import PAPER_CONFIG, load_config
     from merlib.corpus import check_partition, fold_options, with_run_labels
@@ -346,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: data_manifests/iemocap/expected_counts.json, the paper's 5531)",
     )
     iemocap.set_defaults(handler=_prepare)
+    msp = corpora.add_parser("msp-podcast", help="MSP-Podcast release → 8-class manifest (released splits)")
+    msp.add_argument("root", help="the release folder (contains Labels/labels_consensus.csv, Audios/, Transcripts/)")
+    msp.add_argument("--out", default="manifests/msp_podcast", help="output folder (default: %(default)s)")
+    msp.set_defaults(handler=_prepare_msp_podcast)
 
     emobox = corpora.add_parser("emobox", help="a corpus of EmoBox's data/ (its folds or official splits)")
     emobox.add_argument("data_dir", help="EmoBox's data/ folder (holds <corpus>/label_map.json, <corpus>/fold_1/ ...)")
