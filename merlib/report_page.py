@@ -149,7 +149,12 @@ def _results(run: RunResults) -> list:
     summary = run.summary
     if summary.empty:
         return [_markdown("No score set yet: no fold of this run has finished a system.")]
-    return [summary.set_index("system").style.format(precision=2, na_rep=""),
+    each_test_set = []
+    if (run.run_dir / "test_sets.csv").is_file():
+        each_test_set = [_markdown("### Each test set on its own\nThe released test sets are scored together above; "
+                                   "here each alone (UA, WA, macro-F1, %)."),
+                         _hidden_index(_table(run.run_dir / "test_sets.csv"))]  # fmt: skip
+    return [summary.set_index("system").style.format(precision=2, na_rep=""), *each_test_set,
             _markdown("### Per fold"), per_fold_table(run.run_dir, run.config),
             _markdown("### The weighted fusions side by side\nWhat each fuses, its UA/WA, and the mean weight each "
                      "input got on the hold-outs. If a three-way fusion does not beat the best two-way one, its "
@@ -221,8 +226,9 @@ SECTIONS = (
             "a score set hardly ever recognises, a hold-out much kinder than the test. Each links to the section "
             "that shows it.", _notes),
     Section("data", "## Data",
-            "Utterances per session and class; the split sizes of every fold (the hold-out comes out of the training "
-            "sessions); for each text system, how many test transcripts were seen verbatim in training (scripted "
+            "Utterances per fold (IEMOCAP: session) or released split and class; the split sizes of every fold (the "
+            "hold-out comes out of the training folds, or is the corpus's own development split); for each text "
+            "system, how many test transcripts were seen verbatim in training (scripted "
             "dialogues repeat lines across sessions) and UA on the others.", _data),
     Section("results", '<a id="results"></a>\n\n## Results',
             "Every system and fusion of the plan: UA (mean per-class recall) and WA (overall accuracy), mean over "

@@ -29,7 +29,16 @@ IEMOCAP_NOTE = "IEMOCAP, leave-one-session-out; paper: Padi et al. 2022, Table 2
 
 
 def corpus_note(config: Config) -> str:
-    return SYNTHETIC_NOTE if config.data.corpus == "demo" else IEMOCAP_NOTE
+    """What the numbers are of: the demo's synthetic speech, IEMOCAP as the paper, or a corpus of the user's."""
+    if config.data.corpus == "demo":
+        return SYNTHETIC_NOTE
+    if config.data.corpus == "iemocap" and config.data.protocol == "loso":
+        return IEMOCAP_NOTE
+    data = config.data
+    protocol = {"loso": "leave one fold out", "folds": "the corpus's given folds",
+                "released": f"released splits (test: {', '.join(data.splits.test)})"}[data.protocol]  # fmt: skip
+    return (f"{data.corpus}, {protocol}, {len(data.labels)} classes ({', '.join(data.labels)}); the paper's "
+            "Table 2 is of IEMOCAP and is not compared.")  # fmt: skip
 
 
 def paper_results() -> dict[str, dict]:
@@ -149,17 +158,50 @@ def summary_table(run_dir, config: Config, n_resamples: int = 1000) -> pd.DataFr
     return pd.DataFrame(table).round(2)
 
 
+def test_set_table(run_dir, config: Config) -> pd.DataFrame:
+    """Released splits with several test sets (MSP-Podcast's Test1, Test2): UA, WA, macro-F1 (%)
+    and size of every score set on each test set alone; empty for other protocols."""
+    from merlib.corpus import load_utterances
+    from merlib.metrics import macro_f1, weighted_accuracy
+
+    names = config.data.splits.test
+    if config.data.protocol != "released" or len(names) < 2:
+        return pd.DataFrame()
+    split_of = {u.id: u.split for u in load_utterances(config, generate=False)[0]}
+    layout, rows = RunLayout(run_dir), []
+    for system in config.outputs():
+        if not layout.scores(1, system).is_file():
+            continue
+        test = read_scores(layout.scores(1, system), config.labels).query("split == 'test'")
+        predicted = predicted_labels(test[list(config.labels)].to_numpy(), config.labels)
+        sets = test["id"].map(split_of).to_numpy()
+        for name in names:
+            chosen = sets == name
+            truth, guess = test["label"].to_numpy()[chosen], predicted[chosen]
+            rows.append({"system": system, "test_set": name, "n": int(chosen.sum()),
+                         "ua": 100 * unweighted_accuracy(truth, guess), "wa": 100 * weighted_accuracy(truth, guess),
+                         "f1": 100 * macro_f1(truth, guess)} if chosen.any() else
+                        {"system": system, "test_set": name, "n": 0})  # fmt: skip
+    return pd.DataFrame(rows).round(2)
+
+
 def write_summary(run_dir, config: Config) -> pd.DataFrame:
-    """Fuse every fold as the plan says, then write summary.csv and summary.md."""
+    """Fuse every fold as the plan says, then write summary.csv and summary.md (and, for released
+    splits with several test sets, test_sets.csv: each test set on its own)."""
     run_dir = pathlib.Path(run_dir)
     for fold in RunLayout(run_dir).folds():
         fuse_fold(run_dir, fold, config)
     table = summary_table(run_dir, config)
     write_text(run_dir / "summary.csv", table.to_csv(index=False))
+    by_test_set = test_set_table(run_dir, config)
+    each = ""
+    if not by_test_set.empty:
+        write_text(run_dir / "test_sets.csv", by_test_set.to_csv(index=False))
+        each = f"\n## Each test set on its own (UA / WA / macro-F1, %)\n\n{markdown_table(by_test_set)}\n"
     write_text(
         run_dir / "summary.md",
-        f"# {run_dir.name}: UA / WA (%), mean over folds ± std, bootstrap 95% "
-        f"interval of UA\n\n{corpus_note(config)}\n\n{markdown_table(table)}\n",
+        f"# {run_dir.name}: UA / WA / macro-F1 (%), mean over folds ± std, bootstrap 95% "
+        f"interval of UA\n\n{corpus_note(config)}\n\n{markdown_table(table)}\n{each}",
     )
     return table
 

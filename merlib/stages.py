@@ -23,6 +23,7 @@ import shutil
 
 import torch
 
+from merlib import EMOTIONS
 from merlib.config import Config
 from merlib.data.folds import Fold
 from merlib.fingerprint import (
@@ -86,11 +87,20 @@ def _common(config: Config, stage: str) -> dict:
 
 
 def _fold_parts(config: Config, fold: Fold, root: pathlib.Path | None, fields: tuple[str, ...]) -> dict:
+    data = {"holdout": config.data.holdout, "holdout_fraction": config.data.holdout_fraction}
+    if config.labels != EMOTIONS:  # the classes and their order are the model's outputs (the paper's: as before)
+        data["labels"] = list(config.labels)
     return {
-        "data": {"holdout": config.data.holdout, "holdout_fraction": config.data.holdout_fraction},
+        "data": data,
         "fold": fold.fold,
         "utterances": {split: utterances_identity(getattr(fold, split), root, fields) for split in SPLITS},
     }
+
+
+def _loss(parts: dict, loss: str) -> dict:
+    """The loss enters the fingerprint when it is not the paper's cross-entropy (so that runs made
+    before the choice existed keep their fingerprints)."""
+    return parts | ({"loss": loss} if loss != "ce" else {})
 
 
 def pretrain_stage(config: Config, run_dir: pathlib.Path, speaker_manifest: pathlib.Path) -> Stage:
@@ -134,6 +144,7 @@ def speech_stages(
     }
     if resolved.speech.model.backbone == "ssl":  # windows change what an ssl encoder pools
         base["speech.max_seconds"] = resolved.speech.max_seconds
+    base = _loss(base, resolved.speech.loss)
     stages = {}
     probe = None
     if "lp" in plan.stages:
@@ -163,13 +174,12 @@ def _text_model_identity(name: str) -> dict:
 
 def text_stage(config: Config, system: str, fold: Fold, run_dir: pathlib.Path) -> Stage:
     resolved = config.system_config(system)
-    parts = (
+    text = {name: value for name, value in dataclasses.asdict(resolved.text).items() if name != "loss"}
+    parts = _loss(
         _common(resolved, "text")
         | _fold_parts(resolved, fold, None, ("id", "label", "transcript"))
-        | {
-            "text": dataclasses.asdict(resolved.text),
-            "model_files": _text_model_identity(resolved.text.model),
-        }
+        | {"text": text, "model_files": _text_model_identity(resolved.text.model)},
+        resolved.text.loss,
     )
     layout = RunLayout(run_dir)
     notebook = layout.executed_notebook(fold.fold, "text", system)

@@ -103,8 +103,10 @@ def test_non_finite_scores_and_bad_shapes_are_errors():
     bad[2, 1] = np.nan
     with pytest.raises(FusionError, match=r"modality 0: non-finite scores in 1 row\(s\), e.g. rows \[2\]"):
         WeightedFusion().fit([bad, TEXT], Y)
-    with pytest.raises(FusionError, match=r"modality 1: scores must be \(n, classes\) like modality 0's \(n, 3\)"):
-        ZNormFusion().fit([SPEECH[:, :3], TEXT])
+    with pytest.raises(
+        FusionError, match=r"modality 1: scores must be \(n, classes\) like modality 0's \(n, 4\), got \(4, 3\)"
+    ):
+        ZNormFusion().fit([SPEECH, TEXT[:, :3]])
 
 
 def frame(ids, split, labels, values):

@@ -240,3 +240,29 @@ def test_the_speaker_hold_out_is_each_speakers_last_utterances_in_one_pass():
     started = time.perf_counter()
     train, holdout = holdout_split(large, 2)
     assert time.perf_counter() - started < 5 and len(train) + len(holdout) == len(large)
+
+
+def test_weighted_ce_weighs_each_class_by_its_rarity_in_training():
+    from merlib.train.loop import class_weights_for
+
+    labels = torch.tensor([0] * 6 + [1] * 3 + [3] * 1)  # class 2 never in training
+    weights = class_weights_for("weighted_ce", labels, 4)
+    assert torch.allclose(weights, torch.tensor([10 / 18, 10 / 9, 0.0, 10 / 3]))  # n / (3 classes × n_class)
+    assert class_weights_for("ce", labels, 4) is None
+    with pytest.raises(ValueError, match="use ce or weighted_ce"):
+        class_weights_for("focal", labels, 4)
+
+
+def test_the_training_loop_applies_the_class_weights():
+    """One step's loss is the weighted cross-entropy: a weight of 0 on a class removes its items."""
+    x, y = tiny_data(n=16)
+    y[:8], y[8:] = 0, 1
+    weights = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    model = tiny_model()
+    with torch.no_grad():
+        model.eval()
+        expected = torch.nn.functional.cross_entropy(model(x[:8]), y[:8]).item()  # class 0's items alone
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), progress=False, class_weights=weights,
+                      set_train_mode=lambda m: m.eval())  # fmt: skip
+    total, count = trainer.run_epoch(0, [(x, y)])
+    assert total / count == pytest.approx(expected, rel=1e-5)
