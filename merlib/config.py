@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
 import pathlib
 import re
@@ -488,10 +489,32 @@ def _read_yaml(path: pathlib.Path, chain: tuple = ()) -> dict:
     return values
 
 
+# Keys added since run folders began saving their resolved config.yaml, with the values that do
+# what those runs did: an older run folder still loads (merlib report, merlib claims, notebooks).
+# A config that starts from paper.yaml gets every key from there; only a resolved one lacks them.
+ADDED_KEYS = {
+    ("speech", "max_seconds"): 0.0,
+    ("speech", "loss"): "ce",
+    ("text", "loss"): "ce",
+    ("data", "protocol"): "loso",
+    ("data", "labels"): ["ang", "hap", "neu", "sad"],
+    ("data", "label_map"): {},
+    ("data", "splits"): {"train": ["Train"], "holdout": ["Development"], "test": ["Test1"]},
+    ("data", "disjoint_speakers"): True,
+}
+
+
+def _with_added_keys(values: dict) -> dict:
+    for (section, key), value in ADDED_KEYS.items():
+        if isinstance(values.get(section), dict) and key not in values[section]:
+            values[section] = {**values[section], key: copy.deepcopy(value)}
+    return values
+
+
 def load_config(path: str | pathlib.Path, overrides: dict | None = None) -> Config:
     """Load a YAML config (following `base:`), apply `overrides` (nested dict), check it all."""
     path = pathlib.Path(path)
-    values = _merge(_read_yaml(path), overrides or {})
+    values = _with_added_keys(_merge(_read_yaml(path), overrides or {}))
     config = _build(Config, values, str(path))
     check_config(config, str(path))
     return config

@@ -345,3 +345,20 @@ def test_set_values_follow_the_same_yaml_rules():
     with pytest.raises(ConfigError, match=r"--set 'data=\{folds: \[1\], folds: \[2\]\}', line 1: key 'folds' appears"):
         config_overrides(["data={folds: [1], folds: [2]}"])
     assert config_overrides(["text.model='*x'"]) == {"text": {"model": "*x"}}  # quoted, it is a string
+
+
+def test_a_run_folder_saved_before_the_newer_keys_still_loads_as_it_ran(tmp_path):
+    """ADDED_KEYS fill what an older run's resolved config.yaml lacks, with paper.yaml's values."""
+    import yaml
+
+    from merlib.config import ADDED_KEYS, save_config
+
+    paper = paper_config()
+    for (section, key), value in ADDED_KEYS.items():
+        assert dataclasses.asdict(getattr(paper, section))[key] == value, (section, key)
+    saved = save_config(paper, tmp_path / "config.yaml")
+    values = yaml.safe_load(saved.read_text())
+    for section, key in ADDED_KEYS:
+        del values[section][key]
+    saved.write_text(yaml.safe_dump(values, sort_keys=False))
+    assert load_config(saved) == paper

@@ -75,7 +75,7 @@ def test_single_fold_without_valid(tree):
     report = emobox.prepare_emobox(tree.data_dir, SINGLE, tree.audio_root)
     assert report.splits == ["train", "test"]
     assert {u.split for u in report.utterances} == {"train", "test"}
-    assert "data.splits: {train: [train], test: [test]}" in report.config_lines()
+    assert "data.splits: {train: [train], holdout: [], test: [test]}" in report.config_lines()
 
 
 def test_cli_writes_a_manifest_that_reads_back(tree, tmp_path, capsys):
@@ -211,3 +211,32 @@ def test_missing_test_file(tree):
     tree.test_file(2).unlink()
     with pytest.raises(DataNotFoundError, match=rf"{re.escape(str(tree.test_file(2)))}: missing"):
         emobox.prepare_emobox(tree.data_dir, MULTI, tree.audio_root)
+
+
+@pytest.mark.filterwarnings("ignore:hold-out. too few utterances")
+@pytest.mark.parametrize("corpus", [MULTI, SINGLE])
+def test_the_printed_config_lines_make_merlibs_folds_emoboxs_partitions(tree, tmp_path, corpus):
+    """configs/emobox.yaml with the lines `prepare` prints: merlib's test sets are EmoBox's test
+    files, and train + hold-out its train files (the hold-out: its valid file where there is one)."""
+    import pathlib
+
+    from merlib.config import config_overrides, load_config
+    from merlib.corpus import fold_of, load_utterances
+
+    report = emobox.prepare_emobox(tree.data_dir, corpus, tree.audio_root)
+    manifest = emobox.write_prepared(report, tmp_path / "manifest")
+    assignments = [line.split("  #")[0].replace(": ", "=", 1) for line in report.config_lines()]
+    assignments += [f"data.root={tree.audio_root}", f"data.manifest={manifest}"]
+    config = load_config(pathlib.Path("configs/emobox.yaml").resolve(), config_overrides(assignments))
+    utterances, _ = load_utterances(config)
+    kept = {u.id for u in utterances}
+    for fold in config.data.folds:
+        split = fold_of(config, utterances, fold)
+        train = {u.id for u in split.train + split.holdout}
+        if corpus == MULTI:
+            assert {u.id for u in split.test} == _keys(tree.test_file(fold)) & kept
+            assert train == _keys(tree.train_file(fold)) & kept
+        else:
+            assert {u.id for u in split.test} == _keys(tree.split_file("test")) & kept
+            assert {u.id for u in split.holdout} == _keys(tree.split_file("valid")) & kept
+            assert {u.id for u in split.train} == _keys(tree.split_file("train")) & kept

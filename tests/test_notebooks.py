@@ -64,7 +64,7 @@ def test_run_executes_every_notebook_and_writes_the_report(tiny_run):
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and str(run_dir / "config.yaml") in injected[0].source  # the run's saved config
     summary = (run_dir / "summary.csv").read_text().splitlines()
-    assert summary[0] == "system,title,ua,wa,ua_std,wa_std,ua_ci_low,ua_ci_high,folds,w1"
+    assert summary[0] == "system,title,ua,wa,f1,ua_std,wa_std,ua_ci_low,ua_ci_high,folds,w1"
     assert [line.split(",")[0] for line in summary[1:]] == [
         "speech_lp",
         "speech_ft",
@@ -100,7 +100,7 @@ def test_rerun_skips_finished_folds_and_a_failed_fold_is_reported(tiny_run, tmp_
     fold_notebook = tiny_run["run_dir"] / "fold2" / "20_speech_fold.speech.ipynb"
     before = fold_notebook.stat().st_mtime
     # a fold the corpus cannot give is refused before any work
-    with pytest.raises(FoldError, match="fold 7: no utterances of session 7"):
+    with pytest.raises(FoldError, match="fold 7: no utterances of fold 7"):
         runner.run(str(tiny_run["config"]), folds=[2, 7], runs=str(tiny_run["runs"]))
     # fold 2 is finished: skipped; a system that fails at run time (its model folder has a config
     # and no weights) is reported with its executed notebook, and the report is still written

@@ -28,9 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from merlib.data.manifest import Utterance, write_manifest
+from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
-from merlib.io import write_text
 
 SPLITS = ("train", "valid", "test")
 REQUIRED_KEYS = ("key", "wav", "emo", "length")
@@ -76,14 +75,16 @@ class EmoBoxReport:
 
     def config_lines(self) -> list[str]:
         """The config keys a run on this manifest needs, as YAML lines."""
-        lines = [f"data.labels: [{', '.join(self.labels)}]", f"data.protocol: {self.protocol}"]
+        lines = [f"data.corpus: emobox:{self.corpus}", f"data.labels: [{', '.join(self.labels)}]",
+                 f"data.protocol: {self.protocol}"]  # fmt: skip
         if self.protocol == "folds":
             return lines + [f"data.folds: [{', '.join(map(str, self.folds))}]"]
         if "valid" in self.splits:
-            return lines + ["data.splits: {train: [train], holdout: [valid], test: [test]}"]
+            return lines + ["data.folds: [1]", "data.splits: {train: [train], holdout: [valid], test: [test]}"]
         return lines + [
-            "data.splits: {train: [train], test: [test]}",
-            "# no official valid split: the hold-out has to come out of train (EmoBox draws it at random)",
+            "data.folds: [1]",
+            "data.splits: {train: [train], holdout: [], test: [test]}",
+            "data.holdout: stratified  # no official valid split: the hold-out comes out of train",
         ]
 
     def summary(self) -> dict:
@@ -411,7 +412,4 @@ def format_count_table(report: EmoBoxReport) -> str:
 
 def write_prepared(report: EmoBoxReport, out_dir: str | pathlib.Path) -> pathlib.Path:
     """utterances.jsonl and prepare_summary.json (counts, what was skipped, the folders used)."""
-    out_dir = pathlib.Path(out_dir)
-    manifest = write_manifest(report.utterances, out_dir / "utterances.jsonl")
-    write_text(out_dir / "prepare_summary.json", json.dumps(report.summary(), indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return write_prepared_manifest(report.utterances, report.summary(), out_dir)

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 import soundfile
 
 from merlib import EMOTIONS
-from merlib.data.manifest import Utterance, write_manifest
+from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
-from merlib.io import write_text
 
 # exc is merged into hap (the paper, and most IEMOCAP work since 2015).
 LABEL_MAP = {"ang": "ang", "hap": "hap", "exc": "hap", "neu": "neu", "sad": "sad"}
@@ -268,11 +267,8 @@ def format_count_table(counts: dict, expected: dict | None = None) -> str:
 
 def write_prepared(report: PrepareReport, out_dir: str | pathlib.Path, root: str | pathlib.Path) -> pathlib.Path:
     """utterances.jsonl and prepare_summary.json (what was skipped, and the corpus root used)."""
-    out_dir = pathlib.Path(out_dir)
-    manifest = write_manifest(report.utterances, out_dir / "utterances.jsonl")
     summary = report.summary() | {"corpus_root": str(pathlib.Path(root).resolve())}
-    write_text(out_dir / "prepare_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return write_prepared_manifest(report.utterances, summary, out_dir)
 
 
 def check_counts(report: PrepareReport, strict: bool, expected_path: pathlib.Path = EXPECTED_COUNTS) -> list:

@@ -197,6 +197,15 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
     return records
 
 
+def write_prepared_manifest(records: Iterable[Utterance], summary: dict, out_dir: str | os.PathLike) -> pathlib.Path:
+    """What every `merlib prepare` writes: out_dir/utterances.jsonl and out_dir/prepare_summary.json
+    (what was kept, dropped or skipped, and why); returns the manifest's path."""
+    out_dir = pathlib.Path(out_dir)
+    manifest = write_manifest(records, out_dir / "utterances.jsonl")
+    write_text(out_dir / "prepare_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
 def write_manifest(records: Iterable[Utterance], path: str | os.PathLike) -> pathlib.Path:
     """Validate every record, then write atomically (temp file, rename)."""
     path = pathlib.Path(path)

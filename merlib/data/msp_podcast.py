@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import collections
 import csv
-import json
 import math
 import pathlib
 from dataclasses import dataclass, field
 
 import soundfile
 
-from merlib.data.manifest import Utterance, write_manifest
+from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
-from merlib.io import write_text
 
 CORPUS = "msp_podcast"
 LABELS_CSV = pathlib.Path("Labels") / "labels_consensus.csv"
@@ -287,8 +285,5 @@ def format_count_table(report: MspPodcastReport) -> str:
 
 def write_prepared(report: MspPodcastReport, out_dir: str | pathlib.Path, root: str | pathlib.Path) -> pathlib.Path:
     """utterances.jsonl and prepare_summary.json (what was dropped or skipped, and the corpus root used)."""
-    out_dir = pathlib.Path(out_dir)
-    manifest = write_manifest(report.utterances, out_dir / "utterances.jsonl")
     summary = report.summary() | {"corpus_root": str(pathlib.Path(root).resolve())}
-    write_text(out_dir / "prepare_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    return manifest
+    return write_prepared_manifest(report.utterances, summary, out_dir)
