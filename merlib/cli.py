@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fuse = commands.add_parser("fuse", help="fuse scores CSVs of any systems (hold-out rows fit, test rows scored)")
     fuse.add_argument(
-        "--scores", nargs="+", required=True, help="scores CSVs (id,split,label,ang,hap,neu,sad), speech first"
+        "--scores", nargs="+", required=True, help="scores CSVs (id,split,label, a column per class), speech first"
     )
     fuse.add_argument("--method", default="weighted",
                       help="a method of merlib.fusion.FUSIONS: weighted (the paper's; default) or znorm")  # fmt: skip

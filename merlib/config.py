@@ -674,8 +674,11 @@ def check_config(config: Config, where: str) -> None:
                 )
     for claim in config.claims:  # score sets the plan lacks: the claims table says "not checked"
         if claim.kind == "less_confused" and (len(claim.classes) != 2 or not set(claim.classes) <= set(config.labels)):
-            raise ConfigError(f"{where}: claim {claim.name}: classes must be two of data.labels "
-                              f"({', '.join(config.labels)})")  # fmt: skip
+            raise ConfigError(
+                f"{where}: claim {claim.name}: classes must be two of data.labels ({', '.join(config.labels)}); "
+                "paper.yaml's claims are IEMOCAP's: give your config its own `claims:` (configs/msp_podcast.yaml "
+                "keeps two that fit any corpus)"
+            )
     if config.fusions:
         from merlib.fusion import FUSIONS
     for index, fusion in enumerate(config.fusions):

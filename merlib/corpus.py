@@ -96,8 +96,9 @@ def check_partition(utterances: list[Utterance], config: Config, manifest: pathl
         return utterances
     folds = sorted({u.fold for u in utterances if u.fold is not None})
     if len(folds) < 2:
-        hint = (" (IEMOCAP has five sessions): is this the whole corpus?" if config.data.corpus in IEMOCAP_FAMILY
-                else "; a corpus with released splits takes data.protocol: released")  # fmt: skip
+        family = {u.corpus for u in utterances} <= set(IEMOCAP_FAMILY)
+        hint = (" (IEMOCAP has five sessions): is this the whole corpus?" if family else
+                "; a corpus with released splits takes data.protocol: released (merlib folds: --config)")  # fmt: skip
         raise ManifestError(f"{manifest}: {'only fold ' + str(folds[0]) if folds else 'no `fold`'} in it, and "
                             f"protocol {config.data.protocol} needs two folds at least{hint}")  # fmt: skip
     return utterances
@@ -115,6 +116,11 @@ def feature_cache_dir(root: pathlib.Path) -> pathlib.Path:
     """Per corpus: utterance ids of two corpora (IEMOCAP and the demo) may coincide."""
     key = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:10]
     return default_data_dir() / "features" / f"{root.name}-{key}"
+
+
+def partition_field(config: Config) -> str:
+    """The manifest field the protocol partitions by: `split` (released) or `fold`."""
+    return "split" if config.data.protocol == "released" else "fold"
 
 
 def fold_options(config: Config) -> dict:

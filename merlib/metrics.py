@@ -2,7 +2,7 @@
 
 - weighted accuracy (WA): overall accuracy, so large classes weigh more;
 - unweighted accuracy (UA): mean per-class recall, so every class counts the same;
-- macro-F1: the mean over classes of F1 (the MSP-Podcast challenges' metric).
+- macro-F1: the mean over the classes of the test set of F1 (the MSP-Podcast challenges' metric).
 
 Class names are the run's (`data.labels`): functions that turn names into indices, or build
 a confusion matrix, take them as `classes`.
@@ -57,7 +57,9 @@ def unweighted_accuracy(y_true, y_pred) -> float:
 
 def macro_f1(y_true, y_pred) -> float:
     """The mean F1 over the classes present in `y_true` (as UA, so a test set without a class
-    is not charged for it; a class predicted but absent lowers precision of the others only)."""
+    is not charged for it; a class predicted but absent lowers precision of the others only).
+    Where every class is in the test set, as in MSP-Podcast's, this is scikit-learn's macro-F1
+    that the challenges report; otherwise theirs also averages a 0 for each absent class predicted."""
     return float(f1_score(y_true, y_pred, labels=np.unique(np.asarray(y_true)), average="macro", zero_division=0))
 
 

@@ -15,33 +15,30 @@ import seaborn as sns
 from merlib.data.manifest import Utterance
 from merlib.io import atomic_path, write_text
 
-SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels; other classes: their names
+SHORT = {"ang": "A", "hap": "H+E", "neu": "N", "sad": "S"}  # the paper's Figure 2 labels
 
 
-def short(label: str) -> str:
-    return SHORT.get(label, label)
+def short_names(classes: Sequence[str]) -> list[str]:
+    """The paper's Figure 2 names for its four classes (hap is happy + excited there); any other
+    label set is shown by its own names."""
+    return [SHORT[c] for c in classes] if tuple(classes) == tuple(SHORT) else list(classes)
 
 
 def manifest_frame(utterances: Sequence[Utterance]) -> pd.DataFrame:
     return pd.DataFrame([u.__dict__ for u in utterances])
 
 
-def partition_of(frame: pd.DataFrame) -> str:
-    """How the corpus is partitioned: `fold` (IEMOCAP: its sessions) where every utterance has
-    one, else the released `split`."""
-    return "fold" if frame["fold"].notna().all() else "split"
-
-
-def counts_by_partition(utterances: Sequence[Utterance], labels: Sequence[str]) -> pd.DataFrame:
-    """Folds (or released splits) × the run's classes, with totals (the table `merlib prepare` prints)."""
+def counts_by_partition(utterances: Sequence[Utterance], labels: Sequence[str], by: str = "fold") -> pd.DataFrame:
+    """Folds (IEMOCAP: sessions) or released splits (`by`: fold | split; merlib.corpus.partition_field)
+    × the run's classes, with totals (the table `merlib prepare` prints)."""
     frame = manifest_frame(utterances)
-    table = pd.crosstab(frame[partition_of(frame)], frame["label"], margins=True, margins_name="total")
+    table = pd.crosstab(frame[by], frame["label"], margins=True, margins_name="total")
     return table.reindex(columns=[*labels, "total"], fill_value=0)
 
 
-def class_balance(utterances: Sequence[Utterance], labels: Sequence[str]):
+def class_balance(utterances: Sequence[Utterance], labels: Sequence[str], by: str = "fold"):
     frame = manifest_frame(utterances)
-    partition = partition_of(frame)
+    partition = by
     figure, axes = plt.subplots(1, 2, figsize=(12, 3.6))
     sns.countplot(data=frame, x=partition, hue="label", hue_order=list(labels), ax=axes[0])
     axes[0].set_title(f"utterances per {partition} and class")
@@ -88,7 +85,7 @@ def confusion_heatmap(
         _, ax = plt.subplots(figsize=(side, side * 0.9))
     matrix = row_percent(matrix) if normalize else np.asarray(matrix, dtype=float)
     percent = normalize if percent is None else percent
-    labels = [short(c) for c in classes]
+    labels = short_names(classes)
     sns.heatmap(
         matrix,
         annot=True,
@@ -276,9 +273,9 @@ def probability_bars(probabilities: dict[str, dict[str, float]], titles: dict[st
     figure, ax = plt.subplots(figsize=(8, 0.14 * len(classes) * len(names) + 1.4))
     rows = np.arange(len(names))
     height = 0.8 / len(classes)
-    for k, emotion in enumerate(classes):
+    for k, (emotion, shown) in enumerate(zip(classes, short_names(classes))):
         values = [100 * probabilities[name][emotion] for name in names]
-        ax.barh(rows + (k - (len(classes) - 1) / 2) * height, values, height, label=short(emotion), color=f"C{k}")
+        ax.barh(rows + (k - (len(classes) - 1) / 2) * height, values, height, label=shown, color=f"C{k}")
     ax.set_yticks(rows, [titles.get(name, name) for name in names])
     ax.invert_yaxis()
     ax.set_xlim(0, 100)

@@ -130,8 +130,8 @@ class Predictor:
             return to_mono(audio, rate, 16000, path)
 
     # -- which fold models may judge an input ------------------------------------------------
-    def _fold_sets(self) -> dict[int, tuple[set, set]]:
-        """{fold: (its test speakers, its training transcripts)}, from the run's manifest."""
+    def _fold_sets(self) -> dict[int, tuple[set, set, set]]:
+        """{fold: (its known test speakers, its training transcripts, its test ids)}, from the run's manifest."""
         if self._seen_by_fold is None:
             from merlib.corpus import fold_of, load_utterances
 
@@ -140,8 +140,9 @@ class Predictor:
             self._seen_by_fold = {}
             for fold in self.folds:
                 split = fold_of(self.config, utterances, fold)
-                self._seen_by_fold[fold] = ({u.speaker for u in split.test},
-                                         {" ".join(u.transcript.lower().split()) for u in split.train})  # fmt: skip
+                self._seen_by_fold[fold] = ({u.speaker for u in split.test} - {""},
+                                         {" ".join(u.transcript.lower().split()) for u in split.train},
+                                         {u.id for u in split.test})  # fmt: skip
         return self._seen_by_fold
 
     def unseen_folds(
@@ -160,24 +161,30 @@ class Predictor:
         except (MerlibError, OSError) as error:  # a run moved away from its corpus: nothing to check against
             return self.folds, [f"not checked whether the input is from the run's corpus ({error})"], []
         said, warned = [], []
-        if wav is not None and speaker is None:
-            found = self._utterance_of.get(str(pathlib.Path(wav).resolve()))
-            if found is not None:
-                speaker = found.speaker
-                said.append(f"{pathlib.Path(wav).name} is the corpus utterance {found.id} (speaker {speaker})")
-        folds = self.folds
-        if speaker is not None:
+        unseen, subject = None, ""
+        found = (
+            self._utterance_of.get(str(pathlib.Path(wav).resolve())) if wav is not None and speaker is None else None
+        )
+        if found is not None:  # a corpus utterance: the folds that test it never trained on it (speaker known or not)
+            unseen = [fold for fold in self.folds if found.id in sets[fold][2]]
+            subject = f"speaker {found.speaker}" if found.speaker else f"utterance {found.id}"
+            said.append(f"{pathlib.Path(wav).name} is the corpus utterance {found.id} "
+                        f"(speaker {found.speaker or 'unknown'})")  # fmt: skip
+        elif speaker:  # a corpus voice (the Try-it widget): the folds that test that speaker
             unseen = [fold for fold in self.folds if speaker in sets[fold][0]]
+            subject = f"speaker {speaker}"
+        folds = self.folds
+        if unseen is not None:
             trained = [fold for fold in self.folds if fold not in unseen]
             if trained and self.chosen_folds:
-                warned.append(f"fold(s) {', '.join(map(str, trained))} trained on speaker {speaker}: "
+                warned.append(f"fold(s) {', '.join(map(str, trained))} trained on {subject}: "
                               "their predictions are on training data")  # fmt: skip
             elif trained and unseen:
                 folds = unseen
-                said.append(f"only fold(s) {', '.join(map(str, unseen))}, whose models never heard speaker "
-                            f"{speaker}, are used; the other folds trained on them")  # fmt: skip
+                said.append(f"only fold(s) {', '.join(map(str, unseen))}, whose models never heard {subject}, "
+                            "are used; the other folds trained on them")  # fmt: skip
             elif trained:
-                warned.append(f"every fold used trained on speaker {speaker}: the predictions are on "
+                warned.append(f"every fold used trained on {subject}: the predictions are on "
                               "training data")  # fmt: skip
         if text and text.strip():
             normalized = " ".join(text.lower().split())

@@ -51,14 +51,14 @@ def provenance(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:
 
 def data_summary(config: Config, folds) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(fold or released split × class counts with totals, split sizes of every fold)."""
-    from merlib.corpus import fold_of, load_utterances
+    from merlib.corpus import fold_of, load_utterances, partition_field
     from merlib.data.folds import fold_table
     from merlib.plots import counts_by_partition
 
     utterances, _ = load_utterances(config)
     rows = fold_table([fold_of(config, utterances, fold) for fold in folds], config.labels)
     sizes = pd.DataFrame(rows).pivot(index="fold", columns="split", values="n")[["train", "holdout", "test"]]
-    return counts_by_partition(utterances, config.labels), sizes.reset_index()
+    return counts_by_partition(utterances, config.labels, partition_field(config)), sizes.reset_index()
 
 
 def leakage(run_dir: pathlib.Path, config: Config) -> pd.DataFrame:

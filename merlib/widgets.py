@@ -143,7 +143,7 @@ class MaskExplorer:
         parts = sorted({partition(u) for u in utterances}, key=str)
         kind = ("session" if any(u.session is not None for u in utterances)
                 else "fold" if all(u.fold is not None for u in utterances) else "split")  # fmt: skip
-        self.session = widgets.Dropdown(options=[(f"all {kind}s", 0)] + [(f"{kind} {s}", s) for s in parts],
+        self.session = widgets.Dropdown(options=[(f"all {kind}s", None)] + [(f"{kind} {s}", s) for s in parts],
                                         description=kind)  # fmt: skip
         self.emotion = widgets.Dropdown(options=[("all", "")] + [(e, e) for e in config.labels], description="emotion")
         self.search = widgets.Text(placeholder="id or words of the transcript", description="search",
@@ -174,7 +174,7 @@ class MaskExplorer:
         """The utterances of the chosen session and emotion whose id or transcript holds the search words."""
         words = self.search.value.lower().split()
         return [u for u in self.utterances.values()
-                if self.session.value in (0, partition(u)) and self.emotion.value in ("", u.label)
+                if self.session.value in (None, partition(u)) and self.emotion.value in ("", u.label)
                 and all(word in f"{u.id} {u.transcript}".lower() for word in words)]  # fmt: skip
 
     def filter(self) -> list:
@@ -481,7 +481,16 @@ def load_run_scores(run_dir: str | pathlib.Path) -> dict[tuple[int, str], pd.Dat
             for name in layout.score_sets(fold)}  # fmt: skip
 
 
-def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config, fusion: str = "") -> FusionExplorer:
+class NothingToExplore:
+    """What an explorer shows where the run has nothing for it."""
+
+    def __init__(self, message: str):
+        self.widget = widgets.HTML(message)
+
+
+def fusion_explorer(
+    run_dir: str | pathlib.Path, fold: int, config, fusion: str = ""
+) -> FusionExplorer | NothingToExplore:
     """The slider on a two-input weighted fusion of the plan (`fusion`, default the first), for
     one fold of a run, marking the weight the run chose (its fusion.json, whatever the objective)."""
     from merlib.fusion import fusion_from_dict
@@ -491,8 +500,9 @@ def fusion_explorer(run_dir: str | pathlib.Path, fold: int, config, fusion: str 
     from merlib.scores import read_scores
 
     pairs = {pair.name: pair for pair in two_way_weighted(config)}
-    if not pairs:
-        raise ValueError(f"config {config.name!r} declares no weighted fusion of two inputs to explore")
+    if not pairs:  # a speech-only plan (EmoBox's corpora have no transcripts): say so, in the notebook's place
+        return NothingToExplore(f"The plan of <b>{html.escape(config.name)}</b> has no weighted fusion of two "
+                                "inputs: there is no fusion weight to explore.")  # fmt: skip
     if fusion and fusion not in pairs:
         raise ValueError(
             f"{fusion!r} is not a two-input weighted fusion of the plan; choose one of: {', '.join(pairs)}"

@@ -362,3 +362,23 @@ def test_a_run_folder_saved_before_the_newer_keys_still_loads_as_it_ran(tmp_path
         del values[section][key]
     saved.write_text(yaml.safe_dump(values, sort_keys=False))
     assert load_config(saved) == paper
+
+
+def test_the_readme_config_for_your_own_corpus_loads(tmp_path):
+    """The YAML block of README's "Your own corpus", as a user would save it."""
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Your own corpus") :]
+    block = section[section.index("```yaml\n") + 8 : section.index("```", section.index("```yaml\n") + 8)]
+    path = tmp_path / "mine.yaml"
+    path.write_text(block.replace("base: paper.yaml", f"base: {pathlib.Path('configs/paper.yaml').resolve()}"))
+    config = load_config(path)
+    assert config.labels == ("anger", "joy", "neutral", "sadness") and config.speech.loss == "weighted_ce"
+
+
+def test_the_papers_table_is_shown_only_for_the_papers_task():
+    from merlib.results import corpus_note, is_the_papers_task
+
+    paper = paper_config()
+    assert is_the_papers_task(paper) and "Padi et al. 2022" in corpus_note(paper)
+    merged = paper_config({"data": {"labels": ["ang", "hap", "sad"], "label_map": {"neu": "sad"}}, "claims": []})
+    assert not is_the_papers_task(merged) and "3 classes (ang, hap, sad)" in corpus_note(merged)

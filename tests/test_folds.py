@@ -84,11 +84,13 @@ def _other_corpus(count_per_split: dict, speakers_of=lambda split, i: f"{split}-
 def test_released_splits_by_name_and_a_drawn_holdout():
     records = _other_corpus({"Train": 20, "Development": 6, "Test1": 5, "Test2": 4, "Extra": 3})
     splits = ReleasedSplits(train=["Train"], holdout=["Development"], test=["Test1", "Test2"])
-    fold = make_fold(records, 1, protocol="released", splits=splits)
+    with pytest.warns(UserWarning, match="splits data.splits does not name are left out: Extra 3"):
+        fold = make_fold(records, 1, protocol="released", splits=splits)
     assert {u.split for u in fold.train} == {"Train"} and len(fold.train) == 20
     assert {u.split for u in fold.holdout} == {"Development"} and fold.holdout_strategy == "Development"
     assert {u.split for u in fold.test} == {"Test1", "Test2"} and len(fold.test) == 9  # Extra: in no role
-    drawn = make_fold(records, 1, protocol="released", splits=ReplacedSplits(splits, holdout=[]), seed=3)
+    with pytest.warns(UserWarning, match="left out: Development 6, Extra 3"):
+        drawn = make_fold(records, 1, protocol="released", splits=ReplacedSplits(splits, holdout=[]), seed=3)
     assert {u.split for u in drawn.train + drawn.holdout} == {"Train"} and len(drawn.holdout) == 2
     with pytest.raises(FoldError, match="data.splits names Test3, which no utterance"):
         make_fold(records, 1, protocol="released", splits=ReplacedSplits(splits, test=["Test3"]))
@@ -123,3 +125,9 @@ def test_given_folds_and_records_without_a_fold(utterances):
         make_fold(records, 1, protocol="folds")
     with pytest.raises(FoldError, match="have no `fold`"):
         make_fold([dataclasses.replace(records[0], fold=None), *records[1:]], 1, protocol="folds")
+
+
+def test_a_fold_without_training_data_is_refused(utterances):
+    two = [dataclasses.replace(u, fold=1 + (u.session > 2), corpus="mine", session=None) for u in utterances]
+    with pytest.raises(FoldError, match="no training utterances are left.*data.holdout: stratified"):
+        make_fold(two, 1, protocol="folds", holdout="session", disjoint_speakers=False)

@@ -117,7 +117,7 @@ def test_only_the_folds_that_never_heard_a_speaker_judge_it(tiny_run):
 
     predictor = Predictor(tiny_run["run_dir"])
     predictor.folds = [1, 2, 3]
-    predictor._seen_by_fold = {fold: ({f"Ses0{fold}F", f"Ses0{fold}M"}, {"we won"}) for fold in (1, 2, 3)}
+    predictor._seen_by_fold = {fold: ({f"Ses0{fold}F", f"Ses0{fold}M"}, {"we won"}, set()) for fold in (1, 2, 3)}
     predictor._utterance_of = {}
     folds, notes, warned = predictor.unseen_folds(speaker="Ses01F", text="We  won")
     assert folds == [1] and "only fold(s) 1, whose models never heard speaker Ses01F" in notes[0] and not warned
@@ -127,3 +127,20 @@ def test_only_the_folds_that_never_heard_a_speaker_judge_it(tiny_run):
     assert folds == [1, 2, 3] and notes == [] and warned == [
         "fold(s) 2, 3 trained on speaker Ses01F: their predictions are on training data"]  # fmt: skip
     assert predictor.unseen_folds() == ([1, 2, 3], [], [])
+
+
+def test_an_utterance_of_unknown_speaker_is_judged_by_the_folds_that_test_it(tiny_run):
+    """EmoBox and MSP-Podcast utterances may have no speaker: the folds are chosen by the
+    utterance itself, and an unknown speaker never makes a fold look unseen."""
+    from types import SimpleNamespace
+
+    from merlib.predict import Predictor
+
+    predictor = Predictor(tiny_run["run_dir"])
+    predictor.folds = [1, 2, 3]
+    predictor._seen_by_fold = {fold: (set(), set(), {f"u{fold}"}) for fold in (1, 2, 3)}
+    wav = tiny_run["run_dir"] / "u2.wav"
+    predictor._utterance_of = {str(wav.resolve()): SimpleNamespace(id="u2", speaker="")}
+    folds, notes, warned = predictor.unseen_folds(wav=wav)
+    assert folds == [2] and "(speaker unknown)" in notes[0] and "never heard utterance u2" in notes[1]
+    assert predictor.unseen_folds(speaker="")[0] == [1, 2, 3]  # no speaker named: nothing to decide on

@@ -254,14 +254,15 @@ def test_weighted_ce_weighs_each_class_by_its_rarity_in_training():
 
 
 def test_the_training_loop_applies_the_class_weights():
-    """One step's loss is the weighted cross-entropy: a weight of 0 on a class removes its items."""
+    """One step's loss is the weighted cross-entropy, divided by the item count (so DDP's ranks
+    add up): a weight of 0 on a class removes its items."""
     x, y = tiny_data(n=16)
     y[:8], y[8:] = 0, 1
     weights = torch.tensor([1.0, 0.0, 0.0, 0.0])
     model = tiny_model()
     with torch.no_grad():
         model.eval()
-        expected = torch.nn.functional.cross_entropy(model(x[:8]), y[:8]).item()  # class 0's items alone
+        expected = torch.nn.functional.cross_entropy(model(x[:8]), y[:8]).item() / 2  # class 0's 8 items of 16
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), progress=False, class_weights=weights,
                       set_train_mode=lambda m: m.eval())  # fmt: skip
     total, count = trainer.run_epoch(0, [(x, y)])

@@ -157,3 +157,5 @@ def test_the_fusion_explorer_marks_the_weight_the_run_chose_whatever_its_objecti
     assert "cross-entropy" in explorer.widget.children[0].value
     with pytest.raises(ValueError, match="choose one of: by_ua, by_loss"):
         fusion_explorer(tmp_path, 1, config, fusion="speech_ft")
+    speech_only = load_config("configs/demo.yaml", {"fusions": [], "claims": []})  # e.g. an EmoBox corpus
+    assert "no weighted fusion of two inputs" in fusion_explorer(tmp_path, 1, speech_only).widget.value

@@ -21,6 +21,7 @@ use that split instead):
 
 from __future__ import annotations
 
+import collections
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -137,6 +138,11 @@ def make_fold(
     else:
         train, held, test = _group_fold(utterances, fold, holdout, holdout_fraction, seed)
         strategy = holdout
+    if not train or not test:
+        empty = "training" if not train else "test"
+        raise FoldError(f"fold {fold}: no {empty} utterances are left (train {len(train)}, hold-out {len(held)}, "
+                        f"test {len(test)}); with data.holdout: session a corpus needs three folds at least: use "
+                        "data.holdout: stratified, or check data.splits and data.labels")  # fmt: skip
     shared = check_no_leakage(train, held, test, fold, disjoint_speakers=disjoint_speakers or protocol == "loso")
     if shared:
         named = ", ".join(shared[:10]) + (" ..." if len(shared) > 10 else "")
@@ -184,8 +190,12 @@ def _released_fold(utterances: list[Utterance], fold: int, holdout: str, fractio
     named = {"train": list(splits.train), "holdout": list(splits.holdout), "test": list(splits.test)}
     absent = [name for names in named.values() for name in names if name not in present]
     if absent:
-        raise FoldError(f"data.splits names {', '.join(absent)}, which no utterance of the manifest has; its "
-                        f"splits: {', '.join(repr(p) for p in present)}")  # fmt: skip
+        raise FoldError(f"data.splits names {', '.join(absent)}, which no utterance of the manifest (of the classes "
+                        f"in data.labels) has; its splits: {', '.join(repr(p) for p in present)}")  # fmt: skip
+    unnamed = collections.Counter(u.split for u in utterances if not any(u.split in names for names in named.values()))
+    if unnamed:
+        listed = ", ".join(f"{name or '(none)'} {n}" for name, n in sorted(unnamed.items()))
+        warnings.warn(f"utterances of splits data.splits does not name are left out: {listed}", stacklevel=3)
     by_role = {role: [u for u in utterances if u.split in names] for role, names in named.items()}
     train, held, test = by_role["train"], by_role["holdout"], by_role["test"]
     if named["holdout"]:

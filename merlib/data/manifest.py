@@ -168,8 +168,8 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ManifestError(
-            f"{path}: no such manifest. Create it with `merlib prepare iemocap ROOT "
-            f"--out {path.parent}` or `merlib demo-corpus`."
+            f"{path}: no such manifest. Create it with `merlib prepare iemocap|msp-podcast ROOT --out "
+            f"{path.parent}` (or `merlib prepare emobox ...`), or write your own (README: Your own corpus)."
         )
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):

@@ -217,6 +217,15 @@ class Trainer:
             self._save(epoch)
         return self.history
 
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy, the mean over the batch's items; with class weights, each item's loss
+        weighted and still divided by the item count (not by the weights' sum, as torch's default
+        does), so that the ranks' shares of a DDP batch add up to the global batch's loss."""
+        if self.class_weights is None:
+            return torch.nn.functional.cross_entropy(logits, targets)
+        items = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+        return (self.class_weights[targets] * items).mean()
+
     def run_epoch(self, epoch: int, batches: Iterable) -> tuple[float, int]:
         """One pass over the batches; returns (loss summed over items, items), over all ranks.
 
@@ -237,7 +246,7 @@ class Trainer:
             global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
             with runtime.autocast():
                 logits = self.forward(self.train_model, inputs)
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets, weight=self.class_weights)
+            loss = self._loss(logits.float(), targets)
             first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
             if step % guard_every == guard_every - 1:
                 self._stop_if_diverged(first_bad, epoch)
@@ -288,8 +297,9 @@ class Trainer:
 
 def class_weights_for(loss: str, train_labels, n_classes: int) -> torch.Tensor | None:
     """The cross-entropy's class weights of a `loss` choice (`ce`: none; `weighted_ce`:
-    n / (classes × n_class) over the training labels (class indices), scikit-learn's "balanced";
-    a class absent from training gets weight 0, it cannot be learnt anyway)."""
+    n / (classes × n_class) over the training labels (class indices), scikit-learn's "balanced",
+    whose mean over the training items is 1, so the loss keeps the scale of `ce`; a class absent
+    from training gets weight 0, it cannot be learnt anyway)."""
     if loss == "ce":
         return None
     if loss != "weighted_ce":
