@@ -167,6 +167,10 @@ class PretrainConfig:
     stage: StageConfig
     holdout_per_speaker: int = field(metadata=at_least(1))
     augment_copies: int = field(metadata=at_least(0))
+    # false: stage.batch_size is the global batch, split over the DDP ranks (the emotion folds'
+    # way); true: each rank takes stage.batch_size, so the global batch and the learning rates
+    # grow with the ranks (linear scaling; give stage.warmup_epochs for the first epochs)
+    per_device_batch: bool
 
 
 @dataclass
@@ -494,6 +498,7 @@ def _read_yaml(path: pathlib.Path, chain: tuple = ()) -> dict:
 # A config that starts from paper.yaml gets every key from there; only a resolved one lacks them.
 ADDED_KEYS = {
     ("speech", "max_seconds"): 0.0,
+    ("pretrain", "per_device_batch"): False,
     ("speech", "loss"): "ce",
     ("text", "loss"): "ce",
     ("data", "protocol"): "loso",

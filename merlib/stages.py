@@ -108,7 +108,10 @@ def pretrain_stage(config: Config, run_dir: pathlib.Path, speaker_manifest: path
         "features": dataclasses.asdict(config.features),
         "augment": dataclasses.asdict(config.augment),
         "speech.model": dataclasses.asdict(config.speech.model),
-        "pretrain": dataclasses.asdict(config.pretrain),
+        # per_device_batch only when set: pretraining fingerprints of runs made before it stay valid
+        "pretrain": {
+            k: v for k, v in dataclasses.asdict(config.pretrain).items() if k != "per_device_batch" or v
+        },  # fmt: skip
         "speakers": file_identity(speaker_manifest),
     }
     layout = RunLayout(run_dir)

@@ -403,3 +403,50 @@ def test_an_error_that_is_not_a_folds_failure_stops_the_queue(monkeypatch):
     with pytest.raises(RuntimeError, match="a bug of merlib's own"):
         execution.run_folds_here(paper_config(), {}, pathlib.Path("."), [1, 2, 3, 4, 5], Launch(jobs=1), 0.0)
     assert len(started) < 10  # not every one of the 5 folds x 2 systems ran
+
+
+def test_a_per_device_batch_scales_the_global_batch_and_the_learning_rates():
+    from merlib.train.speaker import scaled_for_ranks
+
+    pretrain = paper_config().pretrain
+    assert scaled_for_ranks(pretrain, 8) is pretrain.stage  # paper.yaml: the batch is global
+    per_device = dataclasses.replace(pretrain, per_device_batch=True)
+    scaled = scaled_for_ranks(per_device, 8)
+    assert (scaled.batch_size, scaled.lr, scaled.backbone_lr) == (8 * 32, 8 * 0.1, 8 * 0.1)
+    assert scaled_for_ranks(per_device, 1) is pretrain.stage
+
+
+@pytest.mark.slow
+def test_ddp_pretraining_with_a_per_device_batch_on_two_processes(tmp_path, tiny_demo_corpus):
+    """torchrun, gloo, 2 processes: each rank takes a whole batch of 4 (global 8, lr × 2), against
+    one process's batch of 4; both train and write the backbone."""
+    from merlib.data import demo
+    from merlib.layout import PRETRAIN_HISTORY
+
+    speakers = tmp_path / "speakers"
+    demo.generate_demo_speakers(speakers, demo.DemoSpeakersConfig(speakers=6, utterances_per_speaker=4))
+    config = tiny_ddp_config(tmp_path, tiny_demo_corpus)
+    text = config.read_text().replace("pretrained: {source: none}", "pretrained: {source: pretrain}")
+    config.write_text(
+        text
+        + f"""pretrain:
+  corpus_root: {speakers}
+  augment_copies: 0
+  per_device_batch: true
+  stage: {{epochs: 1, chunk_frames: [60], batch_size: 4, lr: 0.05, backbone_lr: 0.05, warmup_epochs: 1}}
+"""
+    )
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    histories = {}
+    for processes in (1, 2):
+        runs = tmp_path / f"runs{processes}"
+        base = ["pretrain", "--config", str(config), "--runs", str(runs)]
+        command = ([sys.executable, "-m", "merlib", *base] if processes == 1 else
+                   [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                    "merlib", *base])  # fmt: skip
+        result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        histories[processes] = json.loads((runs / "ddp" / "pretrain" / PRETRAIN_HISTORY).read_text())
+    assert (histories[1]["global_batch_size"], histories[1]["lr"]) == (4, 0.05)
+    assert (histories[2]["global_batch_size"], histories[2]["lr"]) == (8, 0.1)
+    assert histories[2]["runtime"]["world_size"] == 2

@@ -267,3 +267,23 @@ def test_the_training_loop_applies_the_class_weights():
                       set_train_mode=lambda m: m.eval())  # fmt: skip
     total, count = trainer.run_epoch(0, [(x, y)])
     assert total / count == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_vector_store_keeps_one_tensor_and_reads_the_older_dict_of_tensors(tmp_path):
+    from merlib.train.vector_store import VectorStore
+
+    store = VectorStore(tmp_path / "pooled.pt")
+    vectors = torch.randn(5, 3)
+    store.update((f"u{i}/0", vectors[i]) for i in range(3))
+    assert "u1/0" in store and torch.equal(store["u2/0"], vectors[2])
+    store.update([("u3/0", vectors[3])])
+    store.save()
+    saved = torch.load(tmp_path / "pooled.pt", weights_only=True)
+    assert saved["keys"] == ["u0/0", "u1/0", "u2/0", "u3/0"] and torch.equal(saved["vectors"], vectors[:4])
+    again = VectorStore(tmp_path / "pooled.pt")
+    assert len(again) == 4 and not again.changed and torch.equal(again["u3/0"], vectors[3])
+    with pytest.raises(KeyError, match="already in the vector store"):
+        again.update([("u0/0", vectors[4])])
+    save_torch({"a": vectors[0], "b": vectors[1]}, tmp_path / "older.pt")  # the format before the store
+    older = VectorStore(tmp_path / "older.pt")
+    assert torch.equal(older["b"], vectors[1]) and not older.changed

@@ -44,6 +44,17 @@ def holdout_split(records: Sequence[SpeakerUtterance], per_speaker: int) -> tupl
     return train, [record for position, record in enumerate(records) if position in held]
 
 
+def scaled_for_ranks(pretrain, world_size: int):
+    """The stage as it trains on `world_size` ranks: with `per_device_batch`, a global batch of
+    batch_size × ranks and learning rates × ranks (the linear scaling rule of Goyal et al. 2017,
+    with the stage's warm-up epochs); without, the stage as configured (its batch is global)."""
+    stage = pretrain.stage
+    if not pretrain.per_device_batch or world_size == 1:
+        return stage
+    return dataclasses.replace(stage, batch_size=stage.batch_size * world_size, lr=stage.lr * world_size,
+                               backbone_lr=stage.backbone_lr * world_size)  # fmt: skip
+
+
 def pretrain_speakers(
     config: Config,
     records: list[SpeakerUtterance],
@@ -69,7 +80,7 @@ def pretrain_speakers(
             return final
     elif final.is_file():
         return final
-    settings = config.pretrain.stage
+    settings = scaled_for_ranks(config.pretrain, runtime.world_size)
     speakers = sorted({r.speaker for r in records})
     index = {s: i for i, s in enumerate(speakers)}
     train, holdout = holdout_split(records, config.pretrain.holdout_per_speaker)
@@ -128,6 +139,8 @@ def pretrain_speakers(
             "train_utterances": len(train),
             "holdout_utterances": len(holdout),
             "chance": 1 / len(speakers),
+            "global_batch_size": settings.batch_size,
+            "lr": settings.lr,
             "best_epoch": trainer.best_epoch,
             "history": history,
             "features": dataclasses.asdict(config.features),

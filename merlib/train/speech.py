@@ -59,6 +59,7 @@ from merlib.train.common import (
 )
 from merlib.train.loop import Trainer, class_weights_for
 from merlib.train.pretrained import load_pretrained
+from merlib.train.vector_store import VectorStore
 
 SPLITS = ("train", "holdout", "test")
 
@@ -233,14 +234,11 @@ class SpeechFold:
                                   frame_scale=getattr(backbone, "frame_scale", 1),
                                   least_cost=getattr(backbone, "least_cost", 0))  # fmt: skip
             self.pooled_cache.update(zip(pending, pooled))
-            self._pooled_dirty = True
             pending.clear()
 
     def _open_pooled_cache(self, model: Classifier) -> None:
         key = pooled_cache_key(self.config, model.backbone, self.runtime.precision)
-        self.pooled_path = self.run_dir / "pooled_cache" / f"{key}.pt"
-        self.pooled_cache = load_checkpoint(self.pooled_path) if self.pooled_path.is_file() else {}
-        self._pooled_dirty = False
+        self.pooled_cache = VectorStore(self.run_dir / "pooled_cache" / f"{key}.pt")
 
     def _pooled_splits(self, model: Classifier) -> dict[str, tuple[torch.Tensor, np.ndarray]]:
         """Train: probe_chunks chunks per segment and copy (or the whole segment); hold-out and
@@ -250,8 +248,8 @@ class SpeechFold:
             copies, chunks = self.config.augment.copies, self.config.speech.probe_chunks
             pooled = {"train": self._pooled(model, "train", copies, chunks),
                       "holdout": self._pooled(model, "holdout", 0), "test": self._pooled(model, "test", 0)}  # fmt: skip
-            if self._pooled_dirty and self.runtime.is_main:
-                save_torch(self.pooled_cache, self.pooled_path)
+            if self.pooled_cache.changed and self.runtime.is_main:
+                self.pooled_cache.save()
         return pooled
 
     def linear_probe(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
