@@ -56,8 +56,11 @@ def data_summary(config: Config, folds) -> tuple[pd.DataFrame, pd.DataFrame]:
     from merlib.plots import counts_by_partition
 
     utterances, _ = load_utterances(config)
-    rows = fold_table([fold_of(config, utterances, fold) for fold in folds], config.labels)
+    made = [fold_of(config, utterances, fold) for fold in folds]
+    rows = fold_table(made, config.labels)
     sizes = pd.DataFrame(rows).pivot(index="fold", columns="split", values="n")[["train", "holdout", "test"]]
+    if any(fold.shared_speakers for fold in made):  # only where data.disjoint_speakers: false let them through
+        sizes["test speakers also in training"] = [len(fold.shared_speakers) for fold in made]
     return counts_by_partition(utterances, config.labels, partition_field(config)), sizes.reset_index()
 
 

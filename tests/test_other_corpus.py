@@ -123,3 +123,26 @@ def test_label_map_merges_classes_and_other_labels_are_counted_or_refused(msp_ru
     config = load_config(msp_run["config"], overrides={"data": {"labels": ["ang", "hap"]}})
     with pytest.raises(ManifestError, match=r"no utterance has a label of data.labels.*Set data.labels"):
         with_run_labels(records, config, manifest)
+
+
+def test_test_speakers_seen_in_training_are_refused_or_counted_in_the_report(msp_run, tmp_path):
+    import dataclasses
+
+    from merlib.data.folds import LeakageError
+    from merlib.data.manifest import write_manifest
+    from merlib.report import data_summary
+
+    records = read_manifest(msp_run["base"] / "manifest" / "utterances.jsonl")
+    train_speakers = sorted({r.speaker for r in records if r.split == "Train" and r.speaker})
+    shared = [dataclasses.replace(r, speaker=train_speakers[i % len(train_speakers)]) if r.split == "Test1" else r
+              for i, r in enumerate(records)]  # fmt: skip
+    manifest = write_manifest(shared, tmp_path / "utterances.jsonl")
+    strict = load_config(msp_run["config"], overrides={"data": {"manifest": str(manifest)}})
+    with pytest.raises(LeakageError, match="in both train and test"):
+        data_summary(strict, [1])
+    lenient = load_config(
+        msp_run["config"], overrides={"data": {"manifest": str(manifest), "disjoint_speakers": False}}
+    )
+    with pytest.warns(UserWarning, match="test speaker.s. also in training"):
+        _, sizes = data_summary(lenient, [1])
+    assert sizes["test speakers also in training"].tolist() == [len(train_speakers)]
