@@ -179,7 +179,13 @@ class Trainer:
         self.train_model = self.model
         if self.runtime.distributed:
             device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            # No buffer broadcast: batch norm trains on each rank's batch statistics either way, and
+            # only rank 0's running statistics are ever used (it alone evaluates and saves), which
+            # are the same without the broadcast; gradients as views of the reduction buckets save
+            # a copy of every gradient per step.
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
+            )
         if evaluate_start and first == 0 and evaluate is not None:
             self.start = self._evaluate(evaluate, -1)
             if self.progress and self.runtime.is_main:
