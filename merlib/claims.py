@@ -32,10 +32,10 @@ VERDICTS = ("holds", "holds, not significant", "does not hold")
 NUMERIC_COLUMNS = ("margin_min", "margin_min_vs")  # in claims.csv, not in claims.md (the margin column has them)
 
 
-def _test_predictions(run_dir: pathlib.Path, names: list[str], classes=None) -> dict[int, tuple]:
-    """{fold: (labels, {score set: predicted class indices})} on the test rows, aligned by
-    utterance id, for the folds that have every score set; indices into `classes` (default: the
-    class columns of the score files)."""
+def _test_predictions(run_dir: pathlib.Path, names: list[str], classes=None) -> tuple[dict[int, tuple], list]:
+    """({fold: (labels, {score set: predicted class indices})} on the test rows, aligned by
+    utterance id, for the folds that have every score set; the classes the indices point into:
+    `classes`, by default the class columns of the score files)."""
     result = {}
     layout = RunLayout(run_dir)
     for fold in layout.folds():
@@ -49,7 +49,7 @@ def _test_predictions(run_dir: pathlib.Path, names: list[str], classes=None) -> 
         labels = label_indices(frames[names[0]]["label"], classes)
         predicted = {name: frame.loc[ids, list(classes)].to_numpy().argmax(1) for name, frame in frames.items()}
         result[fold] = (labels, predicted)
-    return result
+    return result, classes
 
 
 def _pair_confusion(labels: np.ndarray, predicted: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -78,12 +78,10 @@ def check_claim(claim: ClaimConfig, run_dir, n_resamples: int = 1000, seed: int 
             absent_sets = ", ".join(absent)
             return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: the plan has no {absent_sets}"}
     classes = list(config.labels) if config is not None else None
-    folds = _test_predictions(pathlib.Path(run_dir), [claim.system, *claim.than], classes)
+    folds, classes = _test_predictions(pathlib.Path(run_dir), [claim.system, *claim.than], classes)
     if not folds:
         names = ", ".join([claim.system, *claim.than])
         return {"claim": claim.name, "paper": claim.paper, "verdict": f"not checked: no fold has all of {names}"}
-    some_fold = next(iter(folds))
-    classes = classes or class_columns(read_scores(RunLayout(run_dir).scores(some_fold, claim.system)))
     statistic, sign = _statistic(claim, classes)
     rng = np.random.default_rng(seed)
     value = {name: [] for name in [claim.system, *claim.than]}  # per fold

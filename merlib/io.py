@@ -100,6 +100,24 @@ DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.B
                        KeyError)  # fmt: skip
 
 
+def json_lines(path: str | os.PathLike, error: type[Exception], fix: str) -> Iterator[tuple[object, str]]:
+    """(object, "file:line") of each non-empty line of a JSON-lines file (a manifest, EmoBox's
+    partitions). A line that is not JSON raises `error` naming the file and line, then `fix`; a
+    last line without its newline is said to look truncated (a writer that stopped)."""
+    path = pathlib.Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as decode:
+                truncated = " (the file looks truncated)" if not line.endswith("\n") else ""
+                raise error(f"{where}: not valid JSON ({decode.msg}){truncated}; {fix}") from None
+            yield obj, where
+
+
 def read_json(path: str | os.PathLike):
     return json.loads(pathlib.Path(path).read_text())
 

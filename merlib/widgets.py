@@ -123,26 +123,23 @@ class FusionExplorer:
         return result
 
 
-def partition(utterance) -> int | str:
-    """The fold (IEMOCAP: session) an utterance is tested in, else its released split's name."""
-    return utterance.fold if utterance.fold is not None else utterance.split
-
-
 class MaskExplorer:
     """Pick an utterance, a SpecAugment policy and a seed; see and hear what the masks do."""
 
     def __init__(self, utterances: Sequence, corpus_root: str | pathlib.Path, config):
         from merlib.audio.augment import SpecAugment
         from merlib.audio.features import build_front_end
+        from merlib.corpus import partition_field
+        from merlib.data.manifest import IEMOCAP_FAMILY
 
         self.utterances = {u.id: u for u in utterances}
         self.corpus_root = pathlib.Path(corpus_root)
         self.front_end = build_front_end(config.features)
         self.augmenters = {name: SpecAugment(policy, n_mels=config.features.n_mels)
                            for name, policy in config.augment.policies.items()}  # fmt: skip
-        parts = sorted({partition(u) for u in utterances}, key=str)
-        kind = ("session" if any(u.session is not None for u in utterances)
-                else "fold" if all(u.fold is not None for u in utterances) else "split")  # fmt: skip
+        self.partition = partition_field(config)  # fold (IEMOCAP's folds are its sessions) or split
+        parts = sorted({getattr(u, self.partition) for u in utterances}, key=str)
+        kind = "session" if self.partition == "fold" and config.data.corpus in IEMOCAP_FAMILY else self.partition
         self.session = widgets.Dropdown(options=[(f"all {kind}s", None)] + [(f"{kind} {s}", s) for s in parts],
                                         description=kind)  # fmt: skip
         self.emotion = widgets.Dropdown(options=[("all", "")] + [(e, e) for e in config.labels], description="emotion")
@@ -174,7 +171,7 @@ class MaskExplorer:
         """The utterances of the chosen session and emotion whose id or transcript holds the search words."""
         words = self.search.value.lower().split()
         return [u for u in self.utterances.values()
-                if self.session.value in (None, partition(u)) and self.emotion.value in ("", u.label)
+                if self.session.value in (None, getattr(u, self.partition)) and self.emotion.value in ("", u.label)
                 and all(word in f"{u.id} {u.transcript}".lower() for word in words)]  # fmt: skip
 
     def filter(self) -> list:

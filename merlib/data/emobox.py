@@ -30,6 +30,7 @@ from typing import Iterator
 
 from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
+from merlib.io import json_lines
 
 SPLITS = ("train", "valid", "test")
 REQUIRED_KEYS = ("key", "wav", "emo", "length")
@@ -153,18 +154,7 @@ def _partition_files(corpus: str, fold: int, folder: pathlib.Path) -> tuple[dict
 
 def _read_jsonl(path: pathlib.Path) -> Iterator[tuple[dict, str]]:
     """(record, "file:line") for every non-empty line of an EmoBox JSON-lines file."""
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise EmoBoxFormatError(
-                    f"{where}: not valid JSON ({error.msg}); restore this file from the EmoBox repository"
-                ) from None
-            yield record, where
+    return json_lines(path, EmoBoxFormatError, "restore this file from the EmoBox repository")
 
 
 def _check_record(record, where: str) -> None:

@@ -18,9 +18,8 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-import soundfile
-
 from merlib import EMOTIONS
+from merlib.data.checks import wav_seconds
 from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 
@@ -158,14 +157,6 @@ def parse_transcription(path: pathlib.Path, report: PrepareReport | None = None)
     return texts
 
 
-def _wav_duration(path: pathlib.Path) -> float | None:
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError):
-        return None
-    return info.frames / info.samplerate if info.samplerate else None
-
-
 def _find_sessions(root: pathlib.Path) -> list[pathlib.Path]:
     sessions = [root / f"Session{n}" for n in range(1, 6) if (root / f"Session{n}").is_dir()]
     if not sessions:
@@ -203,7 +194,7 @@ def prepare_iemocap(root: str | pathlib.Path, corpus: str = "iemocap") -> Prepar
                 if not wav_path.is_file():
                     report.missing_wavs.append(str(wav_relative))
                     continue
-                duration = _wav_duration(wav_path)
+                duration = wav_seconds(wav_path)
                 if not duration:
                     report.unreadable_wavs.append(str(wav_relative))
                     continue

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 from merlib import EMOTIONS
 from merlib.errors import MerlibError
-from merlib.io import write_text
+from merlib.io import json_lines, write_text
 
 KINDS = ("impro", "script")
 GENDERS = ("F", "M")
@@ -171,17 +171,8 @@ def iter_manifest(path: str | os.PathLike) -> Iterator[Utterance]:
             f"{path}: no such manifest. Create it with `merlib prepare iemocap|msp-podcast ROOT --out "
             f"{path.parent}` (or `merlib prepare emobox ...`), or write your own (README: Your own corpus)."
         )
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                hint = " (the file looks truncated: re-run the step that wrote it)" if not line.endswith("\n") else ""
-                raise ManifestError(f"{where}: not valid JSON ({error.msg}){hint}") from None
-            yield utterance_from_dict(obj, where)
+    for obj, where in json_lines(path, ManifestError, "re-run the step that wrote it, or mend that line"):
+        yield utterance_from_dict(obj, where)
 
 
 def read_manifest(path: str | os.PathLike) -> list[Utterance]:

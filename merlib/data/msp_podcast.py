@@ -19,8 +19,7 @@ import math
 import pathlib
 from dataclasses import dataclass, field
 
-import soundfile
-
+from merlib.data.checks import wav_seconds
 from merlib.data.manifest import Utterance, write_prepared_manifest
 from merlib.errors import DataNotFoundError, MerlibError
 
@@ -201,15 +200,6 @@ def read_labels(path: pathlib.Path) -> list[LabelRow]:
     return rows
 
 
-def _wav_duration(path: pathlib.Path) -> float | None:
-    """Seconds from the wav header alone (cheap on 100k files); None when it cannot be read."""
-    try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, soundfile.LibsndfileError):
-        return None
-    return info.frames / info.samplerate if info.samplerate and info.frames else None
-
-
 def _transcript(path: pathlib.Path) -> str | None:
     """The text on one line (newlines and runs of spaces become one space), or None when absent."""
     if not path.is_file():
@@ -245,7 +235,7 @@ def _keep(row: LabelRow, root: pathlib.Path, report: MspPodcastReport) -> Uttera
     if not wav.is_file():
         report.missing_wavs.append(row.file_name)
         return None
-    duration = _wav_duration(wav)
+    duration = wav_seconds(wav)
     if not duration:
         report.unreadable_wavs.append(row.file_name)
         return None
