@@ -251,7 +251,7 @@ def data_path_stall(model: torch.nn.Module, config: Config, runtime: Runtime, st
     with the runtime's workers, their start-up included, as every training epoch pays it) and by
     one batch already on the device, after a warm-up of the model; the stall fraction is the
     share of the real path's time the model waited for data."""
-    from merlib.audio.dataset import ChunkBuilder, plan_chunk_batches, training_items
+    from merlib.audio.dataset import ChunkBuilder, forward_masked, plan_chunk_batches, training_items
     from merlib.batches import epoch_loader
     from merlib.train.common import build_augmenters
     from merlib.train.loop import Trainer
@@ -269,7 +269,7 @@ def data_path_stall(model: torch.nn.Module, config: Config, runtime: Runtime, st
     inputs, targets = ChunkBuilder(features, labels, augmenters)(plan[0])
     resident = [(runtime.to_device(inputs), runtime.to_device(targets))] * len(plan)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    trainer = Trainer(model, optimizer, progress=False, runtime=runtime)
+    trainer = Trainer(model, optimizer, progress=False, runtime=runtime, forward=forward_masked)
     timed = {}
     trainer.run_epoch(0, resident[:2])  # warm-up: allocations, kernels, cuDNN plans
     for name, batches in (("loader", loader), ("resident", resident)):

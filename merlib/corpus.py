@@ -138,10 +138,6 @@ def fold_of(config: Config, utterances: list[Utterance], fold: int):
 
 def speaker_manifest(config: Config) -> pathlib.Path:
     """speakers.jsonl of the pretraining corpus (made by scanning it on first use)."""
-    from merlib.data.speakers import scan_voxceleb, write_speaker_manifest
+    from merlib.data.speakers import ensure_speaker_manifest
 
-    root = speaker_corpus_root(config)
-    manifest = root / "speakers.jsonl"
-    if not manifest.is_file():
-        write_speaker_manifest(scan_voxceleb(root), manifest)
-    return manifest
+    return ensure_speaker_manifest(speaker_corpus_root(config))

@@ -144,6 +144,21 @@ class Runtime:
         torch.distributed.broadcast_object_list(holder, src=0)
         return holder[0]
 
+    def all_gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order, on every rank."""
+        if not self.distributed:
+            return [obj]
+        gathered = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, obj)
+        return gathered
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (batch norm's running statistics) on every rank: DDP trains without
+        broadcasting them, so the ranks' differ until an evaluation spread over the ranks needs one model."""
+        if self.distributed:
+            for buffer in module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def all_reduce_sum(self, *values: float) -> list[float]:
         if not self.distributed:
             return list(values)

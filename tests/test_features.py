@@ -9,6 +9,7 @@ import torch
 
 from merlib.audio import features as F
 from merlib.audio.augment import SpecAugment, mask_features, scaled_freq_width
+from merlib.audio.feature_store import FeatureCache
 from merlib.config import MaskPolicy, paper_config
 
 PAPER = paper_config()
@@ -81,12 +82,12 @@ def test_bad_audio_errors_name_the_file(tmp_path):
 
 def test_feature_cache_is_computed_once_and_keyed_by_config(tmp_path):
     write_wav(tmp_path / "a.wav")
-    cache = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=40))
+    cache = FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=40))
     first = cache.get("utt", "a.wav")
-    assert cache.path("utt").is_file()
+    assert [p.suffix for p in sorted(cache.folder.glob("*-*"))] == [".ark", ".jsonl", ".scp"]  # one shard
     (tmp_path / "a.wav").unlink()  # a second read must not need the audio
     assert torch.equal(cache.get("utt", "a.wav"), first)
-    other = F.FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=64))
+    other = FeatureCache(tmp_path / "cache", tmp_path, features_config(n_mels=64))
     assert other.folder != cache.folder
 
 
@@ -148,3 +149,43 @@ def test_the_audio_package_imports_nothing_from_models():
 
     for path in pathlib.Path("merlib/audio").glob("*.py"):
         assert not re.search(r"^\s*(from|import) merlib\.models", path.read_text(), re.M), path
+
+
+@pytest.mark.parametrize("name", ["conservative", "aggressive"])
+def test_masks_are_torchaudios_draws_from_the_same_seed(name):
+    """SpecAugment.draw, from a generator of its own, gives the masks torchaudio's transforms
+    (shared masks) give under torch.manual_seed(seed): runs made before batched masking keep theirs."""
+    import torchaudio
+
+    policy = PAPER.augment.policies[name]
+    augment = SpecAugment(policy, n_mels=64)
+    freq = torchaudio.transforms.FrequencyMasking(augment.freq_width, iid_masks=False)
+    time = torchaudio.transforms.TimeMasking(policy.time_width, iid_masks=False, p=policy.max_time_fraction)
+    state = torch.random.get_rng_state()
+    for seed, frames in zip(range(40), [40, 150, 300, 777] * 10):
+        features = torch.randn(frames, 64)
+        torch.manual_seed(seed)
+        reference = features.T.unsqueeze(0)  # (1, bins, frames)
+        for _ in range(policy.freq_masks):
+            reference = freq(reference)
+        for _ in range(policy.time_masks):
+            reference = time(reference)
+        assert torch.equal(mask_features(features, augment, generator_seed=seed)[0], reference[0].T)
+    torch.random.set_rng_state(state)
+
+
+def test_a_batch_masked_at_once_equals_its_items_masked_one_by_one():
+    """The training batch's masks, applied in one operation (forward_masked's apply_masks), equal
+    each item masked alone; originals (no draw) are untouched; the global generator is not used."""
+    from merlib.audio.augment import apply_masks, mask_intervals
+
+    augmenters = [SpecAugment(PAPER.augment.policies[name], n_mels=32) for name in ("conservative", "aggressive")]
+    features = torch.randn(6, 120, 32)
+    draws = [augmenters[i % 2].draw(120, 32, seed=1000 + i) if i < 4 else ([], []) for i in range(6)]
+    before = torch.random.get_rng_state()
+    masked, mask = apply_masks(features, mask_intervals([d[0] for d in draws]), mask_intervals([d[1] for d in draws]))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for i in range(4):
+        alone = mask_features(features[i], augmenters[i % 2], generator_seed=1000 + i)
+        assert torch.equal(masked[i], alone[0]) and torch.equal(mask[i], alone[1])
+    assert torch.equal(masked[4:], features[4:]) and not mask[4:].any()

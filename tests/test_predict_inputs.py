@@ -15,7 +15,8 @@ import soundfile
 import torch
 
 from merlib import EMOTIONS
-from merlib.audio.features import AudioError, FeatureCache
+from merlib.audio.feature_store import FeatureCache
+from merlib.audio.features import AudioError
 from merlib.cli import main
 from merlib.predict import PredictError, Predictor
 

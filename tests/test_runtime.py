@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from merlib.audio.dataset import ChunkBuilder, plan_chunk_batches, training_items
+from merlib.audio.dataset import ChunkBuilder, forward_masked, plan_chunk_batches, training_items
 from merlib.batches import epoch_loader
 from merlib.cli import main
 from merlib.config import load_config, paper_config
@@ -88,7 +88,7 @@ def fit(workers=0, precision="fp32", epochs=2, checkpoint=None, model=None):
     model = model or tiny_model()
     runtime = Runtime(torch.device("cpu"), precision)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), checkpoint=checkpoint,
-                      seed=3, progress=False, runtime=runtime)  # fmt: skip
+                      seed=3, progress=False, runtime=runtime, forward=forward_masked)  # fmt: skip
     history = trainer.fit(epochs, chunk_batches(features, labels, runtime, workers))
     return model, history
 
@@ -100,8 +100,10 @@ def test_an_epochs_batches_are_the_same_whatever_the_number_of_workers():
                    for workers in (0, 2)]  # fmt: skip
         assert len(batches[0]) == len(batches[1]) == 10
         for (x0, y0, n0), (x2, y2, n2) in zip(*batches):
-            assert torch.equal(x0, x2) and torch.equal(y0, y2) and n0 == n2
-    assert (x0 == 0).any()  # the augmented copies are masked
+            assert all(torch.equal(a, b) for a, b in zip(x0, x2)) and torch.equal(y0, y2) and n0 == n2
+    chunks, freq, time = x0
+    assert (freq[..., 1] > freq[..., 0]).any()  # the augmented copies carry masks
+    assert (forward_masked(lambda x: x, x0) == 0).any() and not (chunks == 0).any()  # applied where it trains
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -134,7 +136,8 @@ def learn_separable(precision):
     model = tiny_model()
     runtime = Runtime(torch.device("cpu"), precision)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9), seed=3, progress=False,
-                      runtime=runtime, schedule=Schedule(constant_epochs=6, halve_every=1))  # fmt: skip
+                      runtime=runtime, schedule=Schedule(constant_epochs=6, halve_every=1),
+                      forward=forward_masked)  # fmt: skip
     history = trainer.fit(10, chunk_batches(features, labels, runtime, 0, augment=False))
     model.eval()
     held_out, truth = tiny_problem(seed=100, count=40, shift=3.0)
@@ -450,3 +453,46 @@ def test_ddp_pretraining_with_a_per_device_batch_on_two_processes(tmp_path, tiny
     assert (histories[1]["global_batch_size"], histories[1]["lr"]) == (4, 0.05)
     assert (histories[2]["global_batch_size"], histories[2]["lr"]) == (8, 0.1)
     assert histories[2]["runtime"]["world_size"] == 2
+
+
+SPREAD_EVALUATION = """
+import json, sys, torch
+from merlib.audio.dataset import evaluate_full_length
+from merlib.models.resnet import Classifier, ResNet34
+from merlib.runtime import Runtime, _start_process_group
+import os
+rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+_start_process_group(torch.device("cpu"))
+runtime = Runtime(torch.device("cpu"), "fp32", rank=rank, world_size=world)
+torch.manual_seed(0)
+model = Classifier(ResNet34(feat_dim=16, embed_dim=16, m_channels=2), 4)
+generator = torch.Generator().manual_seed(1)
+features = [torch.randn(int(n), 16, generator=generator) for n in torch.randint(20, 90, (23,), generator=generator)]
+for buffer in model.buffers():  # as after DDP training without buffer broadcasts: each rank's own statistics
+    if buffer.is_floating_point():
+        buffer.add_(rank)
+runtime.broadcast_buffers(model)
+spread = evaluate_full_length(model, features, runtime, max_frames=200, spread=True)
+top = evaluate_full_length(model, features, runtime, max_frames=200, spread=True, top_class=True)
+alone = evaluate_full_length(model, features, None, max_frames=200)
+result = {"equal": bool(torch.equal(spread, alone)), "top": bool(torch.equal(top, alone.argmax(dim=1))),
+          "buffers": [b.float().sum().item() for b in model.buffers()]}
+with open(sys.argv[1] + f".{rank}", "w") as out:
+    json.dump(result, out)
+"""
+
+
+@pytest.mark.slow
+def test_evaluation_spread_over_two_processes_equals_one_process(tmp_path):
+    """torchrun, gloo, 2 processes: each rank scores every other length bucket, every rank gets
+    every score, the same as one process's; the ranks' batch-norm statistics are rank 0's first."""
+    script = tmp_path / "spread.py"
+    script.write_text(SPREAD_EVALUATION)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               str(tmp_path / "result")]  # fmt: skip
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"result.{rank}").read_text()) for rank in (0, 1)]
+    assert all(r["equal"] and r["top"] for r in ranks), ranks
+    assert ranks[0]["buffers"] == ranks[1]["buffers"]

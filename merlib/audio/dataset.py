@@ -4,7 +4,8 @@ evaluation.
 An epoch's chunk batches are planned (merlib.batches) in the main process from the epoch's
 random generator: which items go together, the chunk length T of each batch (drawn from
 `chunk_frames`, e.g. {150, 200, 250, 300}), each chunk's offset and each augmented copy's mask
-seed; `ChunkBuilder` builds a batch from its plan entry alone.
+seed; `ChunkBuilder` builds a batch from its plan entry alone, and its copies' masks are applied
+to the batch on the training device (`forward_masked`).
 
 Every segment contributes a chunk at a random offset, repeated ("signal padding") when shorter
 than T. The training set holds each segment once as is and once per augmented copy, the copies
@@ -20,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from merlib.audio.augment import SpecAugment, mask_features
+from merlib.audio.augment import SpecAugment, apply_masks, mask_intervals
 
 
 @dataclass(frozen=True)
@@ -84,21 +85,36 @@ def plan_chunk_batches(
     return plan
 
 
+MaskedChunks = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # chunks, freq and time mask intervals
+
+
 class ChunkBuilder:
-    """Builds (chunks, targets) from chunk specs: cut, repeat if short, mask with the copy's seed."""
+    """Builds ((chunks, freq masks, time masks), targets) from chunk specs: each chunk cut (repeated
+    if short), each augmented copy's masks drawn from its seed (SpecAugment.draw) as [start, end)
+    intervals; the masks are applied to the whole batch where it trains (`forward_masked`, on the
+    device), not here sample by sample."""
 
     def __init__(self, features: Sequence[torch.Tensor], labels: Sequence[int], augmenters: Sequence[SpecAugment] = ()):
         self.features, self.labels, self.augmenters = features, labels, augmenters
 
-    def __call__(self, specs: Sequence[ChunkSpec]) -> tuple[torch.Tensor, torch.Tensor]:
-        chunks = []
+    def __call__(self, specs: Sequence[ChunkSpec]) -> tuple[MaskedChunks, torch.Tensor]:
+        chunks, freq, time = [], [], []
         for spec in specs:
             chunk = take_chunk(self.features[spec.index], spec.frames, spec.offset)
+            drawn = ([], [])
             if spec.augmenter >= 0:
-                chunk = mask_features(chunk, self.augmenters[spec.augmenter], generator_seed=spec.mask_seed)[0]
+                drawn = self.augmenters[spec.augmenter].draw(chunk.shape[0], chunk.shape[1], spec.mask_seed)
             chunks.append(chunk)
+            freq.append(drawn[0])
+            time.append(drawn[1])
         targets = torch.tensor([self.labels[spec.index] for spec in specs], dtype=torch.long)
-        return torch.stack(chunks), targets
+        return (torch.stack(chunks), mask_intervals(freq), mask_intervals(time)), targets
+
+
+def forward_masked(model: torch.nn.Module, inputs: MaskedChunks) -> torch.Tensor:
+    """The training forward of ChunkBuilder's batches: the copies' masks applied to the batch, then the model."""
+    chunks, freq, time = inputs
+    return model(apply_masks(chunks, freq, time)[0])
 
 
 # Evaluation batches: at most this many padded frames (a batch of 64 segments of 4 s is ~26k).
@@ -130,11 +146,14 @@ def padded_batch(features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
 @torch.no_grad()
 def forward_each(
     forward: Callable, features: Sequence[torch.Tensor], runtime=None, takes_lengths: bool = False,
-    max_frames: int | None = None, frame_scale: int = 1, least_cost: int = 0,
+    max_frames: int | None = None, frame_scale: int = 1, least_cost: int = 0, spread: bool = False,
 ) -> list[torch.Tensor]:  # fmt: skip
     """`forward` of each segment whole, as if alone, in fp32 on the CPU: in padded, length-sorted
     batches when it takes lengths (`forward(x, lengths)`, whose padding changes nothing:
-    tests/test_resnet.py), else one at a time. One host copy per batch. The caller sets eval mode."""
+    tests/test_resnet.py), else one at a time. One host copy per batch. The caller sets eval mode.
+
+    `spread` (every rank of a DDP run calls it together, with the same weights): each rank takes
+    every world_size-th batch, and every rank gets all the outputs."""
     from merlib.runtime import CPU_FP32
 
     runtime = runtime or CPU_FP32
@@ -142,9 +161,14 @@ def forward_each(
         # feature rows per 10 ms: 160 for a waveform at 16 kHz)
         max_frames = EVAL_BATCH_FRAMES.get(runtime.device.type, EVAL_BATCH_FRAMES["default"]) * frame_scale
     if takes_lengths:  # least_cost: what the model spends on any input, however short (Whisper: its window)
-        batches = length_buckets([max(x.shape[0], least_cost) for x in features], max_frames)
+        # stored features know their lengths without being read (merlib.audio.feature_store)
+        frames = getattr(features, "lengths", None) or [x.shape[0] for x in features]
+        batches = length_buckets([max(n, least_cost) for n in frames], max_frames)
     else:
         batches = [[i] for i in range(len(features))]
+    spread = spread and runtime.distributed
+    if spread:  # sorted by length: every world_size-th batch gives each rank a like share of the frames
+        batches = batches[runtime.rank :: runtime.world_size]
     outputs: list[torch.Tensor | None] = [None] * len(features)
     with runtime.autocast():
         for batch in batches:
@@ -155,20 +179,29 @@ def forward_each(
                 result = forward(runtime.to_device(x), runtime.to_device(lengths))
             for i, row in zip(batch, result.float().cpu()):
                 outputs[i] = row
+    if spread:
+        mine = [(i, outputs[i]) for batch in batches for i in batch]
+        for part in runtime.all_gather(mine):
+            for i, row in part:
+                outputs[i] = row
     return outputs
 
 
 @torch.no_grad()
 def evaluate_full_length(
-    model: torch.nn.Module, features: Sequence[torch.Tensor], runtime=None, max_frames: int | None = None
-) -> torch.Tensor:
+    model: torch.nn.Module, features: Sequence[torch.Tensor], runtime=None, max_frames: int | None = None,
+    spread: bool = False, top_class: bool = False,
+) -> torch.Tensor:  # fmt: skip
     """Log-softmax scores (n, classes) on the CPU, each segment whole and scored as if alone
-    (forward_each: batched when the model takes lengths)."""
+    (forward_each: batched when the model takes lengths; over the ranks with `spread`). With
+    `top_class`, only each segment's best class (n,): what leaves the device is one number a
+    segment (speaker identification over thousands of speakers)."""
     was_training = model.training
     model.eval()
     takes_lengths = getattr(model, "takes_lengths", False)
     backbone = getattr(model, "backbone", model)
     scale, least = getattr(backbone, "frame_scale", 1), getattr(backbone, "least_cost", 0)
-    logits = forward_each(model, features, runtime, takes_lengths, max_frames, scale, least)
+    forward = (lambda *inputs: model(*inputs).argmax(dim=-1, keepdim=True)) if top_class else model
+    outputs = torch.stack(forward_each(forward, features, runtime, takes_lengths, max_frames, scale, least, spread))
     model.train(was_training)
-    return torch.log_softmax(torch.stack(logits), dim=-1)
+    return outputs[:, 0].long() if top_class else torch.log_softmax(outputs, dim=-1)

@@ -8,8 +8,7 @@
 
 Each is followed by the per-segment normalisation of `features.normalization`; `FRONT_ENDS` maps
 the config's `features.kind` to the class. Audio is read with soundfile (torchaudio 2.9's load
-needs torchcodec). `FeatureCache` keeps features on disk, keyed by the front-end config and by
-each source file's size and modification time, so an edited or repaired wav is recomputed.
+needs torchcodec). A corpus's features are stored by merlib.audio.feature_store (FeatureCache).
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import pathlib
 import warnings
-from typing import Sequence
 
 import numpy as np
 import soundfile
@@ -29,7 +26,6 @@ import torchaudio
 
 from merlib.config import ConfigError, FeatureConfig
 from merlib.errors import MerlibError
-from merlib.io import DAMAGED_FILE_ERRORS, write_text
 
 _RESAMPLE_WARNED: set[int] = set()
 
@@ -255,70 +251,3 @@ def build_front_end(config: FeatureConfig) -> FrontEnd:
 
 def feature_key(config: FeatureConfig) -> str:
     return hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:12]
-
-
-class FeatureCache:
-    """Features of every utterance of a corpus, computed once and stored as one .pt per utterance.
-
-    The folder is keyed by the front-end config (`<cache>/<key>/`); each entry records its source
-    file's size and modification time and is recomputed when they change (a repaired or replaced
-    wav). An entry whose source is gone is still used (its features are what that file gave).
-    A cache in a read-only location is used as it is: what is missing is computed, not stored.
-    """
-
-    def __init__(self, cache_dir: str | os.PathLike, corpus_root: str | os.PathLike, config: FeatureConfig):
-        self.config = config
-        self.corpus_root = pathlib.Path(corpus_root)
-        self.folder = pathlib.Path(cache_dir) / feature_key(config)
-        self.front_end = build_front_end(config)
-        self.writable = self._prepare_folder()
-
-    def _prepare_folder(self) -> bool:
-        description = json.dumps(dataclasses.asdict(self.config), indent=2) + "\n"
-        marker = self.folder / "features.json"
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            if not marker.is_file() or marker.read_text() != description:
-                write_text(marker, description)
-            return os.access(self.folder, os.W_OK)
-        except OSError:
-            return False
-
-    def path(self, utterance_id: str) -> pathlib.Path:
-        return self.folder / f"{utterance_id.replace('/', '__')}.pt"  # speaker-corpus ids hold slashes
-
-    @staticmethod
-    def _source_stamp(source: pathlib.Path) -> list[int] | None:
-        try:
-            stat = source.stat()
-        except OSError:
-            return None
-        return [stat.st_size, stat.st_mtime_ns]
-
-    @torch.no_grad()
-    def get(self, utterance_id: str, wav: str) -> torch.Tensor:
-        """(frames, bins) float32: from the cache when its source is unchanged, else computed."""
-        source = self.corpus_root / wav
-        stamp = self._source_stamp(source)
-        path = self.path(utterance_id)
-        if path.is_file():
-            try:
-                entry = torch.load(path, weights_only=True)
-            except DAMAGED_FILE_ERRORS:  # a truncated or foreign file: recompute it
-                entry = None
-            if isinstance(entry, dict) and (stamp is None or entry.get("source") == stamp):
-                return entry["features"]
-        audio, rate = read_audio(source)
-        features = self.front_end(to_mono(audio, rate, self.config.sample_rate, source))
-        features = require_finite_features(features, source, audio, rate)
-        if self.writable:
-            from merlib.io import save_torch
-
-            save_torch({"features": features.contiguous().clone(), "source": stamp}, path)
-        return features
-
-    def compute_all(self, items: Sequence[tuple[str, str]], description: str = "features") -> list[torch.Tensor]:
-        """Features of every (id, wav), in order, with a progress bar; missing or stale ones are computed."""
-        from merlib.progress import progress_bar
-
-        return [self.get(utterance_id, wav) for utterance_id, wav in progress_bar(items, desc=description, unit="utt")]

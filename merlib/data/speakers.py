@@ -6,7 +6,9 @@ layout (a real VoxCeleb copy, or the synthetic demo speakers); paths are relativ
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -29,29 +31,46 @@ class SpeakerUtterance:
     duration: float
 
 
+SCAN_THREADS = 16  # header reads in flight: on a network file system each waits for a round trip
+
+
 def scan_voxceleb(root: str | os.PathLike) -> list[SpeakerUtterance]:
-    """Every readable wav under `root/<speaker>/<video>/`, sorted by id."""
+    """Every readable wav under `root/<speaker>/<video>/`, sorted by id; the headers are read by
+    a pool of threads (a million files on a network file system, one at a time, take hours)."""
     root = pathlib.Path(root)
     speakers = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if not speakers:
         raise DataNotFoundError(f"{root}: no speaker folders; expected the VoxCeleb layout idNNNNN/<video>/<utt>.wav")
-    records = []
-    for speaker in speakers:
-        for wav in sorted(speaker.glob("*/*.wav")):
-            if wav.name.startswith("._"):
-                continue
-            info = soundfile.info(str(wav))
+    wavs = [wav for speaker in speakers for wav in sorted(speaker.glob("*/*.wav")) if not wav.name.startswith("._")]
+    with concurrent.futures.ThreadPoolExecutor(SCAN_THREADS) as pool:
+        infos = pool.map(lambda wav: soundfile.info(str(wav)), wavs)
+        records = []
+        for wav, info in zip(wavs, infos):
             relative = wav.relative_to(root).as_posix()
             records.append(
                 SpeakerUtterance(
                     id=relative[:-4],
-                    speaker=speaker.name,
+                    speaker=wav.parent.parent.name,
                     video=wav.parent.name,
                     wav=relative,
                     duration=round(info.frames / info.samplerate, 4),
                 )
             )
     return records
+
+
+def ensure_speaker_manifest(root: str | os.PathLike) -> pathlib.Path:
+    """`root/speakers.jsonl`, made by scanning the corpus the first time; one process scans while
+    any other (DDP ranks, folds started together) waits on the lock, then reads what it wrote."""
+    root = pathlib.Path(root)
+    manifest = root / "speakers.jsonl"
+    if manifest.is_file():
+        return manifest
+    with open(root / ".speakers.jsonl.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not manifest.is_file():
+            write_speaker_manifest(scan_voxceleb(root), manifest)
+    return manifest
 
 
 def write_speaker_manifest(records: Iterable[SpeakerUtterance], path: str | os.PathLike) -> pathlib.Path:

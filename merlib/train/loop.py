@@ -7,8 +7,9 @@ torch with `(seed, e, rank)`, so a resumed run gives the same result as an unint
 
 Several processes (`torchrun`): the model is wrapped in DistributedDataParallel for training;
 each rank's batches are its slice of the global batch, and its loss is weighted by its share of
-that batch, so the averaged gradient is the global batch's mean. Rank 0 alone evaluates (its
-metrics are broadcast, so every rank keeps the same best epoch) and writes checkpoints.
+that batch, so the averaged gradient is the global batch's mean. Evaluation is spread over the
+ranks (`evaluate_together`) or done by rank 0 alone; either way every rank gets the same metrics
+and keeps the same best epoch. Rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ class Trainer:
     `weighted_ce` loss for unbalanced corpora. With `evaluate_start`, the model as it comes in is
     evaluated first (`evaluate(-1)`, kept in `start`): fine-tuning then shows where the probed
     model stood. With `keep_start_if_best` too, the start competes with the epochs, and best_epoch
-    -1 means no epoch beat it.
+    -1 means no epoch beat it. `evaluate_together`: `evaluate` is called on every rank and spreads
+    its work over them (else rank 0 alone evaluates).
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Trainer:
         runtime: Runtime = CPU_FP32,
         fingerprint: dict | None = None,
         class_weights: torch.Tensor | None = None,
+        evaluate_together: bool = False,
     ):
         self.model, self.optimizer, self.runtime, self.fingerprint = model, optimizer, runtime, fingerprint
         self.class_weights = None if class_weights is None else class_weights.float().to(runtime.device)
@@ -106,6 +109,7 @@ class Trainer:
         self.seed, self.max_grad_norm, self.forward = seed, max_grad_norm, forward
         self.set_train_mode = set_train_mode or (lambda m: m.train())
         self.select, self.description, self.progress = select, description, progress
+        self.evaluate_together = evaluate_together
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
         self.history: list[dict] = []
@@ -155,7 +159,12 @@ class Trainer:
         return state["epoch"] + 1
 
     def _evaluate(self, evaluate: Callable[[int], dict], epoch: int) -> dict:
-        """Rank 0 evaluates; every rank gets its metrics."""
+        """Every rank gets the same metrics: with `evaluate_together`, every rank calls `evaluate`
+        (which spreads its work over the ranks: forward_each's `spread`) on rank 0's model, its
+        batch-norm statistics included; else rank 0 evaluates alone and broadcasts them."""
+        if self.evaluate_together:
+            self.runtime.broadcast_buffers(self.model)
+            return evaluate(epoch)
         return self.runtime.broadcast(evaluate(epoch) if self.runtime.is_main else None)
 
     def _metric_of(self, epoch: int) -> float:

@@ -12,8 +12,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from merlib.audio.dataset import ChunkBuilder, evaluate_full_length, plan_chunk_batches, training_items
-from merlib.audio.features import FeatureCache
+from merlib.audio.dataset import ChunkBuilder, evaluate_full_length, forward_masked, plan_chunk_batches, training_items
+from merlib.audio.feature_store import FeatureCache
 from merlib.batches import epoch_loader
 from merlib.config import Config
 from merlib.data.speakers import SpeakerUtterance
@@ -33,15 +33,20 @@ from merlib.train.loop import Trainer
 from merlib.train.pretrained import BACKBONE_FILE
 
 
-def holdout_split(records: Sequence[SpeakerUtterance], per_speaker: int) -> tuple[list, list]:
-    """(train, hold-out): each speaker's last `per_speaker` utterances held out, in one pass over
-    the records (VoxCeleb2 has a million of them), the manifest's order kept in both."""
+def holdout_positions(records: Sequence[SpeakerUtterance], per_speaker: int) -> tuple[list[int], list[int]]:
+    """(train, hold-out) positions in `records`: each speaker's last `per_speaker` utterances held
+    out, in one pass over the records (VoxCeleb2 has a million of them), in the manifest's order."""
     by_speaker: dict[str, list[int]] = collections.defaultdict(list)
     for position, record in enumerate(records):
         by_speaker[record.speaker].append(position)
     held = {position for positions in by_speaker.values() for position in positions[-per_speaker:]}
-    train = [record for position, record in enumerate(records) if position not in held]
-    return train, [record for position, record in enumerate(records) if position in held]
+    return [p for p in range(len(records)) if p not in held], sorted(held)
+
+
+def holdout_split(records: Sequence[SpeakerUtterance], per_speaker: int) -> tuple[list, list]:
+    """holdout_positions as the records themselves."""
+    train, held = holdout_positions(records, per_speaker)
+    return [records[p] for p in train], [records[p] for p in held]
 
 
 def scaled_for_ranks(pretrain, world_size: int):
@@ -83,15 +88,13 @@ def pretrain_speakers(
     settings = scaled_for_ranks(config.pretrain, runtime.world_size)
     speakers = sorted({r.speaker for r in records})
     index = {s: i for i, s in enumerate(speakers)}
-    train, holdout = holdout_split(records, config.pretrain.holdout_per_speaker)
-    with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
-        cache = FeatureCache(cache_dir, corpus_root, config.features)
-        computed = cache.compute_all([(r.id, r.wav) for r in records], "speaker features")
-    features = dict(zip((r.id for r in records), computed))
-    train_features = [features[r.id] for r in train]
-    holdout_features = [features[r.id] for r in holdout]
-    train_labels = [index[r.speaker] for r in train]
-    holdout_labels = np.array([index[r.speaker] for r in holdout])
+    train, holdout = holdout_positions(records, config.pretrain.holdout_per_speaker)
+    # every rank computes its share of what is missing; then each reads any utterance from the shards
+    cache = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device)
+    stored = cache.compute_all([(r.id, r.wav) for r in records], "speaker features", runtime)
+    train_features, holdout_features = stored.subset(train), stored.subset(holdout)
+    train_labels = [index[records[p].speaker] for p in train]
+    holdout_labels = np.array([index[records[p].speaker] for p in holdout])
 
     torch.manual_seed(config.seed)
     model = Classifier(build_backbone(config), len(speakers)).to(runtime.device)
@@ -102,7 +105,7 @@ def pretrain_speakers(
     )
     items = training_items(len(train), config.pretrain.augment_copies)
     augmenters = build_augmenters(config, config.pretrain.augment_copies)
-    lengths = [features.shape[0] for features in train_features]
+    lengths = train_features.lengths
     build = ChunkBuilder(train_features, train_labels, augmenters)
 
     def make_batches(epoch, rng):
@@ -110,13 +113,15 @@ def pretrain_speakers(
         return epoch_loader(plan, build, runtime)
 
     def evaluate(epoch):
-        predicted = evaluate_full_length(model, holdout_features, runtime).argmax(dim=1).numpy()
+        predicted = evaluate_full_length(model, holdout_features, runtime, spread=True, top_class=True).numpy()
         return {"holdout_speaker_accuracy": float((predicted == holdout_labels).mean())}
 
     trainer = Trainer(
         model,
         optimizer,
         schedule=schedule_for(settings),
+        forward=forward_masked,
+        evaluate_together=True,
         checkpoint=out_dir / PRETRAIN_CHECKPOINT,
         seed=config.seed,
         max_grad_norm=settings.max_grad_norm or None,

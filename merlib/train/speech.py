@@ -32,11 +32,12 @@ from merlib.audio.dataset import (
     ChunkBuilder,
     evaluate_full_length,
     forward_each,
+    forward_masked,
     plan_chunk_batches,
     take_chunk,
     training_items,
 )
-from merlib.audio.features import FeatureCache
+from merlib.audio.feature_store import FeatureCache
 from merlib.batches import TensorBuilder, epoch_loader, plan_index_batches
 from merlib.config import Config, SystemConfig
 from merlib.data.folds import Fold
@@ -137,11 +138,12 @@ class SpeechFold:
         self.run_dir = pathlib.Path(run_dir)
         self.layout = RunLayout(run_dir)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
-        with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
-            cache = FeatureCache(cache_dir, corpus_root, config.features)
-            computed = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}")
-        features = dict(zip((u.id for u in every), computed))
-        self.features = {split: [features[u.id] for u in getattr(fold, split)] for split in SPLITS}
+        # every rank computes its share of what is missing; the features are read from the shards when used
+        cache = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device)
+        stored = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}", runtime)
+        first = {"train": 0, "holdout": len(fold.train), "test": len(fold.train) + len(fold.holdout)}
+        self.features = {split: stored.subset(range(first[split], first[split] + len(getattr(fold, split))))
+                         for split in SPLITS}  # fmt: skip
         self.classes = list(config.labels)
         self.labels = {split: np.array([self.classes.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
         self.class_weights = class_weights_for(config.speech.loss, self.labels["train"], len(self.classes))
@@ -151,10 +153,11 @@ class SpeechFold:
 
     def _write(self, stage: str, model: Classifier, score_fn, trainer: Trainer) -> dict | None:
         """Scores, model (state dict, for `merlib predict` and for fine-tuning to start from) and,
-        last, the history that marks the stage done (rank 0 writes; other ranks return None)."""
+        last, the history that marks the stage done. Every rank scores (fine-tuning's scoring is
+        spread over the ranks); rank 0 writes, the other ranks return None."""
+        holdout, test = score_fn("holdout"), score_fn("test")
         if not self.runtime.is_main:
             return None
-        holdout, test = score_fn("holdout"), score_fn("test")
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
@@ -308,20 +311,22 @@ class SpeechFold:
         optimizer = optimizer_for(*frame_and_segment_parameters(model), stage)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
-        lengths = [features.shape[0] for features in self.features["train"]]
+        lengths = self.features["train"].lengths
         build = ChunkBuilder(self.features["train"], self.labels["train"].tolist(), augmenters)
 
         def make_batches(epoch, rng):
             plan = plan_chunk_batches(lengths, items, stage.batch_size, stage.chunk_frames, rng, len(augmenters))
             return epoch_loader(plan, build, self.runtime)
 
-        def score(split):
-            return evaluate_full_length(model, self.features[split], self.runtime)
+        def score(split):  # every rank together (the Trainer's evaluate_together; _write)
+            return evaluate_full_length(model, self.features[split], self.runtime, spread=True)
 
         trainer = Trainer(
             model,
             optimizer,
             schedule=schedule_for(stage),
+            forward=forward_masked,
+            evaluate_together=True,
             checkpoint=self.layout.checkpoint(self.fold.fold, score_set(self.name, "ft")),
             seed=self.config.seed,
             max_grad_norm=stage.max_grad_norm or None,
