@@ -90,8 +90,10 @@ def pretrain_speakers(
     index = {s: i for i, s in enumerate(speakers)}
     train, holdout = holdout_positions(records, config.pretrain.holdout_per_speaker)
     # every rank computes its share of what is missing; then each reads any utterance from the shards
-    cache = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device)
-    stored = cache.compute_all([(r.id, r.wav) for r in records], "speaker features", runtime)
+    # (the cache's index of every shard is let go once the features are found: only `stored` is kept)
+    stored = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device).compute_all(
+        [(r.id, r.wav) for r in records], "speaker features", runtime
+    )
     train_features, holdout_features = stored.subset(train), stored.subset(holdout)
     train_labels = [index[records[p].speaker] for p in train]
     holdout_labels = np.array([index[records[p].speaker] for p in holdout])
