@@ -59,6 +59,16 @@ class Schedule:
         return 0.5 ** ((epoch - self.constant_epochs) // self.halve_every + 1)
 
 
+def compiled(model: torch.nn.Module, shapes: int) -> torch.nn.Module:
+    """`model` compiled with one static graph per input shape (`shapes` of them: the planned chunk
+    lengths are few, and a graph specialised to its shape is fused and planned for it where a
+    dynamic one serves all lengths more slowly). Dynamo gives up compiling a function after
+    `recompile_limit` graphs (default 8), falling back to eager: raised here to fit them, with room
+    for the folds and stages of one process that compile the same model class again."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * shapes)
+    return torch.compile(model, dynamic=False)
+
+
 def default_forward(model: torch.nn.Module, inputs) -> torch.Tensor:
     if isinstance(inputs, dict):
         output = model(**inputs)
@@ -77,6 +87,12 @@ class Trainer:
     evaluated first (`evaluate(-1)`, kept in `start`): fine-tuning then shows where the probed
     model stood. With `keep_start_if_best` too, the start competes with the epochs, and best_epoch
     -1 means no epoch beat it.
+
+    The runtime's step choices taken here: `channels_last` converts the model's convolution
+    weights to NHWC once (for evaluation too: it is the same model); `compile` compiles what the
+    training steps call, only when the caller says how many input shapes its batches take
+    (`compile_shapes`: the planned chunk lengths, one more with a ragged last batch), since a graph
+    is compiled per shape; evaluation calls the uncompiled model, eager, on any length.
     """
 
     def __init__(
@@ -96,8 +112,12 @@ class Trainer:
         runtime: Runtime = CPU_FP32,
         fingerprint: dict | None = None,
         class_weights: torch.Tensor | None = None,
+        compile_shapes: int = 0,
     ):
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)  # in place: the optimizer's parameters stay the same
         self.model, self.optimizer, self.runtime, self.fingerprint = model, optimizer, runtime, fingerprint
+        self.compile_shapes = compile_shapes
         self.class_weights = None if class_weights is None else class_weights.float().to(runtime.device)
         self.train_model = model  # what training steps call: `model`, or its DDP wrapper once fit() starts
         self.scaler = runtime.grad_scaler()
@@ -186,6 +206,8 @@ class Trainer:
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
             )
+        if self.runtime.compile and self.compile_shapes:
+            self.train_model = compiled(self.train_model, self.compile_shapes)
         if evaluate_start and first == 0 and evaluate is not None:
             self.start = self._evaluate(evaluate, -1)
             if self.progress and self.runtime.is_main:
@@ -245,34 +267,35 @@ class Trainer:
         first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)
         count = 0
         shown = self.progress and runtime.is_main
-        for step, batch in enumerate(
-            progress_bar(batches, shown, unit="batch", desc=f"{self.description} {epoch + 1}")
-        ):
-            inputs, targets = runtime.to_device(batch[0]), runtime.to_device(batch[1])
-            global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
-            with runtime.autocast():
-                logits = self.forward(self.train_model, inputs)
-            loss = self._loss(logits.float(), targets)
-            first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
-            if step % guard_every == guard_every - 1:
-                self._stop_if_diverged(first_bad, epoch)
-            # DDP averages the ranks' gradients: weight each rank's mean by its share of the batch
-            weighted = loss * (len(targets) * runtime.world_size / global_size)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(weighted).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                weighted.backward()
-            if self.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            loss_sum += loss.detach().double() * len(targets)
-            count += len(targets)
+        with runtime.training_steps():
+            for step, batch in enumerate(
+                progress_bar(batches, shown, unit="batch", desc=f"{self.description} {epoch + 1}")
+            ):
+                inputs, targets = runtime.to_device(batch[0]), runtime.to_device(batch[1])
+                global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
+                with runtime.autocast():
+                    logits = self.forward(self.train_model, inputs)
+                loss = self._loss(logits.float(), targets)
+                first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
+                if step % guard_every == guard_every - 1:
+                    self._stop_if_diverged(first_bad, epoch)
+                # DDP averages the ranks' gradients: weight each rank's mean by its share of the batch
+                weighted = loss * (len(targets) * runtime.world_size / global_size)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler:
+                    self.scaler.scale(weighted).backward()
+                    self.scaler.unscale_(self.optimizer)
+                else:
+                    weighted.backward()
+                if self.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                if self.scaler:  # with a fused optimiser it takes the inf check on the device, no host sync
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                loss_sum += loss.detach().double() * len(targets)
+                count += len(targets)
         self._stop_if_diverged(first_bad, epoch)
         total, count = runtime.all_reduce_sum(loss_sum.item(), count)
         return total, int(count)

@@ -53,6 +53,7 @@ from merlib.scores import write_scores
 from merlib.stages import Stage, check_stages, speech_stages
 from merlib.train.common import (
     build_augmenters,
+    chunk_shapes,
     frame_and_segment_parameters,
     optimizer_for,
     schedule_for,
@@ -263,7 +264,7 @@ class SpeechFold:
         _, segment = frame_and_segment_parameters(model)
         for parameter in segment:
             parameter.requires_grad_(True)
-        optimizer = optimizer_for([], segment, stage)
+        optimizer = optimizer_for([], segment, stage, self.runtime)
         targets = torch.as_tensor(train_y, dtype=torch.long).repeat_interleave(chunks)
         build = TensorBuilder(train_x.flatten(0, 1), targets)
 
@@ -305,7 +306,7 @@ class SpeechFold:
     # -- stage 2 ----------------------------------------------------------------------------
     def fine_tune(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.fine_tune
-        optimizer = optimizer_for(*frame_and_segment_parameters(model), stage)
+        optimizer = optimizer_for(*frame_and_segment_parameters(model), stage, self.runtime)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
         lengths = [features.shape[0] for features in self.features["train"]]
@@ -332,6 +333,7 @@ class SpeechFold:
             runtime=self.runtime,
             fingerprint=fingerprint.as_dict(),
             class_weights=self.class_weights,
+            compile_shapes=chunk_shapes(stage.chunk_frames, self.runtime),
         )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
