@@ -463,6 +463,10 @@ def test_step_choices_are_on_with_cuda_only_under_auto_and_as_asked_otherwise():
     # unquoted YAML on/off are booleans to YAML 1.1: read as the words
     config = load_config(REPO / "configs/paper.yaml", {"runtime": {"compile": True, "channels_last": False}})
     assert (config.runtime.compile, config.runtime.channels_last) == ("on", "off")
+    from merlib.runtime import runtime_for
+
+    with pytest.raises(DeviceError, match="channels_last: on, in fp32 on the CPU.*crashes"):
+        runtime_for(paper_config({"runtime": {"device": "cpu", "precision": "fp32", "channels_last": "on"}}))
 
 
 @no_cuda

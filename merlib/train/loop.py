@@ -187,6 +187,23 @@ class Trainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
     # -- training ------------------------------------------------------------------------
+    def training_model(self) -> torch.nn.Module:
+        """What the training steps call: the model, wrapped for DDP under several processes, and
+        compiled when the runtime says so and the caller gave its shapes."""
+        model = self.model
+        if self.runtime.distributed:
+            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            # No buffer broadcast: batch norm trains on each rank's batch statistics either way, and
+            # only rank 0's running statistics are ever used (it alone evaluates and saves), which
+            # are the same without the broadcast; gradients as views of the reduction buckets save
+            # a copy of every gradient per step.
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
+            )
+        if self.runtime.compile and self.compile_shapes:
+            model = compiled(model, self.compile_shapes)
+        return model
+
     def fit(
         self,
         epochs: int,
@@ -196,18 +213,7 @@ class Trainer:
         keep_start_if_best: bool = False,
     ) -> list[dict]:
         first = self._resume()
-        self.train_model = self.model
-        if self.runtime.distributed:
-            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
-            # No buffer broadcast: batch norm trains on each rank's batch statistics either way, and
-            # only rank 0's running statistics are ever used (it alone evaluates and saves), which
-            # are the same without the broadcast; gradients as views of the reduction buckets save
-            # a copy of every gradient per step.
-            self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
-            )
-        if self.runtime.compile and self.compile_shapes:
-            self.train_model = compiled(self.train_model, self.compile_shapes)
+        self.train_model = self.training_model()
         if evaluate_start and first == 0 and evaluate is not None:
             self.start = self._evaluate(evaluate, -1)
             if self.progress and self.runtime.is_main:

@@ -18,10 +18,12 @@ epoch (0: the whole segment); fine-tuning draws fresh chunks every batch as the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import pathlib
+import time
 import zlib
 
 import numpy as np
@@ -137,8 +139,9 @@ class SpeechFold:
         self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
         self.layout = RunLayout(run_dir)
+        self.timings: dict[str, float] = {}  # wall seconds per phase (`merlib bench fold` reports them)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
-        with runtime.main_first():  # rank 0 fills the feature cache, the other ranks read it
+        with self.timed("features"), runtime.main_first():  # rank 0 fills the feature cache, the others read it
             cache = FeatureCache(cache_dir, corpus_root, config.features)
             computed = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}")
         features = dict(zip((u.id for u in every), computed))
@@ -146,6 +149,16 @@ class SpeechFold:
         self.classes = list(config.labels)
         self.labels = {split: np.array([self.classes.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
         self.class_weights = class_weights_for(config.speech.loss, self.labels["train"], len(self.classes))
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Adds the block's wall seconds to timings[phase]. Each phase ends on a host copy of its
+        results (features, vectors, losses, scores), so the device's work is inside it."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
@@ -155,7 +168,8 @@ class SpeechFold:
         last, the history that marks the stage done (rank 0 writes; other ranks return None)."""
         if not self.runtime.is_main:
             return None
-        holdout, test = score_fn("holdout"), score_fn("test")
+        with self.timed(f"{stage}_scoring"):
+            holdout, test = score_fn("holdout"), score_fn("test")
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
         splits = ["holdout"] * len(self.fold.holdout) + ["test"] * len(self.fold.test)
         labels = [u.label for u in self.fold.holdout] + [u.label for u in self.fold.test]
@@ -255,7 +269,8 @@ class SpeechFold:
 
     def linear_probe(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.linear_probe
-        pooled = self._pooled_splits(model)
+        with self.timed("probe_vectors"):
+            pooled = self._pooled_splits(model)
         train_x, train_y = pooled["train"]  # (items, chunks, dim)
         items, chunks = train_x.shape[:2]
         trainable = {parameter: parameter.requires_grad for parameter in model.parameters()}
@@ -297,7 +312,8 @@ class SpeechFold:
             fingerprint=fingerprint.as_dict(),
             class_weights=self.class_weights,
         )
-        trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        with self.timed("lp_epochs"):
+            trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         for parameter, was in trainable.items():  # as before the probe (an ssl encoder's CNN stays frozen)
             parameter.requires_grad_(was)
@@ -337,13 +353,14 @@ class SpeechFold:
         )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
-        trainer.fit(
-            stage.epochs,
-            make_batches,
-            lambda epoch: self._metrics(score("holdout"), "holdout"),
-            evaluate_start=True,
-            keep_start_if_best=stage.keep_start_if_best,
-        )
+        with self.timed("ft_epochs"):
+            trainer.fit(
+                stage.epochs,
+                make_batches,
+                lambda epoch: self._metrics(score("holdout"), "holdout"),
+                evaluate_start=True,
+                keep_start_if_best=stage.keep_start_if_best,
+            )
         trainer.restore_best()
         return self._write("ft", model, score, trainer)
 
@@ -371,10 +388,12 @@ def run_speech_fold(
     runtime: Runtime | None = None,
     pretraining: Stage | None = None,
     rerun_changed: bool = False,
+    timings: dict | None = None,
 ) -> dict:
     """Linear probe then fine-tune system `system` of `config` (the run's config); a stage done
     with the same fingerprint is skipped, one done with another is refused (or, with
-    `rerun_changed`, done again). Returns the summaries of the stages run (on rank 0)."""
+    `rerun_changed`, done again). Returns the summaries of the stages run (on rank 0). `timings`,
+    when given, receives the wall seconds of each phase (SpeechFold.timings)."""
     plan = config.system(system)
     planned = speech_stages(config, system, fold, pathlib.Path(corpus_root), pathlib.Path(run_dir), pretraining)
     config = config.system_config(system)
@@ -399,4 +418,6 @@ def run_speech_fold(
     if "ft" in wanted and states["ft"] != "done":
         results["ft"] = job.fine_tune(model, planned["ft"].fingerprint)
     runtime.barrier()
+    if timings is not None:
+        timings.update(job.timings)
     return results
