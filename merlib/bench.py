@@ -409,10 +409,10 @@ def paper_parameters() -> dict:
     return {"params_paper": count_parameters(Classifier(build_backbone(paper_config()), 4))}
 
 
-CHOICE_SKIPPED_ON_CPU = {
-    "cudnn_benchmark": "no cuDNN on the CPU",
+CHOICES_UNMEASURED_OFF_CUDA = {
+    "cudnn_benchmark": "no cuDNN without CUDA",
     # measured: 117 s to compile the tests' tiny ResNet's step on this 2-core CPU (tests/test_runtime.py)
-    "compile": "compiling the step on a CPU takes minutes (inductor's C++ kernels); auto leaves it off there",
+    "compile": "compiling the step takes minutes without CUDA (inductor's C++ kernels on the CPU); auto leaves it off",
 }
 
 
@@ -421,8 +421,9 @@ def step_choice_effects(config: Config, runtime: Runtime, frames: int = 200, ste
     """(g): each step choice alone against the default step (every choice off), the config's model
     with a 4-class head, one batch of fine_tune.batch_size × `frames` already on the device, the
     same weights for all; interleaved rounds of `steps` steps (medians). Compiling happens in the
-    warm-up (its seconds: compile_warmup_s). drop_ragged_batch is not a step-time choice: it is
-    reported as what it leaves out of a paper fold's epoch."""
+    warm-up (its seconds: compile_warmup_s). Where `auto` takes several, `auto` is them together.
+    drop_ragged_batch is not a step-time choice: it is reported as what it leaves out of a paper
+    fold's epoch."""
     import copy
 
     from merlib.models.backbones import build_backbone
@@ -438,7 +439,7 @@ def step_choice_effects(config: Config, runtime: Runtime, frames: int = 200, ste
     targets = runtime.to_device(torch.randint(0, 4, (batch,)))
     unmeasured = {}
     if runtime.device.type != "cuda":
-        unmeasured |= {name: reason for name, reason in CHOICE_SKIPPED_ON_CPU.items()}
+        unmeasured |= CHOICES_UNMEASURED_OFF_CUDA
     if runtime.device.type == "cpu" and runtime.precision == "fp32":
         unmeasured["channels_last"] = CPU_FP32_CHANNELS_LAST
     paper = paper_config()
