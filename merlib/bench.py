@@ -542,7 +542,7 @@ def bench_fold(config: Config, utterances: int = IEMOCAP_UTTERANCES, epochs: int
                data_dir: str | pathlib.Path | None = None, progress: bool = False) -> dict:  # fmt: skip
     """One real speech fold, timed: fold 1 of leave-one-session-out on a synthetic corpus of
     `utterances` (default IEMOCAP's 5531, in 5 sessions; written once under `data_dir`, default
-    the data dir's synthetic-<n>/), the config's first speech system from random weights
+    the data dir's synthetic-<n>/), the config's first speech system with both stages, from random weights
     (speech.pretrained.source: none: the cost does not depend on the weights), features computed
     afresh. `epochs` replaces both stages' epochs (to fit a time budget); the fold's wall at the
     config's epochs is then projected from the measured ones, each further epoch as long as the
@@ -555,13 +555,17 @@ def bench_fold(config: Config, utterances: int = IEMOCAP_UTTERANCES, epochs: int
     import dataclasses
     import tempfile
 
-    from merlib.config import _merge
+    from merlib.config import ConfigError, _merge
     from merlib.data.demo import default_data_dir
     from merlib.data.folds import make_fold
     from merlib.data.synthetic import generate_synthetic_corpus
     from merlib.train.speech import run_speech_fold
 
-    system = config.systems_of("speech")[0].name
+    speech_systems = [s for s in config.systems_of("speech") if s.stages == ["lp", "ft"]]
+    if not speech_systems:
+        raise ConfigError(f"merlib bench fold times a speech system's probe and fine-tuning; config {config.name!r} "
+                          "has no speech system with stages [lp, ft] (configs/paper.yaml has one)")  # fmt: skip
+    system = speech_systems[0].name
     configured = config.system_config(system).speech
     speech = dataclasses.replace(config.speech, pretrained=dataclasses.replace(config.speech.pretrained, source="none"))
     config = dataclasses.replace(config, speech=speech, data=dataclasses.replace(config.data, folds=[1]))
