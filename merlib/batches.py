@@ -39,10 +39,17 @@ class PlannedBatches(torch.utils.data.Dataset):
 
     A batch too small to give every rank two items is left out, on every rank: batch norm needs
     two items to train on, and under DDP every rank must take part in every step. (Only an
-    epoch's last batch can be that small: its remainder of len(items) % batch_size.)
+    epoch's last batch can be that small: its remainder of len(items) % batch_size.) With
+    `drop_ragged` (runtime.drop_ragged_batch) the last batch is left out whenever it is smaller
+    than the first, so every step has one batch size (one shape per chunk length to compile and
+    tune for); an epoch of one batch keeps it.
     """
 
-    def __init__(self, plan: Sequence[Sequence], build: Callable, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self, plan: Sequence[Sequence], build: Callable, rank: int = 0, world_size: int = 1, drop_ragged: bool = False
+    ):
+        if drop_ragged and len(plan) > 1 and len(plan[-1]) < len(plan[0]):
+            plan = plan[:-1]
         self.plan = [items for items in plan if len(items) >= 2 * world_size]
         self.build, self.rank, self.world_size = build, rank, world_size
 
@@ -57,8 +64,9 @@ class PlannedBatches(torch.utils.data.Dataset):
 
 def epoch_loader(plan: Sequence[Sequence], build: Callable, runtime, workers: int | None = None):
     """A DataLoader over one epoch's planned batches: `runtime.num_workers` worker processes
-    (or `workers`), pinned memory on CUDA, batches in plan order."""
-    dataset = PlannedBatches(plan, build, runtime.rank, runtime.world_size)
+    (or `workers`), pinned memory on CUDA, batches in plan order, the last one left out when
+    ragged and the runtime says so."""
+    dataset = PlannedBatches(plan, build, runtime.rank, runtime.world_size, runtime.drop_ragged_batch)
     workers = runtime.num_workers if workers is None else workers
     return torch.utils.data.DataLoader(
         dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=runtime.pin_memory

@@ -12,7 +12,13 @@ speech:
     ResNet34 (batch 32 × 200 frames × 128 bins) in fp32 and under autocast (`amp_dtype`), same
     batch, interleaved, on `device`;
 (f) paper_fold_hours_estimate: the projected wall of the speech stages of one configs/paper.yaml
-    fold on that device (`paper_fold_estimate` says how it is computed).
+    fold on that device (`paper_fold_estimate` says how it is computed);
+(g) step_choices: each of the runtime's step choices (merlib.runtime.STEP_CHOICES) alone, as the
+    step time without it / with it (above 1: faster), the config's model, same batch, interleaved;
+    null where it cannot be measured here, with the reason in step_choices_unmeasured.
+fold: one real speech fold (linear probe and fine-tuning of the config's first speech system, from
+    random weights) on a synthetic corpus of IEMOCAP's size (merlib.data.synthetic), timed phase by
+    phase, next to the estimate of (f) for the same fold shape (`bench_fold`).
 text: (a) on the config's text model, (e) and (f) on a bert-base-sized BERT (random weights: the
 time of a step depends on the architecture, not on the values of the weights).
 """
@@ -31,7 +37,7 @@ import numpy as np
 import torch
 
 from merlib.config import Config, paper_config
-from merlib.runtime import AMP_DTYPES, Runtime, runtime_for
+from merlib.runtime import AMP_DTYPES, CPU_FP32_CHANNELS_LAST, Runtime, runtime_for
 
 # IEMOCAP under the paper's protocol (configs/paper.yaml, data_manifests/iemocap): utterances, LOSO test sizes and
 # mean duration (s); the hold-out is data.holdout_fraction of the training sessions.
@@ -135,7 +141,9 @@ def iemocap_fold_sizes(holdout_fraction: float) -> dict:
     }
 
 
-def paper_fold_estimate(step_seconds: float, eval_seconds: float, config: Config | None = None) -> float:
+def paper_fold_estimate(
+    step_seconds: float, eval_seconds: float, config: Config | None = None, sizes: dict | None = None
+) -> float:
     """Hours of the speech stages of one configs/paper.yaml fold, from a measured training step
     (32 × 200 frames) and a measured full-length evaluation of one 4.5 s utterance:
 
@@ -144,9 +152,11 @@ def paper_fold_estimate(step_seconds: float, eval_seconds: float, config: Config
     - fine-tuning: epochs × ceil(train × (1 + copies) / batch) steps, each scaled from 200 frames
       to the mean of chunk_frames (cost is linear in frames), plus a hold-out evaluation per epoch
       and the start, and the test set once.
+
+    `sizes` (train, holdout, test utterances): another fold's; default a mean IEMOCAP fold.
     """
     config = config or paper_config()
-    sizes = iemocap_fold_sizes(config.data.holdout_fraction)
+    sizes = sizes or iemocap_fold_sizes(config.data.holdout_fraction)
     stage = config.speech.fine_tune
     copies = config.augment.copies
     probe = (sizes["train"] * (1 + copies) + sizes["holdout"] + sizes["test"]) * eval_seconds
@@ -399,6 +409,80 @@ def paper_parameters() -> dict:
     return {"params_paper": count_parameters(Classifier(build_backbone(paper_config()), 4))}
 
 
+CHOICES_UNMEASURED_OFF_CUDA = {
+    "cudnn_benchmark": "no cuDNN without CUDA",
+    # measured: 117 s to compile the tests' tiny ResNet's step on this 2-core CPU (tests/test_runtime.py)
+    "compile": "compiling the step takes minutes without CUDA (inductor's C++ kernels on the CPU); auto leaves it off",
+}
+
+
+def step_choice_effects(config: Config, runtime: Runtime, frames: int = 200, steps: int | None = None,
+                        rounds: int = 3) -> dict:  # fmt: skip
+    """(g): each step choice alone against the default step (every choice off), the config's model
+    with a 4-class head, one batch of fine_tune.batch_size × `frames` already on the device, the
+    same weights for all; interleaved rounds of `steps` steps (medians). Compiling happens in the
+    warm-up (its seconds: compile_warmup_s). Where `auto` takes several, `auto` is them together.
+    drop_ragged_batch is not a step-time choice: it is reported as what it leaves out of a paper
+    fold's epoch."""
+    import copy
+
+    from merlib.models.backbones import build_backbone
+    from merlib.models.resnet import Classifier
+    from merlib.runtime import STEP_CHOICES
+    from merlib.train.loop import Trainer
+
+    steps = steps or (20 if runtime.device.type == "cuda" else 2)
+    batch = config.speech.fine_tune.batch_size
+    torch.manual_seed(0)
+    base = Classifier(build_backbone(config), 4).to(runtime.device)
+    inputs = runtime.to_device(torch.randn(batch, frames, config.features.n_mels))
+    targets = runtime.to_device(torch.randint(0, 4, (batch,)))
+    unmeasured = {}
+    if runtime.device.type != "cuda":
+        unmeasured |= CHOICES_UNMEASURED_OFF_CUDA
+    if runtime.device.type == "cpu" and runtime.precision == "fp32":
+        unmeasured["channels_last"] = CPU_FP32_CHANNELS_LAST
+    paper = paper_config()
+    items = round(iemocap_fold_sizes(paper.data.holdout_fraction)["train"] * (1 + paper.augment.copies))
+    ragged = items % paper.speech.fine_tune.batch_size
+    unmeasured["drop_ragged_batch"] = (
+        f"not a step-time choice: it leaves out an epoch's last, partial batch ({ragged} of ~{items} chunks of a "
+        "paper fold), one shape fewer to compile and tune for"
+    )
+    variants = {"default": {}} | {name: {name: True} for name in STEP_CHOICES if name not in unmeasured}
+    auto = {name: True for name, on in runtime.step_choices().items() if on and name not in unmeasured}
+    if len(auto) > 1:
+        variants["auto"] = auto  # together, as `auto` takes them on this device
+    runs, compile_seconds = {}, None
+    for name, choices in variants.items():
+        model = copy.deepcopy(base)
+        variant = Runtime(runtime.device, runtime.precision, **choices)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, fused=variant.fused_optimizer or None)
+        trainer = Trainer(model, optimizer, progress=False, runtime=variant, compile_shapes=1)
+        trainer.train_model = trainer.training_model()
+        run = _synchronized(runtime, lambda t=trainer: t.run_epoch(0, [(inputs, targets)] * steps))
+        started = time.perf_counter()
+        run()  # warm-up: allocations, cuDNN plans, compilation
+        if name == "compile":
+            compile_seconds = round(time.perf_counter() - started, 1)
+        runs[name] = run
+    seconds = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            seconds[name].append(_median_seconds(run, 1) / steps)
+    step = {name: statistics.median(values) for name, values in seconds.items()}
+    ratios = {name: None for name in STEP_CHOICES} | {
+        name: round(step["default"] / value, 3) for name, value in step.items() if name != "default"
+    }
+    return {
+        "step_choices": ratios,
+        "step_choices_default_step_s": round(step["default"], 4),
+        "step_choices_unmeasured": unmeasured,
+        "step_choices_batch": f"{batch}x{frames}, {runtime.precision}, {steps} steps x {rounds} rounds",
+        "compile_warmup_s": compile_seconds,
+    }
+
+
 def bench_speech(config: Config, steady_steps: int | None = None) -> dict:
     """`steady_steps`: steps of the data-path comparison (default: 100 on a GPU, 8 on a CPU,
     where a paper-size step takes seconds)."""
@@ -416,7 +500,123 @@ def bench_speech(config: Config, steady_steps: int | None = None) -> dict:
     result |= eval_memory()
     result |= paper_parameters()
     result |= paper_speech_steps(runtime)
+    result |= step_choice_effects(config, runtime)
     return result
+
+
+def _step_and_eval_seconds(config: Config, runtime: Runtime, frames: int = 200) -> tuple[float, float]:
+    """What (f) measures, on the config's model: one training step of 32 × `frames` through the
+    Trainer, and the evaluation of one 4.5 s utterance (medians after a warm-up)."""
+    from merlib.audio.dataset import evaluate_full_length
+    from merlib.models.backbones import build_backbone
+    from merlib.models.resnet import Classifier
+    from merlib.train.loop import Trainer
+
+    torch.manual_seed(0)
+    model = Classifier(build_backbone(config), 4).to(runtime.device)
+    trainer = Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9), progress=False, runtime=runtime
+    )
+    batch = [(torch.randn(32, frames, config.features.n_mels), torch.randint(0, 4, (32,)))]
+    step = _synchronized(runtime, lambda: trainer.run_epoch(0, batch))
+    utterance = [torch.randn(int(IEMOCAP_MEAN_SECONDS * 100), config.features.n_mels)]
+    evaluate = _synchronized(runtime, lambda: evaluate_full_length(model, utterance, runtime))
+    step(), evaluate()
+    return _median_seconds(step, 3), _median_seconds(evaluate, 3)
+
+
+def _steady_epoch_seconds(summary: dict | None, timings: dict, stage: str) -> float:
+    """One more epoch of a stage, as the measured ones ran after the first (whose steps also
+    compiled the graphs and tuned cuDNN's algorithms), with its share of the hold-out evaluations
+    (the start's and one per epoch for fine-tuning, one per epoch for the probe)."""
+    if summary is None:
+        return 0.0
+    seconds = [row["seconds"] for row in summary["history"]]
+    steady = seconds[1:] or seconds
+    evaluations = len(seconds) + (1 if summary.get("start") else 0)
+    evaluation = max(0.0, timings[f"{stage}_epochs"] - sum(seconds)) / evaluations
+    return sum(steady) / len(steady) + evaluation
+
+
+def bench_fold(config: Config, utterances: int = IEMOCAP_UTTERANCES, epochs: int | None = None,
+               data_dir: str | pathlib.Path | None = None, progress: bool = False) -> dict:  # fmt: skip
+    """One real speech fold, timed: fold 1 of leave-one-session-out on a synthetic corpus of
+    `utterances` (default IEMOCAP's 5531, in 5 sessions; written once under `data_dir`, default
+    the data dir's synthetic-<n>/), the config's first speech system with both stages, from random weights
+    (speech.pretrained.source: none: the cost does not depend on the weights), features computed
+    afresh. `epochs` replaces both stages' epochs (to fit a time budget); the fold's wall at the
+    config's epochs is then projected from the measured ones, each further epoch as long as the
+    measured ones after the first (`config_epochs_wall_s_projected`).
+    Phases (seconds): features, probe_vectors (the frozen network's pass), lp_epochs, lp_scoring,
+    ft_epochs (of which ft_train: the training steps, the rest hold-out evaluations), ft_scoring.
+    Beside them, estimate_s: (f)'s estimate for this fold's sizes and epochs from a measured step
+    and evaluation, to compare with speech_stages_s (the wall less the features, which (f) leaves
+    out: a corpus's features are computed once for all folds)."""
+    import dataclasses
+    import tempfile
+
+    from merlib.config import ConfigError, _merge
+    from merlib.data.demo import default_data_dir
+    from merlib.data.folds import make_fold
+    from merlib.data.synthetic import generate_synthetic_corpus
+    from merlib.train.speech import run_speech_fold
+
+    speech_systems = [s for s in config.systems_of("speech") if s.stages == ["lp", "ft"]]
+    if not speech_systems:
+        raise ConfigError(f"merlib bench fold times a speech system's probe and fine-tuning; config {config.name!r} "
+                          "has no speech system with stages [lp, ft] (configs/paper.yaml has one)")  # fmt: skip
+    system = speech_systems[0].name
+    configured = config.system_config(system).speech
+    speech = dataclasses.replace(config.speech, pretrained=dataclasses.replace(config.speech.pretrained, source="none"))
+    config = dataclasses.replace(config, speech=speech, data=dataclasses.replace(config.data, folds=[1]))
+    if epochs:
+        config = dataclasses.replace(config, systems=[
+            dataclasses.replace(s, overrides=_merge(s.overrides, {"speech": {"linear_probe": {"epochs": epochs},
+                                                                              "fine_tune": {"epochs": epochs}}}))
+            if s.name == system else s for s in config.systems])  # fmt: skip
+    resolved = config.system_config(system)
+    runtime = runtime_for(config)
+    root = pathlib.Path(data_dir or default_data_dir() / f"synthetic-{utterances}")
+    started = time.perf_counter()
+    records = generate_synthetic_corpus(root, utterances, labels=config.labels)
+    generated = time.perf_counter() - started
+    data = config.data
+    fold = make_fold(records, 1, data.holdout, data.holdout_fraction, config.seed)
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        results = run_speech_fold(config, system, fold, root, pathlib.Path(work) / "run", pathlib.Path(work) / "cache",
+                                  progress=progress, runtime=runtime, timings=timings)  # fmt: skip
+        wall = time.perf_counter() - started
+    ft_train = sum(row["seconds"] for row in results["ft"]["history"])
+    phases = {name: round(value, 3) for name, value in timings.items()} | {"ft_train": round(ft_train, 3)}
+    sizes = {"train": len(fold.train), "holdout": len(fold.holdout), "test": len(fold.test)}
+    step, evaluation = _step_and_eval_seconds(resolved, runtime)
+    stages = {"lp": resolved.speech.linear_probe.epochs, "ft": resolved.speech.fine_tune.epochs}
+    at_config = {"lp": configured.linear_probe.epochs, "ft": configured.fine_tune.epochs}
+    more = {k: (at_config[k] - stages[k]) * _steady_epoch_seconds(results.get(k), timings, k) for k in stages}
+    projected = wall + sum(more.values())
+    return {
+        "device": runtime.describe()["device_name"],
+        "precision": runtime.precision,
+        "step_choices": runtime.step_choices(),
+        "system": f"{system}: {resolved.speech.model.backbone}, m_channels={resolved.speech.model.m_channels}, "
+        f"n_mels={resolved.features.n_mels}, random weights",
+        "utterances": utterances,
+        "audio_hours": round(sum(r.duration for r in records) / 3600, 2),
+        "fold_sizes": sizes,
+        "epochs": stages,
+        "corpus_generation_s": round(generated, 1),
+        "phase_seconds": phases,
+        "wall_s": round(wall, 2),
+        "speech_stages_s": round(wall - timings["features"], 2),
+        "estimate_s": round(paper_fold_estimate(step, evaluation, resolved, sizes) * 3600, 2),
+        "estimate_inputs": {"step_s_32x200": round(step, 4), "eval_s_4_5s_utterance": round(evaluation, 4)},
+        "config_epochs": at_config,
+        "config_epochs_wall_s_projected": round(projected, 2),
+        "config_epochs_hours_projected": round(projected / 3600, 3),
+        "test_ua": round(results["ft"]["test_ua"], 4),
+    }
 
 
 def _text_batch(tokens: int) -> tuple[dict, torch.Tensor]:
@@ -542,8 +742,8 @@ def bench_ssl(config: Config, utterances: int = 4, seconds: float = 4.5, batch: 
     }
 
 
-def main(kind: str, as_json: bool, config: Config) -> int:
-    result = {"speech": bench_speech, "text": bench_text, "ssl": bench_ssl}[kind](config)
+def main(kind: str, as_json: bool, config: Config, **options) -> int:
+    result = {"speech": bench_speech, "text": bench_text, "ssl": bench_ssl, "fold": bench_fold}[kind](config, **options)
     if as_json:
         print(json.dumps(result))
     else:

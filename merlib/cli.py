@@ -346,7 +346,8 @@ def _predict(args) -> int:
 def _bench(args) -> int:
     from merlib import bench
 
-    return bench.main(args.kind, args.json, _config(args))
+    options = {"utterances": args.utterances, "epochs": args.epochs} if args.kind == "fold" else {}
+    return bench.main(args.kind, args.json, _config(args), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -478,8 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     claims.set_defaults(handler=_claims)
 
     bench = commands.add_parser("bench", help="measure costs (ratios measured in one run)")
-    bench.add_argument("kind", choices=("speech", "text", "ssl"))
+    bench.add_argument("kind", choices=("speech", "text", "ssl", "fold"))
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--utterances", type=_positive_integer("utterances"), default=5531,
+                       help="fold: utterances of the synthetic corpus (default: IEMOCAP's %(default)s)")  # fmt: skip
+    bench.add_argument("--epochs", type=_positive_integer("epochs"),
+                       help="fold: epochs of both stages (default: the config's; the wall at the config's "
+                            "epochs is then projected from the measured ones)")  # fmt: skip
     _add_config_options(bench, runs=False)
     bench.set_defaults(handler=_bench)
 

@@ -196,6 +196,9 @@ class TextConfig:
     loss: Loss  # as speech.loss
 
 
+Switch = Literal["auto", "on", "off"]
+
+
 @dataclass
 class RuntimeConfig:
     """Where the work runs (merlib.runtime); the CLI's --device / --precision override it."""
@@ -203,6 +206,14 @@ class RuntimeConfig:
     device: str  # auto | cpu | cuda | cuda:N | mps
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     num_workers: int = field(metadata=at_least(0))
+    # How a training step runs (merlib.runtime.STEP_CHOICES): auto is on where it was measured to
+    # help (CUDA) and off elsewhere, so the CPU trains bit for bit as without them. Not part of
+    # any stage's fingerprint: none changes what is computed beyond rounding.
+    channels_last: Switch
+    cudnn_benchmark: Switch
+    compile: Switch
+    fused_optimizer: Switch
+    drop_ragged_batch: Switch
 
 
 OVERRIDABLE = {"speech": ("features", "augment", "speech"), "text": ("text",)}
@@ -373,6 +384,8 @@ def _coerce(hint, value, where: str):
         return value
     if origin is Literal:
         allowed = typing.get_args(hint)
+        if isinstance(value, bool) and {"on", "off"} <= set(allowed):  # YAML 1.1 reads unquoted on/off as booleans
+            value = "on" if value else "off"
         if value not in allowed:
             raise ConfigError(f"{where}: {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
         return value
@@ -506,6 +519,11 @@ ADDED_KEYS = {
     ("data", "label_map"): {},
     ("data", "splits"): {"train": ["Train"], "holdout": ["Development"], "test": ["Test1"]},
     ("data", "disjoint_speakers"): True,
+    ("runtime", "channels_last"): "auto",
+    ("runtime", "cudnn_benchmark"): "auto",
+    ("runtime", "compile"): "auto",
+    ("runtime", "fused_optimizer"): "auto",
+    ("runtime", "drop_ragged_batch"): "auto",
 }
 
 

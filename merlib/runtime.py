@@ -9,6 +9,16 @@ group when several processes train one model (DDP under `torchrun`).
   and on a CPU with native bf16 instructions (AVX512-BF16 or AMX: `merlib bench speech` measured
   it faster there), fp32 everywhere else; fp16 (with a gradient scaler) only when asked for.
   Autocast covers the forward passes and the loss; weights and optimiser states stay fp32.
+- **Step choices** (`runtime.channels_last`, `cudnn_benchmark`, `compile`, `fused_optimizer`,
+  `drop_ragged_batch`; each `auto | on | off`): how a training step runs, resolved here once
+  (`STEP_CHOICES`). `auto` is on with CUDA, where they were chosen to help, and off on the CPU and
+  MPS: on the CPU every one resolves off, so its training is bit for bit what it was without them
+  (channels_last measured 0.79x on a 2-core Xeon; `merlib bench speech` reports each one's
+  `step_choices` ratio on the machine it runs on). Each is applied in one place: channels_last and
+  compile by the Trainer (merlib.train.loop), cudnn_benchmark by `Runtime.training_steps` around
+  the Trainer's epochs only (evaluation's full-length segments take a new shape nearly every batch,
+  and cuDNN would time its algorithms again for each), fused_optimizer by
+  `optimizer_for` (merlib.train.common), drop_ragged_batch by `PlannedBatches` (merlib.batches).
 - **Processes**: `torchrun --standalone --nproc_per_node=N -m merlib ...` sets RANK, WORLD_SIZE
   and LOCAL_RANK; the process group is started here (nccl on CUDA, gloo on the CPU). Each rank
   trains on a disjoint part of every global batch (the config's `batch_size` is the global one),
@@ -85,6 +95,12 @@ class Runtime:
     num_workers: int = 0
     rank: int = 0
     world_size: int = 1
+    # the step choices, resolved (STEP_CHOICES): all off is how the CPU trains
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+    compile: bool = False
+    fused_optimizer: bool = False
+    drop_ragged_batch: bool = False
 
     @property
     def distributed(self) -> bool:
@@ -107,6 +123,17 @@ class Runtime:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    @contextlib.contextmanager
+    def training_steps(self):
+        """Around an epoch of training steps: cuDNN's autotuner (cudnn_benchmark) on for the few
+        planned chunk shapes, and back as it was for whatever runs next (evaluation)."""
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.benchmark = before
 
     def grad_scaler(self) -> torch.amp.GradScaler | None:
         """fp16 needs loss scaling against underflow; bf16 has fp32's range and does not."""
@@ -166,6 +193,9 @@ class Runtime:
         torch.distributed.all_reduce(tensor)
         return tensor.tolist()
 
+    def step_choices(self) -> dict[str, bool]:
+        return {name: getattr(self, name) for name in STEP_CHOICES}
+
     def describe(self) -> dict:
         """What a run records in versions.json and in its histories."""
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else _cpu_name()
@@ -175,6 +205,7 @@ class Runtime:
             "precision": self.precision,
             "world_size": self.world_size,
             "num_workers": self.num_workers,
+            "step_choices": self.step_choices(),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
@@ -182,6 +213,26 @@ class Runtime:
 
 
 CPU_FP32 = Runtime(torch.device("cpu"), "fp32")
+
+# runtime.<choice>: what `on` does. `auto` takes them on CUDA only.
+STEP_CHOICES = {
+    "channels_last": "convolution weights (and so activations) in NHWC, the layout of tensor-core kernels",
+    "cudnn_benchmark": "cuDNN times its convolution algorithms once per input shape and keeps the fastest",
+    "compile": "torch.compile of the training forward, one static graph per planned chunk length",
+    "fused_optimizer": "SGD / Adam update in one fused kernel (fused=True), no host sync under fp16 loss scaling",
+    "drop_ragged_batch": "an epoch's last, partial batch is left out (one shape fewer to compile and tune)",
+}
+
+
+# Measured here (torch 2.9.1, 2-core Xeon): the backward of the speech ResNet34 (8 and 32 channels,
+# 32 x 200 frames) with NHWC weights in fp32 ends the process (a segfault, or glibc's "corrupted
+# size"); a tiny one (2 channels, 8 x 24 x 16) and bf16 autocast run.
+CPU_FP32_CHANNELS_LAST = "torch's CPU backward of the ResNet in NHWC crashes the process (segfault, torch 2.9.1)"
+
+
+def resolve_step_choice(value: str, device: torch.device) -> bool:
+    """auto | on | off → whether the choice is taken on `device` (auto: on CUDA only)."""
+    return device.type == "cuda" if value == "auto" else value == "on"
 
 
 def _cpu_name() -> str:
@@ -216,4 +267,7 @@ def runtime_for(config) -> Runtime:
     precision = resolve_precision(config.runtime.precision, device)
     if world_size > 1:
         _start_process_group(device)
-    return Runtime(device, precision, config.runtime.num_workers, rank, world_size)
+    choices = {name: resolve_step_choice(getattr(config.runtime, name), device) for name in STEP_CHOICES}
+    if choices["channels_last"] and device.type == "cpu" and precision == "fp32":
+        raise DeviceError(f"runtime.channels_last: on, in fp32 on the CPU: {CPU_FP32_CHANNELS_LAST}; use auto or off")
+    return Runtime(device, precision, config.runtime.num_workers, rank, world_size, **choices)

@@ -496,3 +496,104 @@ def test_evaluation_spread_over_two_processes_equals_one_process(tmp_path):
     ranks = [json.loads((tmp_path / f"result.{rank}").read_text()) for rank in (0, 1)]
     assert all(r["equal"] and r["top"] for r in ranks), ranks
     assert ranks[0]["buffers"] == ranks[1]["buffers"]
+
+
+# -- step choices (runtime.channels_last, cudnn_benchmark, compile, fused_optimizer, drop_ragged_batch) -------
+def test_step_choices_are_on_with_cuda_only_under_auto_and_as_asked_otherwise():
+    from merlib.runtime import STEP_CHOICES, resolve_step_choice
+
+    assert set(STEP_CHOICES) == {"channels_last", "cudnn_benchmark", "compile", "fused_optimizer", "drop_ragged_batch"}
+    for device in ("cpu", "mps", "cuda"):
+        assert resolve_step_choice("auto", torch.device(device)) == (device == "cuda")
+        assert resolve_step_choice("on", torch.device(device)) and not resolve_step_choice("off", torch.device(device))
+    # unquoted YAML on/off are booleans to YAML 1.1: read as the words
+    config = load_config(REPO / "configs/paper.yaml", {"runtime": {"compile": True, "channels_last": False}})
+    assert (config.runtime.compile, config.runtime.channels_last) == ("on", "off")
+    from merlib.runtime import runtime_for
+
+    with pytest.raises(DeviceError, match="channels_last: on, in fp32 on the CPU.*crashes"):
+        runtime_for(paper_config({"runtime": {"device": "cpu", "precision": "fp32", "channels_last": "on"}}))
+
+
+@no_cuda
+def test_auto_on_the_cpu_is_the_runtime_of_before_every_choice_off():
+    """The CPU's training must stay bit for bit what it was: with auto, the resolved runtime is
+    the plain one (every choice off), whose loop, optimiser and batches are those of before."""
+    from merlib.runtime import runtime_for
+    from merlib.train.common import optimizer_for
+
+    runtime = runtime_for(paper_config({"runtime": {"device": "cpu"}}))
+    assert runtime == Runtime(torch.device("cpu"), runtime.precision)
+    assert runtime.describe()["step_choices"] == dict.fromkeys(runtime.step_choices(), False)
+    model = tiny_model()
+    stage = paper_config().speech.fine_tune
+    optimizer = optimizer_for(list(model.backbone.parameters()), list(model.head.parameters()), stage, runtime)
+    assert optimizer.defaults["fused"] is None  # torch's default path, as before
+    fused = optimizer_for([], list(model.head.parameters()), stage, dataclasses.replace(runtime, fused_optimizer=True))
+    assert fused.defaults["fused"] is True
+
+
+def test_runtime_choices_leave_stage_fingerprints_alone(tmp_path):
+    from merlib.stages import pretrain_stage
+
+    manifest = tmp_path / "speakers.jsonl"
+    manifest.write_text("{}\n")
+    switched = {name: "on" for name in ("channels_last", "cudnn_benchmark", "compile", "fused_optimizer")}
+    hashes = {
+        pretrain_stage(paper_config({"runtime": runtime}), tmp_path, manifest).fingerprint.hash
+        for runtime in ({}, switched | {"drop_ragged_batch": "off"})
+    }
+    assert len(hashes) == 1
+
+
+def test_drop_ragged_leaves_out_exactly_the_last_partial_batch():
+    from merlib.batches import PlannedBatches
+
+    def sizes(plan, **options):
+        batches = PlannedBatches(plan, lambda items: (torch.zeros(len(items)), torch.zeros(len(items))), **options)
+        return [batches[b][2] for b in range(len(batches))]
+
+    plan = [list(range(8)), list(range(8)), list(range(5))]
+    assert sizes(plan) == [8, 8, 5]
+    assert sizes(plan, drop_ragged=True) == [8, 8]
+    assert sizes(plan[:2], drop_ragged=True) == [8, 8]  # nothing ragged: nothing left out
+    assert sizes(plan[2:], drop_ragged=True) == [5]  # an epoch of one batch keeps it
+    assert sizes([list(range(8)), [0]]) == [8]  # one item: left out as before, for batch norm
+    features, labels = tiny_problem()
+    dropping = dataclasses.replace(CPU_FP32, drop_ragged_batch=True)
+    make = chunk_batches(features, labels, dropping, 0)  # 80 items in batches of 8: nothing ragged
+    assert [len(y) for _, y, _ in make(0, np.random.default_rng(0))] == [8] * 10
+    make = chunk_batches(features[:37], labels[:37], dropping, 0)  # 74 items: 9 of 8, then 2
+    assert [len(y) for _, y, _ in make(0, np.random.default_rng(0))] == [8] * 9
+
+
+def _losses(runtime, steps=3, compile_shapes=0):
+    """Train losses of the tiny ResNet, one batch of 8 × 24-frame chunks per epoch, `steps` epochs."""
+    features, labels = tiny_problem()
+    model = tiny_model()
+    build = ChunkBuilder(features, labels)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), seed=3, progress=False,
+                      runtime=runtime, compile_shapes=compile_shapes)  # fmt: skip
+
+    def make(epoch, rng):
+        return epoch_loader(plan_chunk_batches([len(x) for x in features], training_items(8, 0), 8, [24], rng), build,
+                            runtime, 0)  # fmt: skip
+
+    return [row["train_loss"] for row in trainer.fit(steps, make)], model
+
+
+def test_channels_last_trains_as_the_default_layout_does():
+    eager, _ = _losses(CPU_FP32)
+    nhwc, model = _losses(dataclasses.replace(CPU_FP32, channels_last=True))
+    assert model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(nhwc, eager, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_steps_train_as_eager_ones():
+    """torch.compile of the tiny ResNet's training forward (CPU inductor, one chunk shape): the
+    same losses as eager within rounding; evaluation stays on the eager model."""
+    eager, _ = _losses(CPU_FP32)
+    compiled, model = _losses(dataclasses.replace(CPU_FP32, compile=True), compile_shapes=1)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-3)
+    assert not hasattr(model, "_orig_mod")  # what evaluation calls is the module itself

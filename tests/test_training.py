@@ -287,3 +287,66 @@ def test_the_vector_store_keeps_one_tensor_and_reads_the_older_dict_of_tensors(t
     save_torch({"a": vectors[0], "b": vectors[1]}, tmp_path / "older.pt")  # the format before the store
     older = VectorStore(tmp_path / "older.pt")
     assert torch.equal(older["b"], vectors[1]) and not older.changed
+
+
+TINY_BENCH = {"features": {"n_mels": 16}, "speech": {"model": {"m_channels": 2, "embed_dim": 16},
+                                                     "fine_tune": {"batch_size": 4}}}  # fmt: skip
+
+
+def test_bench_measures_each_step_choice_it_can_on_the_cpu_and_says_why_not_the_others():
+    from merlib.bench import step_choice_effects
+    from merlib.runtime import CPU_FP32, STEP_CHOICES, Runtime
+
+    for runtime, expected in ((CPU_FP32, {"fused_optimizer"}), (Runtime(torch.device("cpu"), "bf16"),
+                                                                  {"channels_last", "fused_optimizer"})):  # fmt: skip
+        result = step_choice_effects(paper_config(TINY_BENCH), runtime, frames=40, steps=1, rounds=1)
+        assert set(result["step_choices"]) == set(STEP_CHOICES)
+        measured = {name for name, ratio in result["step_choices"].items() if ratio is not None}
+        assert measured == expected and all(result["step_choices"][name] > 0 for name in measured)
+        assert set(result["step_choices_unmeasured"]) == set(STEP_CHOICES) - measured
+        assert result["compile_warmup_s"] is None
+
+
+def test_the_synthetic_corpus_has_iemocaps_shape_and_is_written_once(tmp_path):
+    import soundfile
+
+    from merlib.data.folds import make_fold
+    from merlib.data.synthetic import generate_synthetic_corpus
+
+    records = generate_synthetic_corpus(tmp_path, 20)
+    assert len(records) == 20 and {r.fold for r in records} == {1, 2, 3, 4, 5}
+    assert all(2.0 <= r.duration <= 8.0 for r in records)
+    audio, rate = soundfile.read(tmp_path / records[0].wav, dtype="int16")
+    assert rate == 16000 and audio.size == round(records[0].duration * rate)
+    assert soundfile.info(tmp_path / records[0].wav).subtype == "PCM_16"
+    fold = make_fold(records, 1)
+    assert {u.fold for u in fold.test} == {1} and not {u.speaker for u in fold.test} & {u.speaker for u in fold.train}
+    stamp = (tmp_path / "utterances.jsonl").stat().st_mtime_ns
+    assert generate_synthetic_corpus(tmp_path, 20) == records
+    assert (tmp_path / "utterances.jsonl").stat().st_mtime_ns == stamp  # kept, not written again
+
+
+@pytest.mark.slow
+def test_bench_fold_times_a_real_fold_phase_by_phase(tmp_path, monkeypatch, capsys):
+    """`merlib bench fold` at a tiny scale: 20 synthetic utterances, the tests' tiny ResNet, one
+    epoch of each stage; every phase timed, the wall beside (f)'s estimate."""
+    import json
+
+    from merlib.cli import main
+
+    monkeypatch.setenv("MERLIB_DATA", str(tmp_path))
+    tiny = ["features.n_mels=16", "speech.model.m_channels=2", "speech.model.embed_dim=16", "speech.probe_chunks=1",
+            "speech.fine_tune.chunk_frames=[40, 60]", "speech.fine_tune.batch_size=8",
+            "speech.linear_probe.batch_size=8"]  # fmt: skip
+    argv = ["bench", "fold", "--json", "--utterances", "20", "--epochs", "1", "--config", "configs/paper.yaml",
+            "--device", "cpu", "--precision", "fp32"] + [f"--set={assignment}" for assignment in tiny]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["utterances"] == 20 and (tmp_path / "synthetic-20" / "utterances.jsonl").is_file()
+    assert result["epochs"] == {"lp": 1, "ft": 1} and result["config_epochs"] == {"lp": 20, "ft": 20}
+    phases = result["phase_seconds"]
+    assert set(phases) == {"features", "probe_vectors", "lp_epochs", "lp_scoring", "ft_epochs", "ft_scoring",
+                           "ft_train"}  # fmt: skip
+    assert all(seconds >= 0 for seconds in phases.values()) and 0 < phases["ft_train"] <= phases["ft_epochs"]
+    assert 0 < result["speech_stages_s"] < result["wall_s"] < result["config_epochs_wall_s_projected"]
+    assert result["estimate_s"] > 0 and 0 <= result["test_ua"] <= 1

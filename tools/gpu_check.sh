@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # One short run on a CUDA machine: the gpu-marked tests, then both benches on the paper's model
-# sizes (fp32 vs autocast step times, the projected wall of one configs/paper.yaml fold).
-#   bash tools/gpu_check.sh [OUT_DIR]          (from the repository root; a few minutes)
+# sizes (fp32 vs autocast step times, each step choice's effect, the projected wall of one
+# configs/paper.yaml fold), then one real speech fold timed (`merlib bench fold`: a synthetic
+# corpus of IEMOCAP's 5531 utterances, the paper's ResNet34 from random weights, bf16, every step
+# choice at auto). The fold runs FOLD_EPOCHS (default 2) epochs of each stage, not the paper's 20,
+# to fit a few minutes: the script reports the measured phases and the fold's wall at the config's
+# epochs scaled from the measured epochs after the first (config_epochs_wall_s_projected).
+#   bash tools/gpu_check.sh [OUT_DIR]          (from the repository root; several minutes)
 # With merlib's environment active it needs nothing else. On a bare GPU machine that has torch,
 # torchaudio and transformers but not merlib's other wheels, put them in .gpu_carry/ (soundfile,
 # cffi, pycparser as wheels; the MiniLM tokenizer and config in .gpu_carry/minilm-architecture/):
@@ -38,5 +43,8 @@ done
 "$python" -m merlib bench text --json --config configs/demo.yaml --device cuda --set "text.model=$text_model" \
     > "$out/bench_text.json" || status=1
 "$python" -m merlib bench ssl --json --config configs/demo.yaml --device cuda > "$out/bench_ssl.json" || status=1
+# the synthetic corpus (~1 GB of wavs) and its features stay out of the repository and the out dir
+MERLIB_DATA=${MERLIB_DATA:-/tmp/merlib-data} "$python" -m merlib bench fold --json --config configs/paper.yaml \
+    --device cuda --precision bf16 --epochs "${FOLD_EPOCHS:-2}" > "$out/bench_fold.json" || status=1
 cat "$out"/bench_*.json
 exit $status

@@ -7,6 +7,7 @@ import torch
 
 from merlib.audio.augment import SpecAugment
 from merlib.config import Config, StageConfig
+from merlib.runtime import CPU_FP32, Runtime
 from merlib.train.loop import Schedule
 
 
@@ -30,14 +31,25 @@ def frame_and_segment_parameters(model) -> tuple[list, list]:
     return frame, segment
 
 
-def optimizer_for(frame_parameters: list, segment_parameters: list, stage: StageConfig) -> torch.optim.Optimizer:
-    """Two parameter groups: frame-level layers at backbone_lr (left out when 0: frozen), FC at lr."""
+def optimizer_for(
+    frame_parameters: list, segment_parameters: list, stage: StageConfig, runtime: Runtime = CPU_FP32
+) -> torch.optim.Optimizer:
+    """Two parameter groups: frame-level layers at backbone_lr (left out when 0: frozen), FC at lr.
+    With the runtime's fused_optimizer, the update is one fused kernel; otherwise torch's default
+    (`fused=None`, not False: False would also turn off the multi-tensor path torch takes on CUDA)."""
     groups = [{"params": segment_parameters, "lr": stage.lr, "name": "fc"}]
     if stage.backbone_lr > 0:
         groups.insert(0, {"params": frame_parameters, "lr": stage.backbone_lr, "name": "conv"})
+    fused = True if runtime.fused_optimizer else None
     if stage.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay)
-    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
+        return torch.optim.Adam(groups, lr=stage.lr, weight_decay=stage.weight_decay, fused=fused)
+    return torch.optim.SGD(groups, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay, fused=fused)
+
+
+def chunk_shapes(chunk_frames, runtime: Runtime) -> int:
+    """Input shapes of an epoch of chunk batches (what the Trainer compiles a graph for): one per
+    chunk length, and one more for the last, smaller batch unless the runtime drops it."""
+    return len(set(chunk_frames)) + (0 if runtime.drop_ragged_batch else 1)
 
 
 def schedule_for(stage: StageConfig) -> Schedule:

@@ -60,6 +60,16 @@ class Schedule:
         return 0.5 ** ((epoch - self.constant_epochs) // self.halve_every + 1)
 
 
+def compiled(model: torch.nn.Module, shapes: int) -> torch.nn.Module:
+    """`model` compiled with one static graph per input shape (`shapes` of them: the planned chunk
+    lengths are few, and a graph specialised to its shape is fused and planned for it where a
+    dynamic one serves all lengths more slowly). Dynamo gives up compiling a function after
+    `recompile_limit` graphs (default 8), falling back to eager: raised here to fit them, with room
+    for the folds and stages of one process that compile the same model class again."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 4 * shapes)
+    return torch.compile(model, dynamic=False)
+
+
 def default_forward(model: torch.nn.Module, inputs) -> torch.Tensor:
     if isinstance(inputs, dict):
         output = model(**inputs)
@@ -79,6 +89,12 @@ class Trainer:
     model stood. With `keep_start_if_best` too, the start competes with the epochs, and best_epoch
     -1 means no epoch beat it. `evaluate_together`: `evaluate` is called on every rank and spreads
     its work over them (else rank 0 alone evaluates).
+
+    The runtime's step choices taken here: `channels_last` converts the model's convolution
+    weights to NHWC once (for evaluation too: it is the same model); `compile` compiles what the
+    training steps call, only when the caller says how many input shapes its batches take
+    (`compile_shapes`: the planned chunk lengths, one more with a ragged last batch), since a graph
+    is compiled per shape; evaluation calls the uncompiled model, eager, on any length.
     """
 
     def __init__(
@@ -99,8 +115,12 @@ class Trainer:
         fingerprint: dict | None = None,
         class_weights: torch.Tensor | None = None,
         evaluate_together: bool = False,
+        compile_shapes: int = 0,
     ):
+        if runtime.channels_last:
+            model.to(memory_format=torch.channels_last)  # in place: the optimizer's parameters stay the same
         self.model, self.optimizer, self.runtime, self.fingerprint = model, optimizer, runtime, fingerprint
+        self.compile_shapes = compile_shapes
         self.class_weights = None if class_weights is None else class_weights.float().to(runtime.device)
         self.train_model = model  # what training steps call: `model`, or its DDP wrapper once fit() starts
         self.scaler = runtime.grad_scaler()
@@ -176,6 +196,23 @@ class Trainer:
             self.best_state = copy.deepcopy(self.model.state_dict())
 
     # -- training ------------------------------------------------------------------------
+    def training_model(self) -> torch.nn.Module:
+        """What the training steps call: the model, wrapped for DDP under several processes, and
+        compiled when the runtime says so and the caller gave its shapes."""
+        model = self.model
+        if self.runtime.distributed:
+            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            # No buffer broadcast every step: batch norm trains on each rank's batch statistics either
+            # way, and only rank 0's running statistics are used (it saves them, and an evaluation
+            # spread over the ranks broadcasts them first: _evaluate); gradients as views of the
+            # reduction buckets save a copy of every gradient per step.
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
+            )
+        if self.runtime.compile and self.compile_shapes:
+            model = compiled(model, self.compile_shapes)
+        return model
+
     def fit(
         self,
         epochs: int,
@@ -185,16 +222,7 @@ class Trainer:
         keep_start_if_best: bool = False,
     ) -> list[dict]:
         first = self._resume()
-        self.train_model = self.model
-        if self.runtime.distributed:
-            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
-            # No buffer broadcast: batch norm trains on each rank's batch statistics either way, and
-            # only rank 0's running statistics are ever used (it alone evaluates and saves), which
-            # are the same without the broadcast; gradients as views of the reduction buckets save
-            # a copy of every gradient per step.
-            self.train_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=device_ids, broadcast_buffers=False, gradient_as_bucket_view=True
-            )
+        self.train_model = self.training_model()
         if evaluate_start and first == 0 and evaluate is not None:
             self.start = self._evaluate(evaluate, -1)
             if self.progress and self.runtime.is_main:
@@ -254,34 +282,35 @@ class Trainer:
         first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)
         count = 0
         shown = self.progress and runtime.is_main
-        for step, batch in enumerate(
-            progress_bar(batches, shown, unit="batch", desc=f"{self.description} {epoch + 1}")
-        ):
-            inputs, targets = runtime.to_device(batch[0]), runtime.to_device(batch[1])
-            global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
-            with runtime.autocast():
-                logits = self.forward(self.train_model, inputs)
-            loss = self._loss(logits.float(), targets)
-            first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
-            if step % guard_every == guard_every - 1:
-                self._stop_if_diverged(first_bad, epoch)
-            # DDP averages the ranks' gradients: weight each rank's mean by its share of the batch
-            weighted = loss * (len(targets) * runtime.world_size / global_size)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(weighted).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                weighted.backward()
-            if self.max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
-            if self.scaler:
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                self.optimizer.step()
-            loss_sum += loss.detach().double() * len(targets)
-            count += len(targets)
+        with runtime.training_steps():
+            for step, batch in enumerate(
+                progress_bar(batches, shown, unit="batch", desc=f"{self.description} {epoch + 1}")
+            ):
+                inputs, targets = runtime.to_device(batch[0]), runtime.to_device(batch[1])
+                global_size = batch[2] if len(batch) > 2 else len(targets) * runtime.world_size
+                with runtime.autocast():
+                    logits = self.forward(self.train_model, inputs)
+                loss = self._loss(logits.float(), targets)
+                first_bad = torch.where(torch.isfinite(loss.detach()) | (first_bad >= 0), first_bad, step)
+                if step % guard_every == guard_every - 1:
+                    self._stop_if_diverged(first_bad, epoch)
+                # DDP averages the ranks' gradients: weight each rank's mean by its share of the batch
+                weighted = loss * (len(targets) * runtime.world_size / global_size)
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.scaler:
+                    self.scaler.scale(weighted).backward()
+                    self.scaler.unscale_(self.optimizer)
+                else:
+                    weighted.backward()
+                if self.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+                if self.scaler:  # with a fused optimiser it takes the inf check on the device, no host sync
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                loss_sum += loss.detach().double() * len(targets)
+                count += len(targets)
         self._stop_if_diverged(first_bad, epoch)
         total, count = runtime.all_reduce_sum(loss_sum.item(), count)
         return total, int(count)

@@ -25,6 +25,7 @@ from merlib.runtime import Runtime, runtime_for
 from merlib.stages import Stage, check_stages
 from merlib.train.common import (
     build_augmenters,
+    chunk_shapes,
     frame_and_segment_parameters,
     optimizer_for,
     schedule_for,
@@ -103,7 +104,7 @@ def pretrain_speakers(
     backbone = model.backbone
     frame, segment = frame_and_segment_parameters(model)
     optimizer = optimizer_for(
-        frame, segment, dataclasses.replace(settings, backbone_lr=settings.backbone_lr or settings.lr)
+        frame, segment, dataclasses.replace(settings, backbone_lr=settings.backbone_lr or settings.lr), runtime
     )
     items = training_items(len(train), config.pretrain.augment_copies)
     augmenters = build_augmenters(config, config.pretrain.augment_copies)
@@ -132,6 +133,7 @@ def pretrain_speakers(
         progress=progress,
         runtime=runtime,
         fingerprint=stage.fingerprint.as_dict() if stage else None,
+        compile_shapes=chunk_shapes(settings.chunk_frames, runtime),
     )
     history = trainer.fit(settings.epochs, make_batches, evaluate)
     trainer.restore_best()

@@ -18,10 +18,12 @@ epoch (0: the whole segment); fine-tuning draws fresh chunks every batch as the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import pathlib
+import time
 import zlib
 
 import numpy as np
@@ -54,6 +56,7 @@ from merlib.scores import write_scores
 from merlib.stages import Stage, check_stages, speech_stages
 from merlib.train.common import (
     build_augmenters,
+    chunk_shapes,
     frame_and_segment_parameters,
     optimizer_for,
     schedule_for,
@@ -137,16 +140,29 @@ class SpeechFold:
         self.name = system.name
         self.run_dir = pathlib.Path(run_dir)
         self.layout = RunLayout(run_dir)
+        self.timings: dict[str, float] = {}  # wall seconds per phase (`merlib bench fold` reports them)
         every = list(fold.train) + list(fold.holdout) + list(fold.test)
         # every rank computes its share of what is missing; the features are read from the shards when used
-        cache = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device)
-        stored = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}", runtime)
+        with self.timed("features"):
+            cache = FeatureCache(cache_dir, corpus_root, config.features, device=runtime.device)
+            stored = cache.compute_all([(u.id, u.wav) for u in every], f"fold {fold.fold} {config.features.kind}",
+                                       runtime)  # fmt: skip
         first = {"train": 0, "holdout": len(fold.train), "test": len(fold.train) + len(fold.holdout)}
         self.features = {split: stored.subset(range(first[split], first[split] + len(getattr(fold, split))))
                          for split in SPLITS}  # fmt: skip
         self.classes = list(config.labels)
         self.labels = {split: np.array([self.classes.index(u.label) for u in getattr(fold, split)]) for split in SPLITS}
         self.class_weights = class_weights_for(config.speech.loss, self.labels["train"], len(self.classes))
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        """Adds the block's wall seconds to timings[phase]. Each phase ends on a host copy of its
+        results (features, vectors, losses, scores), so the device's work is inside it."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - started
 
     def _metrics(self, scores: torch.Tensor, split: str) -> dict:
         return split_metrics(self.labels[split], scores.numpy(), split)
@@ -155,7 +171,8 @@ class SpeechFold:
         """Scores, model (state dict, for `merlib predict` and for fine-tuning to start from) and,
         last, the history that marks the stage done. Every rank scores (fine-tuning's scoring is
         spread over the ranks); rank 0 writes, the other ranks return None."""
-        holdout, test = score_fn("holdout"), score_fn("test")
+        with self.timed(f"{stage}_scoring"):
+            holdout, test = score_fn("holdout"), score_fn("test")
         if not self.runtime.is_main:
             return None
         ids = [u.id for u in self.fold.holdout] + [u.id for u in self.fold.test]
@@ -257,7 +274,8 @@ class SpeechFold:
 
     def linear_probe(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.linear_probe
-        pooled = self._pooled_splits(model)
+        with self.timed("probe_vectors"):
+            pooled = self._pooled_splits(model)
         train_x, train_y = pooled["train"]  # (items, chunks, dim)
         items, chunks = train_x.shape[:2]
         trainable = {parameter: parameter.requires_grad for parameter in model.parameters()}
@@ -266,7 +284,7 @@ class SpeechFold:
         _, segment = frame_and_segment_parameters(model)
         for parameter in segment:
             parameter.requires_grad_(True)
-        optimizer = optimizer_for([], segment, stage)
+        optimizer = optimizer_for([], segment, stage, self.runtime)
         targets = torch.as_tensor(train_y, dtype=torch.long).repeat_interleave(chunks)
         build = TensorBuilder(train_x.flatten(0, 1), targets)
 
@@ -299,7 +317,8 @@ class SpeechFold:
             fingerprint=fingerprint.as_dict(),
             class_weights=self.class_weights,
         )
-        trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
+        with self.timed("lp_epochs"):
+            trainer.fit(stage.epochs, make_batches, lambda epoch: self._metrics(score("holdout"), "holdout"))
         trainer.restore_best()
         for parameter, was in trainable.items():  # as before the probe (an ssl encoder's CNN stays frozen)
             parameter.requires_grad_(was)
@@ -308,7 +327,7 @@ class SpeechFold:
     # -- stage 2 ----------------------------------------------------------------------------
     def fine_tune(self, model: Classifier, fingerprint: Fingerprint) -> dict | None:
         stage = self.config.speech.fine_tune
-        optimizer = optimizer_for(*frame_and_segment_parameters(model), stage)
+        optimizer = optimizer_for(*frame_and_segment_parameters(model), stage, self.runtime)
         items = training_items(len(self.features["train"]), self.config.augment.copies)
         augmenters = build_augmenters(self.config)
         lengths = self.features["train"].lengths
@@ -337,16 +356,18 @@ class SpeechFold:
             runtime=self.runtime,
             fingerprint=fingerprint.as_dict(),
             class_weights=self.class_weights,
+            compile_shapes=chunk_shapes(stage.chunk_frames, self.runtime),
         )
         # The probed model's hold-out metrics are recorded (start); with keep_start_if_best it also
         # competes with the fine-tuned epochs (best_epoch -1: no epoch beat the probe, ft = lp).
-        trainer.fit(
-            stage.epochs,
-            make_batches,
-            lambda epoch: self._metrics(score("holdout"), "holdout"),
-            evaluate_start=True,
-            keep_start_if_best=stage.keep_start_if_best,
-        )
+        with self.timed("ft_epochs"):
+            trainer.fit(
+                stage.epochs,
+                make_batches,
+                lambda epoch: self._metrics(score("holdout"), "holdout"),
+                evaluate_start=True,
+                keep_start_if_best=stage.keep_start_if_best,
+            )
         trainer.restore_best()
         return self._write("ft", model, score, trainer)
 
@@ -374,10 +395,12 @@ def run_speech_fold(
     runtime: Runtime | None = None,
     pretraining: Stage | None = None,
     rerun_changed: bool = False,
+    timings: dict | None = None,
 ) -> dict:
     """Linear probe then fine-tune system `system` of `config` (the run's config); a stage done
     with the same fingerprint is skipped, one done with another is refused (or, with
-    `rerun_changed`, done again). Returns the summaries of the stages run (on rank 0)."""
+    `rerun_changed`, done again). Returns the summaries of the stages run (on rank 0). `timings`,
+    when given, receives the wall seconds of each phase (SpeechFold.timings)."""
     plan = config.system(system)
     planned = speech_stages(config, system, fold, pathlib.Path(corpus_root), pathlib.Path(run_dir), pretraining)
     config = config.system_config(system)
@@ -402,4 +425,6 @@ def run_speech_fold(
     if "ft" in wanted and states["ft"] != "done":
         results["ft"] = job.fine_tune(model, planned["ft"].fingerprint)
     runtime.barrier()
+    if timings is not None:
+        timings.update(job.timings)
     return results
