@@ -22,7 +22,8 @@ group when several processes train one model (DDP under `torchrun`).
 - **Processes**: `torchrun --standalone --nproc_per_node=N -m merlib ...` sets RANK, WORLD_SIZE
   and LOCAL_RANK; the process group is started here (nccl on CUDA, gloo on the CPU). Each rank
   trains on a disjoint part of every global batch (the config's `batch_size` is the global one),
-  gradients are averaged by DistributedDataParallel, and rank 0 alone evaluates and writes.
+  gradients are averaged by DistributedDataParallel, full-length evaluations are spread over the
+  ranks, and rank 0 alone writes.
 """
 
 from __future__ import annotations
