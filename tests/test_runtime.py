@@ -573,7 +573,7 @@ def _losses(runtime, steps=3, compile_shapes=0):
     model = tiny_model()
     build = ChunkBuilder(features, labels)
     trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), seed=3, progress=False,
-                      runtime=runtime, compile_shapes=compile_shapes)  # fmt: skip
+                      runtime=runtime, compile_shapes=compile_shapes, forward=forward_masked)  # fmt: skip
 
     def make(epoch, rng):
         return epoch_loader(plan_chunk_batches([len(x) for x in features], training_items(8, 0), 8, [24], rng), build,
