@@ -223,13 +223,17 @@ def test_the_speaker_hold_out_is_each_speakers_last_utterances_in_one_pass():
     import time
 
     from merlib.data.speakers import SpeakerUtterance
-    from merlib.train.speaker import holdout_split
+    from merlib.train.speaker import holdout_positions
 
     rng = np.random.default_rng(0)
 
     def records(count, speakers):
         names = rng.integers(speakers, size=count)
         return [SpeakerUtterance(f"u{i}", f"id{n:05d}", "v", f"w{i}.wav", 1.0) for i, n in enumerate(names)]
+
+    def holdout_split(records, per_speaker):
+        train, held = holdout_positions(records, per_speaker)
+        return [records[p] for p in train], [records[p] for p in held]
 
     small = records(300, 20)
     train, holdout = holdout_split(small, 2)

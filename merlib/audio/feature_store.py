@@ -127,7 +127,7 @@ class _ShardWriter:
         line = {"id": utterance_id, "offset": offset, "frames": int(features.shape[0]), "source": source}
         index.write((json.dumps(line) + "\n").encode())
         index.flush()
-        return Entry(str(self.ark_path), offset, int(features.shape[0]), None if source is None else tuple(source))
+        return Entry(str(self.ark_path), offset, int(features.shape[0]), source)
 
     def close(self) -> None:
         for file in self._files or ():
@@ -176,7 +176,7 @@ class FeatureCache:
         """Every shard's entries by id; a torn last line (a process killed while writing it) is skipped."""
         entries: dict[str, list[Entry]] = {}
         folders = [self.folder] + ([self._writer.ark_path.parent] if self._writer else [])
-        for index_path in sorted({p for folder in dict.fromkeys(folders) for p in folder.glob("*.jsonl")}):
+        for index_path in sorted({p for folder in folders for p in folder.glob("*.jsonl")}):
             ark = str(index_path.with_suffix(".ark"))
             with open(index_path, "rb") as lines:
                 for line in lines:

@@ -44,12 +44,6 @@ def holdout_positions(records: Sequence[SpeakerUtterance], per_speaker: int) -> 
     return [p for p in range(len(records)) if p not in held], sorted(held)
 
 
-def holdout_split(records: Sequence[SpeakerUtterance], per_speaker: int) -> tuple[list, list]:
-    """holdout_positions as the records themselves."""
-    train, held = holdout_positions(records, per_speaker)
-    return [records[p] for p in train], [records[p] for p in held]
-
-
 def scaled_for_ranks(pretrain, world_size: int):
     """The stage as it trains on `world_size` ranks: with `per_device_batch`, a global batch of
     batch_size × ranks and learning rates × ranks (the linear scaling rule of Goyal et al. 2017,
